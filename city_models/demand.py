@@ -1,0 +1,156 @@
+"""Time-of-day demand from a gravity OD model, sampled into SUMO trips, seeded.
+
+Traffic zones are cells of a coarse grid. Homes weigh more towards the edge of the
+city, jobs towards its centre. Each period has a total (share of the peak hour) and a
+direction: in the AM peak trips go home -> job, in the PM peak job -> home, midday and
+night mix both. ``trips_ij ∝ P_i · A_j · exp(-d_ij / decay_m)``. SUMO routes each trip
+at insertion (fastest path), so the trip file holds origins and destinations only.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from city_models.manifest import DemandModel, TrafficZone
+from twin.errors import ScenarioError
+from twin.sumo_net import NetInfo
+
+# period -> share of the peak-hour total and its direction; start of the period (s of day)
+PERIODS: dict[str, dict[str, float | str]] = {
+    "night": {"share": 0.12, "direction": "mixed", "start_s": 2 * 3600},
+    "am_peak": {"share": 1.00, "direction": "home_to_job", "start_s": 8 * 3600},
+    "midday": {"share": 0.55, "direction": "mixed", "start_s": 12 * 3600},
+    "pm_peak": {"share": 0.95, "direction": "job_to_home", "start_s": 18 * 3600},
+}
+TRUCK_SHARE = 0.05
+
+
+def make_demand_model(
+    net: NetInfo, *, peak_trips_per_h: int, zones_per_axis: int, exclude: set[str]
+) -> DemandModel:
+    """Zones and weights of the OD model for a built network."""
+    xmin, ymin, xmax, ymax = net.bbox_xy
+    cx, cy = (xmin + xmax) / 2, (ymin + ymax) / 2
+    half = max(xmax - xmin, ymax - ymin) / 2
+    cells: dict[tuple[int, int], list[tuple[str, float]]] = {}
+    for e in net.edges.values():
+        if e.id.endswith("_pocket") or e.id in exclude or e.length_m < 20.0:
+            continue
+        (x0, y0), (x1, y1) = e.shape_xy[0], e.shape_xy[-1]
+        mx, my = (x0 + x1) / 2, (y0 + y1) / 2
+        i = min(int((mx - xmin) / (xmax - xmin) * zones_per_axis), zones_per_axis - 1)
+        j = min(int((my - ymin) / (ymax - ymin) * zones_per_axis), zones_per_axis - 1)
+        cells.setdefault((i, j), []).append((e.id, e.length_m * e.lanes))
+    zones = []
+    for (i, j), edges in sorted(cells.items()):
+        zx = xmin + (i + 0.5) * (xmax - xmin) / zones_per_axis
+        zy = ymin + (j + 0.5) * (ymax - ymin) / zones_per_axis
+        r = math.hypot(zx - cx, zy - cy) / half
+        edges.sort()
+        zones.append(
+            TrafficZone(
+                id=f"z{i}_{j}",
+                x=round(zx, 1),
+                y=round(zy, 1),
+                edges=[e for e, _ in edges],
+                edge_weights=[round(w, 1) for _, w in edges],
+                homes=round(0.4 + r, 4),
+                jobs=round(math.exp(-2.5 * r * r) + 0.15, 4),
+            )
+        )
+    return DemandModel(
+        zones=zones,
+        decay_m=round(0.5 * half, 1),
+        peak_trips_per_h=peak_trips_per_h,
+        periods=PERIODS,
+        truck_share=TRUCK_SHARE,
+    )
+
+
+@dataclass(frozen=True)
+class Trip:
+    id: str
+    depart_s: float
+    from_edge: str
+    to_edge: str
+    vtype: str
+
+
+def od_matrix(model: DemandModel, period: str) -> np.ndarray:
+    """Expected trips per hour between zones in ``period`` (zones in manifest order)."""
+    if period not in model.periods:
+        raise ScenarioError(
+            f"Unknown demand period {period!r}; allowed: {', '.join(model.periods)}."
+        )
+    spec = model.periods[period]
+    homes = np.array([z.homes for z in model.zones])
+    jobs = np.array([z.jobs for z in model.zones])
+    if spec["direction"] == "home_to_job":
+        prod, attr = homes, jobs
+    elif spec["direction"] == "job_to_home":
+        prod, attr = jobs, homes
+    else:
+        prod = attr = 0.5 * (homes / homes.sum() + jobs / jobs.sum())
+    xy = np.array([(z.x, z.y) for z in model.zones])
+    dist = np.hypot(xy[:, None, 0] - xy[None, :, 0], xy[:, None, 1] - xy[None, :, 1])
+    weight = prod[:, None] * attr[None, :] * np.exp(-dist / model.decay_m)
+    total = model.peak_trips_per_h * float(spec["share"])
+    return weight / weight.sum() * total
+
+
+def sample_trips(
+    model: DemandModel,
+    *,
+    period: str,
+    duration_s: float,
+    seed: int,
+    scale: float = 1.0,
+    begin_s: float = 0.0,
+) -> list[Trip]:
+    """Trips departing in ``[begin_s, begin_s + duration_s)``, Poisson in number, seeded."""
+    if duration_s <= 0:
+        raise ScenarioError(f"duration_s must be > 0 (got {duration_s}).")
+    rng = np.random.default_rng(seed)
+    od = od_matrix(model, period) * scale * duration_s / 3600.0
+    flat = od.ravel()
+    n_trips = int(rng.poisson(flat.sum()))
+    pairs = rng.choice(flat.size, size=n_trips, p=flat / flat.sum())
+    departs = np.sort(rng.uniform(begin_s, begin_s + duration_s, size=n_trips))
+    n_zones = len(model.zones)
+    probs = [np.asarray(z.edge_weights) / np.sum(z.edge_weights) for z in model.zones]
+    trips: list[Trip] = []
+    for k, (pair, t) in enumerate(zip(pairs, departs, strict=True)):
+        oz, dz = model.zones[pair // n_zones], model.zones[pair % n_zones]
+        src = oz.edges[rng.choice(len(oz.edges), p=probs[pair // n_zones])]
+        dst = dz.edges[rng.choice(len(dz.edges), p=probs[pair % n_zones])]
+        if src == dst or src.split("-")[::-1] == dst.split("-"):
+            continue  # same street, either way: not a trip through the network
+        vtype = "truck" if rng.random() < model.truck_share else "car"
+        trips.append(Trip(f"t{k}", round(float(t), 2), src, dst, vtype))
+    return trips
+
+
+VTYPES_XML = (
+    '  <vType id="car" vClass="passenger" length="4.5" minGap="2.5" accel="2.6" decel="4.5" '
+    'sigma="0.5" speedDev="0.1"/>\n'
+    '  <vType id="truck" vClass="truck" length="10.0" minGap="3.0" accel="1.3" decel="4.0" '
+    'sigma="0.5" speedDev="0.05"/>\n'
+)
+
+
+def write_trips(trips: list[Trip], path: Path) -> Path:
+    """Write trips as a SUMO route file (routed by SUMO at insertion)."""
+    with path.open("w", encoding="utf-8") as fh:
+        fh.write("<routes>\n")
+        fh.write(VTYPES_XML)
+        for t in trips:
+            fh.write(
+                f'  <trip id="{t.id}" type="{t.vtype}" depart="{t.depart_s:.2f}" '
+                f'from="{t.from_edge}" to="{t.to_edge}" departLane="best" departSpeed="max"/>\n'
+            )
+        fh.write("</routes>\n")
+    return path

@@ -1,0 +1,171 @@
+"""Fixed-time signal plans for the synthetic city, in Korean practice.
+
+Per axis (E-W, N-S): a *through* phase (through + right turns green) and, where the
+approaches have an exclusive left-turn pocket, a protected *left* phase after it
+("through first, then left"). Left turns from a shared lane are permissive (``g``:
+they yield to the opposing through). Right turns on red proceed after a stop (``s``).
+Every change of green is followed by yellow (3 s) and all-red (2 s).
+
+Minimum greens: vehicle minimum, and for a through phase the pedestrian minimum
+``walk_s + crossing_m / ped_speed_mps`` for the crosswalk that runs beside it (across
+the other road). Splits share the cycle in proportion to lanes served, never below
+those minimums; offsets make a simple green wave along E-W at the design speed.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from city_models.presets import CityPreset
+from twin.sumo_net import LinkInfo, NetInfo, TlsInfo
+
+LANE_WIDTH_M = 3.2
+PROGRESSION_SPEED_MPS = 50 / 3.6
+LEFT_WEIGHT = 0.35  # share of a through phase's lanes a protected left phase needs
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One phase of a plan; ``kind`` is green, yellow or all_red."""
+
+    name: str
+    kind: str
+    state: str
+    duration_s: float
+    min_green_s: float
+    ped_min_green_s: float
+    max_green_s: float
+
+
+@dataclass(frozen=True)
+class SignalPlan:
+    tls_id: str
+    cycle_s: float
+    offset_s: float
+    phases: tuple[Phase, ...]
+
+
+def axis_of(net: NetInfo, edge_id: str) -> str:
+    """``'EW'`` or ``'NS'``: the axis of an edge's last segment (its approach heading)."""
+    shape = net.edges[edge_id].shape_xy
+    (x0, y0), (x1, y1) = shape[-2], shape[-1]
+    return "EW" if abs(x1 - x0) >= abs(y1 - y0) else "NS"
+
+
+def _exclusive_left_lanes(links: tuple[LinkInfo, ...]) -> set[str]:
+    dirs: dict[str, set[str]] = {}
+    for link in links:
+        dirs.setdefault(link.from_lane, set()).add(link.direction)
+    return {lane for lane, d in dirs.items() if d <= {"l", "L", "t"}}
+
+
+def design_plan(net: NetInfo, tls: TlsInfo, *, preset: CityPreset) -> SignalPlan:
+    """The fixed-time plan of one signal (see the module doc for the rules)."""
+    n = len(tls.links)
+    left_lanes = _exclusive_left_lanes(tls.links)
+    axes: dict[str, list[LinkInfo]] = {}
+    for link in tls.links:
+        axes.setdefault(axis_of(net, link.from_edge), []).append(link)
+    # the busier axis (more lanes in) goes first
+    order = sorted(axes, key=lambda a: -sum(net.edges[k.from_edge].lanes for k in axes[a]))
+    greens: list[tuple[str, set[int], set[int], float, float]] = []  # name, G, g, weight, ped
+    for axis in order:
+        links = axes[axis]
+        lefts = {k.index for k in links if k.direction in {"l", "L", "t"}}
+        protected = {k.index for k in links if k.from_lane in left_lanes}
+        through = {k.index for k in links} - lefts
+        lanes_in = max(net.edges[k.from_edge].lanes for k in links)
+        other = [k for a, ks in axes.items() if a != axis for k in ks]
+        # the crosswalk beside this phase crosses one leg of the other road: in + out lanes
+        crossing_lanes = max((net.edges[k.from_edge].lanes for k in other), default=0) + max(
+            (net.edges[k.to_edge].lanes for k in other), default=0
+        )
+        ped_min = preset.walk_s + crossing_lanes * LANE_WIDTH_M / preset.ped_speed_mps
+        greens.append((f"{axis} through", through, lefts - protected, float(lanes_in), ped_min))
+        if protected:
+            greens.append((f"{axis} left", protected, set(), LEFT_WEIGHT * lanes_in, 0.0))
+    rights = {k.index for k in tls.links if k.direction in {"r", "R"}}
+    lost_s = len(greens) * (preset.yellow_s + preset.all_red_s)
+    mins = [
+        float(
+            math.ceil(
+                max(preset.left_min_green_s if "left" in g[0] else preset.vehicle_min_green_s, g[4])
+            )
+        )
+        for g in greens
+    ]
+    cycle_s = max(preset.cycle_s, lost_s + sum(mins))
+    splits = _splits(cycle_s - lost_s, [g[3] for g in greens], mins)
+
+    def state(green_hi: set[int], green_lo: set[int], yellow: set[int] = frozenset()) -> str:  # type: ignore[assignment]
+        chars = []
+        for i in range(n):
+            if i in green_hi:
+                chars.append("G")
+            elif i in green_lo:
+                chars.append("g")
+            elif i in yellow:
+                chars.append("y")
+            elif i in rights:
+                chars.append("s")
+            else:
+                chars.append("r")
+        return "".join(chars)
+
+    phases: list[Phase] = []
+    for k, (name, hi, lo, _w, ped) in enumerate(greens):
+        nxt_hi, nxt_lo = greens[(k + 1) % len(greens)][1:3]
+        keep_hi, keep_lo = hi & nxt_hi, lo & (nxt_hi | nxt_lo)
+        ending = (hi | lo) - keep_hi - keep_lo
+        phases.append(
+            Phase(name, "green", state(hi, lo), splits[k], mins[k], ped, max(2 * splits[k], 60.0))
+        )
+        y = preset.yellow_s
+        phases.append(
+            Phase(f"{name} yellow", "yellow", state(keep_hi, keep_lo, ending), y, y, 0, y)
+        )
+        ar = preset.all_red_s
+        phases.append(Phase(f"{name} all-red", "all_red", state(keep_hi, keep_lo), ar, ar, 0, ar))
+    x, _y = net.nodes_xy[tls.node]
+    offset_s = math.fmod(x / PROGRESSION_SPEED_MPS, cycle_s) % cycle_s
+    return SignalPlan(tls.id, cycle_s, round(offset_s, 1), tuple(phases))
+
+
+def _splits(green_s: float, weights: list[float], mins: list[float]) -> list[float]:
+    """Share ``green_s`` by weight, never below the minimums (whole seconds)."""
+    fixed = [False] * len(weights)
+    out = list(mins)
+    while True:
+        free = green_s - sum(m for m, f in zip(mins, fixed, strict=True) if f)
+        w_free = sum(w for w, f in zip(weights, fixed, strict=True) if not f)
+        changed = False
+        for i, (w, m) in enumerate(zip(weights, mins, strict=True)):
+            if not fixed[i]:
+                out[i] = free * w / w_free
+                if out[i] < m:
+                    fixed[i], out[i], changed = True, m, True
+        if not changed:
+            break
+    rounded = [max(float(math.floor(v)), m) for v, m in zip(out, mins, strict=True)]
+    rounded[int(np.argmax(weights))] += max(round(green_s - sum(rounded)), 0)
+    return rounded
+
+
+def plans_to_xml(plans: list[SignalPlan]) -> str:
+    """The plans as a SUMO ``<additional>`` with one static ``<tlLogic>`` each."""
+    lines = ["<additional>"]
+    for plan in plans:
+        lines.append(
+            f'  <tlLogic id="{plan.tls_id}" type="static" programID="0" offset="{plan.offset_s}">'
+        )
+        for ph in plan.phases:
+            lines.append(
+                f'    <phase duration="{ph.duration_s:g}" state="{ph.state}" '
+                f'minDur="{ph.min_green_s:g}" maxDur="{ph.max_green_s:g}" name="{ph.name}"/>'
+            )
+        lines.append("  </tlLogic>")
+    lines.append("</additional>")
+    return "\n".join(lines) + "\n"

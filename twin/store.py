@@ -1,0 +1,353 @@
+"""The run store: one row per simulation run, through SQLAlchemy (SQLite or PostgreSQL).
+
+A run is created as ``'running'`` and ends as ``'done'`` (with metrics) or ``'failed'``
+(with the error message). Time series of a run are Parquet files in the run's folder;
+the store keeps their names. Several processes may share one store (SQLite file or
+PostgreSQL database).
+"""
+
+from __future__ import annotations
+
+import builtins
+import logging
+import math
+import re
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, cast
+
+import numpy as np
+from sqlalchemy import JSON, DateTime, Integer, String, Text, create_engine, inspect, select
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+
+from twin.errors import ConfigError, RunError, RunNotFoundError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from twin.config import Settings
+
+log = logging.getLogger(__name__)
+
+RunStatus = Literal["running", "done", "failed"]
+STATUSES: tuple[RunStatus, ...] = ("running", "done", "failed")
+MIN_PREFIX_CHARS = 4
+_SERIES_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+class _Base(DeclarativeBase):
+    pass
+
+
+class _Run(_Base):
+    __tablename__ = "runs"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    scenario_name: Mapped[str] = mapped_column(String(200))
+    scenario_kind: Mapped[str] = mapped_column(String(64), index=True)
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    city_name: Mapped[str] = mapped_column(String(200))
+    city_hash: Mapped[str] = mapped_column(String(128))
+    seed: Mapped[int] = mapped_column(Integer)
+    versions: Mapped[dict[str, str]] = mapped_column(JSON)
+    metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    error: Mapped[str | None] = mapped_column(Text)
+    run_dir: Mapped[str | None] = mapped_column(String(1024))
+    series_files: Mapped[list[str] | None] = mapped_column(JSON)
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One run as stored; see the module docstring for the life cycle."""
+
+    id: str
+    created_at: datetime
+    finished_at: datetime | None
+    status: RunStatus
+    scenario_name: str
+    scenario_kind: str
+    spec: dict[str, Any]
+    city_name: str
+    city_hash: str
+    seed: int
+    versions: dict[str, str]
+    metrics: dict[str, Any] | None
+    error: str | None
+    run_dir: Path | None
+    series_files: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record as JSON-serialisable values (datetimes as ISO 8601 strings)."""
+        return cast(dict[str, Any], jsonable({f.name: getattr(self, f.name) for f in fields(self)}))
+
+
+def jsonable(value: Any) -> Any:
+    """Plain JSON values from ``value``: numpy scalars and arrays become Python numbers
+    and lists, tuples become lists, paths and datetimes become strings (ISO 8601 for
+    datetimes), NaN and infinities become None.
+    """
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | np.ndarray):
+        return [jsonable(v) for v in (value.tolist() if isinstance(value, np.ndarray) else value)]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def new_run_id(now: datetime | None = None) -> str:
+    """A new sortable run id: UTC time ``YYYYmmddTHHMMSS``, ``-``, six random hex digits."""
+    stamp = (now or datetime.now(UTC)).astimezone(UTC).strftime("%Y%m%dT%H%M%S")
+    return f"{stamp}-{uuid.uuid4().hex[:6]}"
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    # SQLite gives back naive datetimes; every stored time is UTC.
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)
+
+
+def _record(row: _Run) -> RunRecord:
+    return RunRecord(
+        id=row.id,
+        created_at=cast(datetime, _utc(row.created_at)),
+        finished_at=_utc(row.finished_at),
+        status=cast(RunStatus, row.status),
+        scenario_name=row.scenario_name,
+        scenario_kind=row.scenario_kind,
+        spec=dict(row.spec),
+        city_name=row.city_name,
+        city_hash=row.city_hash,
+        seed=row.seed,
+        versions=dict(row.versions),
+        metrics=dict(row.metrics) if row.metrics is not None else None,
+        error=row.error,
+        run_dir=Path(row.run_dir) if row.run_dir else None,
+        series_files=tuple(row.series_files or ()),
+    )
+
+
+class RunStore:
+    """Records of runs in a SQL database.
+
+    Parameters
+    ----------
+    url
+        SQLAlchemy URL, e.g. ``sqlite:///path/runs.sqlite`` or ``postgresql+psycopg://...``.
+        The parent folder of a SQLite file is created; the table is created if missing.
+    echo
+        Log every SQL statement (for debugging).
+    """
+
+    def __init__(self, url: str, *, echo: bool = False) -> None:
+        parsed = make_url(url)
+        connect_args: dict[str, Any] = {}
+        if parsed.get_backend_name() == "sqlite":
+            connect_args["timeout"] = 30.0  # seconds to wait for another process's write
+            db = parsed.database
+            if db and db != ":memory:" and not db.startswith("file:"):
+                Path(db).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        self.url = url
+        self._engine = create_engine(url, echo=echo, connect_args=connect_args)
+        try:
+            _Base.metadata.create_all(self._engine)
+        except DBAPIError:
+            if not inspect(self._engine).has_table(_Run.__tablename__):
+                raise  # else another process created the table at the same moment
+        self._sessions = sessionmaker(self._engine, expire_on_commit=False)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RunStore:
+        """The store at ``settings.db_url``."""
+        return cls(settings.db_url)
+
+    def close(self) -> None:
+        """Close every database connection of this store."""
+        self._engine.dispose()
+
+    def _row(self, session: Session, run_id: str) -> _Run:
+        row = session.get(_Run, run_id)
+        if row is None:
+            raise RunNotFoundError(f"No run with id {run_id!r} in the run store {self.url}.")
+        return row
+
+    def create_run(
+        self,
+        *,
+        scenario_name: str,
+        scenario_kind: str,
+        spec: dict[str, Any],
+        city_name: str,
+        city_hash: str,
+        seed: int,
+        versions: dict[str, str],
+        run_dir: Path | None = None,
+        run_id: str | None = None,
+    ) -> str:
+        """Record a new run with status ``'running'`` and return its id."""
+        now = datetime.now(UTC)
+        run_id = run_id or new_run_id(now)
+        if len(run_id) > 32:
+            raise ConfigError(f"The run id {run_id!r} is longer than 32 characters.")
+        with self._sessions.begin() as session:
+            if session.get(_Run, run_id) is not None:
+                raise ConfigError(f"A run with id {run_id!r} is already in the run store.")
+            session.add(
+                _Run(
+                    id=run_id,
+                    created_at=now,
+                    finished_at=None,
+                    status="running",
+                    scenario_name=scenario_name,
+                    scenario_kind=scenario_kind,
+                    spec=jsonable(spec),
+                    city_name=city_name,
+                    city_hash=city_hash,
+                    seed=int(seed),
+                    versions={str(k): str(v) for k, v in versions.items()},
+                    run_dir=str(run_dir) if run_dir is not None else None,
+                    series_files=[],
+                )
+            )
+        log.info("run %s created (%s, %s)", run_id, scenario_kind, scenario_name)
+        return run_id
+
+    def mark_done(
+        self, run_id: str, *, metrics: dict[str, Any], series_files: Sequence[str] = ()
+    ) -> None:
+        """Set the run ``'done'`` with its metrics; ``series_files`` are added to its list."""
+        with self._sessions.begin() as session:
+            row = self._row(session, run_id)
+            row.status = "done"
+            row.finished_at = datetime.now(UTC)
+            row.metrics = jsonable(metrics)
+            known = builtins.list(row.series_files or [])
+            row.series_files = known + [f for f in series_files if f not in known]
+        log.info("run %s done", run_id)
+
+    def mark_failed(self, run_id: str, *, error: str) -> None:
+        """Set the run ``'failed'`` with ``error``; a second failure appends its message.
+
+        A run already ``'done'`` stays done (a warning is logged).
+        """
+        with self._sessions.begin() as session:
+            row = self._row(session, run_id)
+            if row.status == "done":
+                log.warning("run %s is done; not marking it failed (%s)", run_id, error)
+                return
+            if row.error and row.error != error:
+                error = f"{row.error}\n{error}"
+            row.status = "failed"
+            row.finished_at = datetime.now(UTC)
+            row.error = error
+        log.info("run %s failed: %s", run_id, error)
+
+    def set_run_dir(self, run_id: str, run_dir: Path) -> None:
+        """Record the folder that holds the run's files."""
+        with self._sessions.begin() as session:
+            self._row(session, run_id).run_dir = str(run_dir)
+
+    def get(self, run_id: str) -> RunRecord:
+        """The run with id ``run_id``, or with a unique id prefix of at least 4 characters.
+
+        Raises
+        ------
+        RunNotFoundError
+            No run matches, or the prefix matches several runs.
+        """
+        with self._sessions() as session:
+            row = session.get(_Run, run_id)
+            if row is not None:
+                return _record(row)
+            if len(run_id) < MIN_PREFIX_CHARS:
+                raise RunNotFoundError(
+                    f"No run with id {run_id!r} in the run store {self.url} "
+                    f"(an id prefix needs at least {MIN_PREFIX_CHARS} characters)."
+                )
+            escaped = run_id.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            query = select(_Run).where(_Run.id.like(f"{escaped}%", escape="\\"))
+            rows = session.scalars(query.order_by(_Run.id.desc()).limit(6)).all()
+        if not rows:
+            raise RunNotFoundError(f"No run id starts with {run_id!r} in the run store {self.url}.")
+        if len(rows) > 1:
+            ids = ", ".join(r.id for r in rows[:5]) + (", ..." if len(rows) > 5 else "")
+            raise RunNotFoundError(
+                f"The id prefix {run_id!r} matches several runs ({ids}); give more characters."
+            )
+        return _record(rows[0])
+
+    def list(
+        self, *, limit: int = 50, status: str | None = None, kind: str | None = None
+    ) -> builtins.list[RunRecord]:
+        """At most ``limit`` runs, newest first, optionally of one status and scenario kind."""
+        if limit < 1:
+            raise ConfigError(f"The run list limit must be at least 1, not {limit}.")
+        if status is not None and status not in STATUSES:
+            raise ConfigError(
+                f"Unknown run status {status!r}; allowed values are {', '.join(STATUSES)}."
+            )
+        query = select(_Run).order_by(_Run.created_at.desc(), _Run.id.desc()).limit(limit)
+        if status is not None:
+            query = query.where(_Run.status == status)
+        if kind is not None:
+            query = query.where(_Run.scenario_kind == kind)
+        with self._sessions() as session:
+            return [_record(row) for row in session.scalars(query)]
+
+    def write_series(self, run_id: str, name: str, frame: pd.DataFrame) -> Path:
+        """Write ``frame`` to ``<run_dir>/<name>.parquet`` and record the file; return its path."""
+        if not _SERIES_NAME.fullmatch(name):
+            raise ConfigError(
+                f"The series name {name!r} is not a plain file name "
+                "(letters, digits, '_', '.', '-'; not starting with '.')."
+            )
+        record = self.get(run_id)
+        if record.run_dir is None:
+            raise RunError(
+                f"Run {record.id} has no run folder, so series {name!r} cannot be written; "
+                "set one with create_run(run_dir=...) or set_run_dir()."
+            )
+        file_name = f"{name}.parquet"
+        path = record.run_dir / file_name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f".{file_name}.{uuid.uuid4().hex[:8]}.tmp")
+        frame.to_parquet(partial, engine="pyarrow")
+        partial.replace(path)
+        with self._sessions.begin() as session:
+            row = self._row(session, record.id)
+            known = builtins.list(row.series_files or [])
+            if file_name not in known:
+                row.series_files = [*known, file_name]
+        log.debug("run %s: wrote series %s (%d rows)", record.id, path, len(frame))
+        return path
+
+    def read_series(self, run_id: str, name: str) -> pd.DataFrame:
+        """The series ``name`` written by :meth:`write_series` for the run."""
+        import pandas as pd
+
+        record = self.get(run_id)
+        file_name = f"{name}.parquet"
+        if record.run_dir is None or file_name not in record.series_files:
+            available = ", ".join(f.removesuffix(".parquet") for f in record.series_files)
+            raise RunError(
+                f"Run {record.id} has no series {name!r}; available: {available or 'none'}."
+            )
+        path = record.run_dir / file_name
+        if not path.is_file():
+            raise RunError(f"The series file {path} of run {record.id} is missing.")
+        return pd.read_parquet(path, engine="pyarrow")
