@@ -103,12 +103,12 @@ def _render_png(
         _no_data(ax_spd)
     ax_spd.set(title="Mean speed", xlabel="simulation time [min]", ylabel="km/h")
 
-    if (d := _col(series, "t_s", "halting_total")) is not None:
-        ax_halt.fill_between(d["t_s"] / 60.0, d["halting_total"], color="tab:red", alpha=0.4)
-        ax_halt.plot(d["t_s"] / 60.0, d["halting_total"], color="tab:red")
+    if (d := _col(series, "t_s", "vehicles_halting")) is not None:
+        ax_halt.fill_between(d["t_s"] / 60.0, d["vehicles_halting"], color="tab:red", alpha=0.4)
+        ax_halt.plot(d["t_s"] / 60.0, d["vehicles_halting"], color="tab:red")
     else:
         _no_data(ax_halt)
-    ax_halt.set(title="Halting vehicles on signal approaches", xlabel="simulation time [min]")
+    ax_halt.set(title="Halting vehicles (whole network)", xlabel="simulation time [min]")
     ax_halt.set_ylabel("veh")
 
     top = pd.Series(dtype=float)
@@ -157,7 +157,7 @@ def write_summary(
         finished_at, versions, error, metrics, ...).
     series : pandas.DataFrame or None
         Network time series with ``t_s`` and any of ``vehicles_running``,
-        ``vehicles_arrived``, ``mean_speed_mps``, ``halting_total``.
+        ``vehicles_arrived``, ``mean_speed_mps``, ``vehicles_halting``.
     queues : pandas.DataFrame or None
         Long-format queues with ``t_s``, ``tls_id``, ``queue_veh``.
     out_dir : pathlib.Path

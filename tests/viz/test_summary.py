@@ -49,7 +49,7 @@ def _series() -> pd.DataFrame:
             "vehicles_running": 100 + 50 * np.sin(t / 600),
             "vehicles_arrived": np.cumsum(np.full(t.size, 20)),
             "mean_speed_mps": 10 - 3 * np.sin(t / 900),
-            "halting_total": 20 + 10 * np.cos(t / 700),
+            "vehicles_halting": 20 + 10 * np.cos(t / 700),
         }
     )
 

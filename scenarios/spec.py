@@ -1,0 +1,72 @@
+"""Scenario specs: typed, validated, frozen. A TOML file is validated into one of these."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Period = Literal["night", "am_peak", "midday", "pm_peak"]
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CityRef(_Spec):
+    """Which city: a preset built (and cached) on demand, or a built city folder."""
+
+    preset: Literal["district", "suwon-scale"] = "district"
+    seed: int = Field(default=1, ge=0, le=2**31 - 1)
+    path: str | None = None
+
+
+class DemandSpec(_Spec):
+    """Background traffic from the city's OD model."""
+
+    period: Period = "am_peak"
+    scale: float = Field(default=1.0, gt=0.0, le=5.0)
+
+
+class SimSpec(_Spec):
+    """Simulation window and how often the twin looks at it."""
+
+    begin_s: float = Field(default=0.0, ge=0.0, le=86_400.0)
+    duration_s: float = Field(default=3600.0, ge=60.0, le=86_400.0)
+    step_length_s: float = Field(default=1.0, ge=0.05, le=1.0)
+    control_interval_s: float = Field(default=5.0, ge=1.0, le=300.0)
+    series_interval_s: float = Field(default=60.0, ge=1.0, le=3600.0)
+    teleport_s: float = Field(default=300.0, ge=-1.0, le=3600.0)
+    backend: Literal["libsumo", "traci"] = "libsumo"
+
+    @model_validator(mode="after")
+    def _intervals(self) -> SimSpec:
+        if self.series_interval_s % self.control_interval_s:
+            raise ValueError(
+                f"series_interval_s ({self.series_interval_s:g}) must be a multiple of "
+                f"control_interval_s ({self.control_interval_s:g})"
+            )
+        return self
+
+    @property
+    def end_s(self) -> float:
+        return self.begin_s + self.duration_s
+
+
+class ScenarioSpec(_Spec):
+    """Fields every scenario has; ``kind`` picks the behaviour."""
+
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.\- ]+$")
+    kind: str
+    description: str = ""
+    seed: int = Field(default=42, ge=0, le=2**31 - 1)
+    city: CityRef = CityRef()
+    demand: DemandSpec = DemandSpec()
+    sim: SimSpec = SimSpec()
+    controller: Literal["fixed"] = "fixed"
+
+
+class BaselineSpec(ScenarioSpec):
+    """Demand + the network's own fixed-time plans, nothing else."""
+
+    kind: Literal["baseline"] = "baseline"

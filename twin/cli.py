@@ -1,0 +1,235 @@
+"""The ``twin`` command line. An entry point: it may import every package.
+
+Contract other tools rely on: ``twin run ... --json`` prints one JSON object (with at
+least ``run_id``, ``status``, ``metrics``) as the last line on stdout; progress and
+messages go to stderr. Exit codes: 0 done, 1 the run failed (recorded), 2 bad input.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from twin.config import Settings, load_settings
+from twin.errors import TwinError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="CityTwin: a SUMO traffic twin.")
+city_app = typer.Typer(no_args_is_help=True, help="Build and inspect city models.")
+runs_app = typer.Typer(no_args_is_help=True, help="List and show recorded runs.")
+app.add_typer(city_app, name="city")
+app.add_typer(runs_app, name="runs")
+err = Console(stderr=True)
+out = Console()
+log = logging.getLogger("twin")
+
+DataDir = Annotated[
+    Path | None, typer.Option("--data-dir", help="Data directory [env CITYTWIN_DATA].")
+]
+DbUrl = Annotated[
+    str | None, typer.Option("--db", help="Run store URL, SQLite or PostgreSQL [env CITYTWIN_DB].")
+]
+JsonOut = Annotated[bool, typer.Option("--json", help="Print JSON (last stdout line).")]
+
+
+def _settings(data_dir: Path | None, db: str | None) -> Settings:
+    return load_settings(data_dir=data_dir, db_url=db)
+
+
+# ----------------------------------------------------------------------------- city
+@city_app.command("build")
+def city_build(
+    preset: Annotated[str, typer.Option(help="district | suwon-scale")] = "district",
+    seed: Annotated[int, typer.Option(help="Layout seed.")] = 1,
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Build into this folder.")] = None,
+    force: Annotated[bool, typer.Option(help="Rebuild even if cached.")] = False,
+    data_dir: DataDir = None,
+    as_json: JsonOut = False,
+) -> None:
+    """Build a synthetic city (cached by its inputs' hash)."""
+    from city_models.build import build_city
+
+    settings = _settings(data_dir, None)
+    with err.status("building city…") as status:
+        city = build_city(
+            preset, seed=seed, out=out_dir, cities_dir=settings.cities_dir, force=force,
+            progress=lambda msg: status.update(msg),
+        )  # fmt: skip
+    m = city.manifest
+    info = {"path": str(city.path), "name": m.name, "content_hash": m.content_hash, **m.counts}
+    if as_json:
+        print(json.dumps(info))
+        return
+    table = Table(title=f"City {m.name}", show_header=False)
+    for key, value in info.items():
+        table.add_row(key, str(value))
+    table.add_row("note", m.note)
+    out.print(table)
+    out.print(f"Open it in sumo-gui: sumo-gui -c {city.sumocfg_path}")
+
+
+# ----------------------------------------------------------------------------- run
+def _resolve_city(spec: Any, city_dir: Path | None, settings: Settings) -> Any:
+    from city_models.build import build_city, load_city
+
+    if city_dir is not None:
+        return load_city(city_dir)
+    if spec.city.path:
+        return load_city(Path(spec.city.path))
+    with err.status(f"preparing city {spec.city.preset} (seed {spec.city.seed})…") as status:
+        return build_city(
+            spec.city.preset, seed=spec.city.seed, cities_dir=settings.cities_dir,
+            progress=lambda msg: status.update(msg),
+        )  # fmt: skip
+
+
+@app.command("run")
+def run(
+    scenario: Annotated[str, typer.Argument(help="Scenario TOML file, or a shipped name.")],
+    city_dir: Annotated[Path | None, typer.Option("--city", help="Built city folder.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Override the scenario's seed.")] = None,
+    report: Annotated[bool, typer.Option(help="Write summary.html/png.")] = True,
+    gui: Annotated[bool, typer.Option(help="Watch it in sumo-gui (traci).")] = False,
+    data_dir: DataDir = None,
+    db: DbUrl = None,
+    as_json: JsonOut = False,
+) -> None:
+    """Run a scenario; records the run and prints its metrics."""
+    from scenarios.loader import load_scenario
+    from twin import runner
+
+    settings = _settings(data_dir, db)
+    spec = load_scenario(scenario)
+    if gui:
+        spec = spec.model_copy(update={"sim": spec.sim.model_copy(update={"backend": "traci"})})
+    if seed is not None and seed < 0:
+        raise typer.BadParameter(f"--seed must be >= 0 (got {seed})")
+    run_seed = spec.seed if seed is None else seed
+    city = _resolve_city(spec, city_dir, settings)
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+               TextColumn("{task.fields[sim]}"), TimeRemainingColumn())  # fmt: skip
+    with Progress(*columns, console=err, transient=True) as bar:
+        task = bar.add_task(f"{spec.name} on {city.name}", total=spec.sim.duration_s, sim="")
+
+        def on_progress(done_s: float, total_s: float) -> None:
+            bar.update(task, completed=done_s, sim=f"{done_s:.0f}/{total_s:.0f} s sim")
+
+        record = runner.execute(spec, city, seed=run_seed, settings=settings,
+                                progress=on_progress, gui=gui)  # fmt: skip
+    files: dict[str, str] = {}
+    if report and record.run_dir is not None:
+        files = _write_report(record, settings)
+    payload = {**record.to_dict(), "run_id": record.id, **files}
+    if as_json:
+        print(json.dumps(payload, default=str))
+    else:
+        _print_run(record, files)
+    if record.status != "done":
+        raise typer.Exit(1)
+
+
+def _write_report(record: Any, settings: Settings) -> dict[str, str]:
+    from twin.store import RunStore
+    from viz.summary import write_summary
+
+    store = RunStore.from_settings(settings)
+    try:
+        frames = {}
+        for name in ("network", "queues"):
+            if f"{name}.parquet" in record.series_files:
+                frames[name] = store.read_series(record.id, name)
+        files = write_summary(
+            run=record.to_dict(), series=frames.get("network"), queues=frames.get("queues"),
+            out_dir=record.run_dir,
+        )  # fmt: skip
+    finally:
+        store.close()
+    return {"summary_html": str(files.html), "summary_png": str(files.png)}
+
+
+def _print_run(record: Any, files: dict[str, str]) -> None:
+    table = Table(title=f"Run {record.id} — {record.scenario_name} on {record.city_name}")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in (record.metrics or {}).items():
+        if isinstance(value, dict):
+            continue
+        shown = f"{value:,.2f}" if isinstance(value, float) else f"{value:,}" if isinstance(value, int) else str(value)
+        table.add_row(key, shown)
+    out.print(table)
+    out.print(f"status: [bold]{record.status}[/bold]  seed: {record.seed}  run dir: {record.run_dir}")
+    if record.error:
+        err.print(f"[red]error:[/red] {record.error}")
+    for name, path in files.items():
+        out.print(f"{name}: {path}")
+
+
+# ----------------------------------------------------------------------------- runs
+@runs_app.command("list")
+def runs_list(
+    limit: Annotated[int, typer.Option(help="How many, newest first.")] = 20,
+    status: Annotated[str | None, typer.Option(help="running | done | failed")] = None,
+    data_dir: DataDir = None,
+    db: DbUrl = None,
+    as_json: JsonOut = False,
+) -> None:
+    """List recorded runs, newest first."""
+    from twin.store import RunStore
+
+    store = RunStore.from_settings(_settings(data_dir, db))
+    records = store.list(limit=limit, status=status)
+    store.close()
+    if as_json:
+        print(json.dumps([r.to_dict() for r in records], default=str))
+        return
+    table = Table(title="Runs")
+    for col in ("id", "status", "scenario", "city", "seed", "mean delay s", "created"):
+        table.add_column(col)
+    for r in records:
+        delay = (r.metrics or {}).get("mean_delay_s")
+        table.add_row(r.id, r.status, r.scenario_name, r.city_name, str(r.seed),
+                      f"{delay:.1f}" if isinstance(delay, float) else "-",
+                      r.created_at.strftime("%Y-%m-%d %H:%M:%S"))  # fmt: skip
+    out.print(table)
+
+
+@runs_app.command("show")
+def runs_show(
+    run_id: Annotated[str, typer.Argument(help="Run id or a unique prefix (>= 4 chars).")],
+    data_dir: DataDir = None,
+    db: DbUrl = None,
+    as_json: JsonOut = False,
+) -> None:
+    """Show one run: its spec, versions, status, error and metrics."""
+    from twin.store import RunStore
+
+    store = RunStore.from_settings(_settings(data_dir, db))
+    record = store.get(run_id)
+    store.close()
+    if as_json:
+        print(json.dumps({**record.to_dict(), "run_id": record.id}, default=str))
+        return
+    _print_run(record, {})
+    out.print_json(json.dumps({"spec": record.spec, "versions": record.versions}))
+
+
+# ----------------------------------------------------------------------------- main
+def main() -> None:
+    """Console entry point: user errors become one clear paragraph, exit code 2."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        app()
+    except TwinError as exc:
+        err.print(f"[red]Error:[/red] {exc}", highlight=False)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

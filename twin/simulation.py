@@ -1,0 +1,143 @@
+"""One simulation run, in the current process: demand -> SUMO -> hooks -> metrics.
+
+:func:`simulate` is what a run's worker process executes (:mod:`twin.runner`). It
+advances SUMO in control-interval slices; after each slice the SimPy bus catches up,
+signal phases and (when SUMO closed an aggregation interval) detector aggregates are
+read into the state arrays, the scenario's hooks run, and every series interval the
+per-intersection queues are sampled (one numba call for the whole city).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from signal_control.aggregate import group_sum_max
+from twin.events import EventBus
+from twin.hooks import RunContext
+from twin.metrics import queue_metrics, statistics_metrics, summary_series, trip_metrics
+from twin.sumo_session import SessionConfig, SumoSession
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[float, float], None]  # (done_s, total_s)
+
+
+@dataclass
+class SimulationResult:
+    metrics: dict[str, Any]
+    series: dict[str, pd.DataFrame] = field(default_factory=dict)
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+
+def session_config(spec: Any, city: Any, *, seed: int, run_dir: Path) -> SessionConfig:
+    """Write the run's demand and return SUMO's inputs/outputs for it."""
+    from city_models.demand import sample_trips, write_trips
+
+    trips = sample_trips(
+        city.manifest.demand,
+        period=spec.demand.period,
+        duration_s=spec.sim.duration_s,
+        seed=seed,
+        scale=spec.demand.scale,
+        begin_s=spec.sim.begin_s,
+    )
+    routes = write_trips(trips, run_dir / "demand.rou.xml")
+    return SessionConfig(
+        net=city.net_path,
+        routes=(routes,),
+        additional=(city.detectors_path,),
+        begin_s=spec.sim.begin_s,
+        end_s=spec.sim.end_s,
+        seed=seed,
+        step_length_s=spec.sim.step_length_s,
+        teleport_s=spec.sim.teleport_s,
+        tripinfo=run_dir / "tripinfo.xml",
+        summary=run_dir / "summary.xml",
+        statistics=run_dir / "statistics.xml",
+        error_log=run_dir / "sumo_errors.log",
+    )
+
+
+def make_session(config: SessionConfig, city: Any, *, backend: str, gui: bool = False) -> SumoSession:
+    """A session wired to every signal, loop and signalized incoming lane of the city."""
+    signals = city.manifest.signals
+    lanes = [lane for s in signals for lane in s.incoming_lanes]
+    offsets = np.cumsum([0] + [len(s.incoming_lanes) for s in signals]).astype(np.int64)
+    return SumoSession(
+        config,
+        tls_ids=[s.id for s in signals],
+        det_ids=[d.id for d in city.manifest.detectors],
+        lane_ids=lanes,
+        lane_tls=offsets,
+        detector_period_s=city.manifest.detector_period_s,
+        backend=backend,  # type: ignore[arg-type]
+        gui=gui,
+    )
+
+
+def simulate(
+    spec: Any,
+    city: Any,
+    behaviour: Any,
+    *,
+    seed: int,
+    run_dir: Path,
+    progress: Progress | None = None,
+    gui: bool = False,
+) -> SimulationResult:
+    """Run one scenario on one city; returns metrics and series (nothing stored here)."""
+    wall0 = time.perf_counter()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config = session_config(spec, city, seed=seed, run_dir=run_dir)
+    sim = spec.sim
+    session = make_session(config, city, backend=sim.backend, gui=gui)
+    bus = EventBus(start_s=sim.begin_s)
+    ctx = RunContext(session=session, bus=bus, city=city, spec=spec, seed=seed, run_dir=run_dir)
+    st = session.state
+    queue_rows: list[tuple[float, np.ndarray]] = []
+    n_ticks = math.ceil(sim.duration_s / sim.control_interval_s - 1e-9)
+    series_every = round(sim.series_interval_s / sim.control_interval_s)
+    step_hook = behaviour.on_step if behaviour.needs_step_hook else None
+    with session:
+        behaviour.setup(ctx)
+        for tick in range(1, n_ticks + 1):
+            t_s = min(sim.begin_s + tick * sim.control_interval_s, sim.end_s)
+            session.run(t_s, step_hook=(lambda s: step_hook(ctx)) if step_hook else None)
+            bus.advance_to(t_s)
+            session.read_signals()
+            session.read_detectors()
+            behaviour.on_interval(ctx)
+            if tick % series_every == 0 or tick == n_ticks:
+                session.read_queues()
+                per_tls, _ = group_sum_max(st.lane_halting_veh, st.lane_tls)
+                queue_rows.append((t_s, per_tls))
+            if progress is not None:
+                progress(t_s - sim.begin_s, sim.duration_s)
+        extra = behaviour.finish(ctx)
+    log.info("simulation finished in %.1f s wall", time.perf_counter() - wall0)
+    metrics: dict[str, Any] = {}
+    metrics.update(trip_metrics(config.tripinfo))  # type: ignore[arg-type]
+    metrics.update(statistics_metrics(config.statistics))  # type: ignore[arg-type]
+    queues = pd.DataFrame(
+        [(t, tls, float(q)) for t, arr in queue_rows for tls, q in zip(st.tls_ids, arr, strict=True)],
+        columns=["t_s", "tls_id", "queue_veh"],
+    )
+    metrics.update(queue_metrics(queues))
+    metrics.update(extra)
+    metrics.update(ctx.metrics)
+    metrics["sim_end_s"] = sim.end_s
+    series = {
+        "network": summary_series(config.summary, every_s=sim.series_interval_s),  # type: ignore[arg-type]
+        "queues": queues,
+    }
+    events = [{"t_s": e.t_s, "kind": e.kind, **e.data} for e in bus.events]
+    return SimulationResult(metrics=metrics, series=series, events=events)

@@ -1,0 +1,304 @@
+"""The SUMO session: the only code that imports libsumo or traci.
+
+A :class:`SumoSession` starts one simulation (libsumo by default, in this process;
+traci over a socket when asked, e.g. for ``sumo-gui``), advances it in slices
+(``run(until_s)``), and refreshes the :class:`~twin.state.TwinState` arrays by the
+cheapest path measured here (``../shared/BASELINES.md``): SUMO aggregates the
+induction loops itself (``period`` in the detector file) and the twin reads each
+aggregate once per interval through direct getters; no per-step Python work unless a
+step hook asks for it. Tracked vehicles (a few EVs) use subscriptions.
+
+libsumo allows one simulation per process, so a run owns its process
+(:mod:`twin.runner` starts one per run).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType, TracebackType
+from typing import Any, Literal
+
+import numpy as np
+
+from twin.errors import SumoError
+from twin.state import IntArray, TwinState
+from twin.sumo_net import sumo_binary
+
+log = logging.getLogger(__name__)
+
+Backend = Literal["libsumo", "traci"]
+StepHook = Callable[["SumoSession"], None]
+_active_libsumo = False
+
+
+@dataclass(frozen=True)
+class SessionConfig:
+    """SUMO's inputs and outputs for one run; :meth:`args` is the command line that both
+    the twin and a plain ``sumo`` call use (the overhead benchmark relies on it)."""
+
+    net: Path
+    routes: tuple[Path, ...]
+    additional: tuple[Path, ...]
+    begin_s: float
+    end_s: float
+    seed: int
+    step_length_s: float = 1.0
+    teleport_s: float = 300.0
+    tripinfo: Path | None = None
+    summary: Path | None = None
+    statistics: Path | None = None
+    error_log: Path | None = None
+    extra_args: tuple[str, ...] = field(default_factory=tuple)
+
+    def args(self) -> list[str]:
+        out = [
+            "--net-file", str(self.net),
+            "--route-files", ",".join(map(str, self.routes)),
+            "--begin", f"{self.begin_s:g}", "--end", f"{self.end_s:g}",
+            "--step-length", f"{self.step_length_s:g}",
+            "--seed", str(self.seed),
+            "--time-to-teleport", f"{self.teleport_s:g}",
+            "--ignore-route-errors", "true",
+            "--no-step-log", "true", "--no-warnings", "true",
+            "--duration-log.disable", "true",
+        ]  # fmt: skip
+        if self.additional:
+            out += ["--additional-files", ",".join(map(str, self.additional))]
+        if self.tripinfo:
+            out += ["--tripinfo-output", str(self.tripinfo)]
+        if self.summary:
+            out += ["--summary-output", str(self.summary)]
+        if self.statistics:
+            out += ["--statistic-output", str(self.statistics)]
+        if self.error_log:
+            out += ["--error-log", str(self.error_log)]
+        return out + list(self.extra_args)
+
+
+class SumoSession:
+    """One running simulation and the twin's arrays over it.
+
+    Parameters
+    ----------
+    config
+        Inputs and outputs.
+    tls_ids, det_ids
+        Signals and induction loops whose values fill the state arrays.
+    lane_ids, lane_tls
+        Incoming lanes of the signals, grouped by signal (CSR offsets).
+    detector_period_s
+        SUMO's aggregation period of the loops (the city's ``detector_period_s``).
+    backend
+        ``libsumo`` (fast, in-process, one per process) or ``traci`` (socket).
+    gui
+        Start ``sumo-gui`` (needs ``backend="traci"``).
+    """
+
+    def __init__(
+        self,
+        config: SessionConfig,
+        *,
+        tls_ids: Sequence[str] = (),
+        det_ids: Sequence[str] = (),
+        lane_ids: Sequence[str] = (),
+        lane_tls: IntArray | None = None,
+        detector_period_s: float = 0.0,
+        backend: Backend = "libsumo",
+        gui: bool = False,
+    ) -> None:
+        if backend not in ("libsumo", "traci"):
+            raise SumoError(f"Unknown SUMO backend {backend!r}; allowed: libsumo, traci.")
+        if gui and backend != "traci":
+            raise SumoError("sumo-gui runs only with backend='traci' (libsumo has no GUI).")
+        self.config = config
+        self.backend: Backend = backend
+        self.gui = gui
+        offsets = lane_tls if lane_tls is not None else np.zeros(len(tls_ids) + 1, np.int64)
+        self.state = TwinState(tuple(tls_ids), tuple(det_ids), tuple(lane_ids), offsets)
+        self._sumo: Any = None
+        self._vehicle_vars: tuple[int, ...] = ()
+        self._subscribed: set[str] = set()
+        self.detector_period_s = detector_period_s
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        """Start SUMO; a :class:`SumoError` carries SUMO's own error message."""
+        global _active_libsumo
+        module = self._module()
+        if self.backend == "libsumo" and _active_libsumo:
+            raise SumoError(
+                "A libsumo simulation is already running in this process; libsumo allows "
+                "one per process (run each simulation in its own process: twin.runner)."
+            )
+        binary = sumo_binary("sumo-gui" if self.gui else "sumo")
+        cmd = [str(binary), *self.config.args()]
+        try:
+            module.start(cmd)
+        except Exception as exc:  # libsumo raises its own exception types
+            raise SumoError(self._explain("SUMO could not start", exc)) from exc
+        if self.backend == "libsumo":
+            _active_libsumo = True
+        self._sumo = module
+        self.state.t_s = float(module.simulation.getTime())
+        tc = module.constants
+        self._vehicle_vars = (tc.VAR_POSITION, tc.VAR_SPEED, tc.VAR_ROAD_ID, tc.VAR_LANEPOSITION)
+        log.info("SUMO started (%s), t=%.1f s", self.backend, self.state.t_s)
+
+    def close(self) -> None:
+        global _active_libsumo
+        if self._sumo is None:
+            return
+        try:
+            self._sumo.close()
+        except Exception as exc:  # closing a dead SUMO is not worth a second error
+            log.debug("closing SUMO: %s", exc)
+        finally:
+            if self.backend == "libsumo":
+                _active_libsumo = False
+            self._sumo = None
+
+    def __enter__(self) -> SumoSession:
+        self.start()
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def _module(self) -> ModuleType:
+        if self.backend == "libsumo":
+            import libsumo
+
+            return libsumo
+        import traci
+
+        return traci
+
+    @property
+    def sumo(self) -> Any:
+        if self._sumo is None:
+            raise SumoError("The SUMO session is not started (call start() first).")
+        return self._sumo
+
+    def _explain(self, what: str, exc: BaseException) -> str:
+        detail = str(exc).strip()
+        log_path = self.config.error_log
+        if log_path is not None and log_path.exists():
+            lines = [ln for ln in log_path.read_text(errors="replace").splitlines() if ln.strip()]
+            if lines:
+                detail = "\n".join(lines[-8:])
+        return f"{what}: {detail or type(exc).__name__}"
+
+    # ------------------------------------------------------------------ time
+    @property
+    def time_s(self) -> float:
+        return self.state.t_s
+
+    def run(self, until_s: float, *, step_hook: StepHook | None = None) -> None:
+        """Advance to ``until_s``; with a hook, step by step calling it after each step,
+        else in one call (SUMO steps internally, no Python per step)."""
+        sumo = self.sumo
+        try:
+            if step_hook is None:
+                sumo.simulationStep(until_s)
+                self.state.t_s = float(sumo.simulation.getTime())
+            else:
+                while self.state.t_s + 1e-9 < until_s:
+                    sumo.simulationStep()
+                    self.state.t_s = float(sumo.simulation.getTime())
+                    step_hook(self)
+        except SumoError:
+            raise
+        except Exception as exc:
+            raise SumoError(self._explain(f"SUMO failed at t={self.state.t_s:.0f} s", exc)) from exc
+
+    # ------------------------------------------------------------------ reads
+    def read_signals(self) -> None:
+        get = self.sumo.trafficlight.getPhase
+        phase = self.state.tls_phase
+        for k, tls in enumerate(self.state.tls_ids):
+            phase[k] = get(tls)
+
+    def read_detectors(self) -> bool:
+        """Read every loop's last aggregation interval; ``False`` if it was already read."""
+        period = self.detector_period_s
+        end = math.floor(self.state.t_s / period + 1e-9) * period if period else self.state.t_s
+        if end <= self.state.det_interval_end_s or not self.state.det_ids:
+            return False
+        il = self.sumo.inductionloop
+        count, occ, speed = self.state.det_count_veh, self.state.det_occupancy_pct, self.state.det_speed_mps
+        for k, det in enumerate(self.state.det_ids):
+            count[k] = il.getLastIntervalVehicleNumber(det)
+            occ[k] = il.getLastIntervalOccupancy(det)
+            speed[k] = il.getLastIntervalMeanSpeed(det)
+        speed[speed < 0] = np.nan  # SUMO's -1: no vehicle in the interval
+        self.state.det_interval_end_s = end
+        return True
+
+    def read_queues(self) -> None:
+        get = self.sumo.lane.getLastStepHaltingNumber
+        halting = self.state.lane_halting_veh
+        for k, lane in enumerate(self.state.lane_ids):
+            halting[k] = get(lane)
+
+    def track(self, vehicle_ids: Sequence[str]) -> None:
+        """Follow these vehicles through subscriptions (position, speed, edge)."""
+        self.state.set_tracked(vehicle_ids)
+        self._subscribed = set()
+
+    def read_tracked(self) -> None:
+        """Refresh tracked vehicles; a vehicle not (or no longer) in the network reads NaN."""
+        vehicle = self.sumo.vehicle
+        present = set(self.sumo.vehicle.getIDList()) if self.state.tracked_ids else set()
+        st = self.state
+        for k, vid in enumerate(st.tracked_ids):
+            if vid not in present:
+                st.tracked_x_m[k] = st.tracked_y_m[k] = st.tracked_speed_mps[k] = np.nan
+                st.tracked_lane_pos_m[k] = np.nan
+                st.tracked_edge[k] = ""
+                continue
+            if vid not in self._subscribed:
+                vehicle.subscribe(vid, self._vehicle_vars)
+                self._subscribed.add(vid)
+                res = {v: g(vid) for v, g in zip(self._vehicle_vars, self._getters(), strict=True)}
+            else:
+                res = vehicle.getSubscriptionResults(vid)
+            pos, spd, edge, lpos = (res[v] for v in self._vehicle_vars)
+            st.tracked_x_m[k], st.tracked_y_m[k] = pos
+            st.tracked_speed_mps[k] = spd
+            st.tracked_edge[k] = edge
+            st.tracked_lane_pos_m[k] = lpos
+
+    def _getters(self) -> tuple[Callable[[str], Any], ...]:
+        v = self.sumo.vehicle
+        return (v.getPosition, v.getSpeed, v.getRoadID, v.getLanePosition)
+
+    def counts(self) -> dict[str, int]:
+        """Vehicles loaded / departed / arrived so far and running now."""
+        sim = self.sumo.simulation
+        return {
+            "running": int(self.sumo.vehicle.getIDCount()),
+            "expected": int(sim.getMinExpectedNumber()),
+        }
+
+    # ------------------------------------------------------------------ state files
+    def save_state(self, path: Path) -> Path:
+        """Write SUMO's full simulation state (vehicles, signals, RNG) to ``path``."""
+        self.sumo.simulation.saveState(str(path))
+        return path
+
+    def load_state(self, path: Path) -> None:
+        """Restore a state written by :meth:`save_state` (same network and routes)."""
+        if not path.exists():
+            raise SumoError(f"State file {path} does not exist.")
+        try:
+            self.sumo.simulation.loadState(str(path))
+        except Exception as exc:
+            raise SumoError(self._explain(f"SUMO could not load state {path}", exc)) from exc
+        self.state.t_s = float(self.sumo.simulation.getTime())
+        self.state.det_interval_end_s = -1.0
