@@ -131,14 +131,30 @@ def _spawn(request: RunRequest, run_id: str, progress: Progress | None, store: R
     code = proc.exitcode or 0
     if code != 0 and store.get(run_id).status == "running":
         how = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
+        run_dir = Path(request.data_dir) / "runs" / run_id
         store.mark_failed(
             run_id,
             error=(
-                f"The run's worker process died ({how}) before it could report; SUMO most "
-                f"likely crashed. See {Path(request.data_dir) / 'runs' / run_id / 'run.log'} "
-                "and sumo_errors.log there."
+                f"The run's worker process died ({how}) before it could report.\n"
+                f"SUMO says: {_post_mortem(run_dir)}\nLogs: {run_dir / 'run.log'}"
             ),
         )
+
+
+def _post_mortem(run_dir: Path) -> str:
+    """Why SUMO died: its error log if it wrote one, else what a plain sumo says."""
+    import json
+
+    from twin.simulation import SUMO_ARGS_FILE
+    from twin.sumo_net import diagnose
+
+    error_log = run_dir / "sumo_errors.log"
+    if error_log.exists() and error_log.read_text(errors="replace").strip():
+        return error_log.read_text(errors="replace").strip()[-2000:]
+    args_file = run_dir / SUMO_ARGS_FILE
+    if not args_file.exists():
+        return "nothing: it died before SUMO was started"
+    return diagnose(json.loads(args_file.read_text(encoding="utf-8")))
 
 
 def _worker_main(request: RunRequest, run_id: str, channel: Any) -> None:

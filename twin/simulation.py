@@ -9,6 +9,7 @@ per-intersection queues are sampled (one numba call for the whole city).
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
@@ -29,6 +30,7 @@ from twin.sumo_session import SessionConfig, SumoSession
 log = logging.getLogger(__name__)
 
 Progress = Callable[[float, float], None]  # (done_s, total_s)
+SUMO_ARGS_FILE = "sumo_args.json"
 
 
 @dataclass
@@ -93,11 +95,19 @@ def simulate(
     run_dir: Path,
     progress: Progress | None = None,
     gui: bool = False,
+    config: SessionConfig | None = None,
 ) -> SimulationResult:
-    """Run one scenario on one city; returns metrics and series (nothing stored here)."""
+    """Run one scenario on one city; returns metrics and series (nothing stored here).
+
+    ``config`` reuses SUMO inputs written before (the overhead benchmark runs plain
+    ``sumo`` on the very same files); by default the run's demand is sampled here.
+    """
     wall0 = time.perf_counter()
     run_dir.mkdir(parents=True, exist_ok=True)
-    config = session_config(spec, city, seed=seed, run_dir=run_dir)
+    if config is None:
+        config = session_config(spec, city, seed=seed, run_dir=run_dir)
+    # for a post-mortem if SUMO takes the process down (twin.runner reads it)
+    (run_dir / SUMO_ARGS_FILE).write_text(json.dumps(config.args()), encoding="utf-8")
     sim = spec.sim
     session = make_session(config, city, backend=sim.backend, gui=gui)
     bus = EventBus(start_s=sim.begin_s)

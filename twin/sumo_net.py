@@ -64,9 +64,10 @@ def sumo_version() -> str:
     out = subprocess.run(
         [str(sumo_binary("sumo")), "--version"], capture_output=True, text=True, check=False
     ).stdout
-    first = out.splitlines()[0] if out else ""
-    # "Eclipse SUMO sumo Version 1.28.0"
-    return first.rsplit(" ", 1)[-1] if "Version" in first else "unknown"
+    first = out.splitlines()[0].strip() if out else ""
+    # "Eclipse SUMO sumo 1.28.0" (older releases: "... Version 1.20.0")
+    version = first.rsplit(" ", 1)[-1] if first else ""
+    return version if version[:1].isdigit() else "unknown"
 
 
 def run_tool(name: str, args: Sequence[str | Path], *, what: str, cwd: Path | None = None) -> str:
@@ -89,6 +90,56 @@ def run_tool(name: str, args: Sequence[str | Path], *, what: str, cwd: Path | No
         detail = "\n".join(errors[-8:]) or (proc.stderr or proc.stdout)[-2000:]
         raise SumoError(f"{name} failed while {what} (exit code {proc.returncode}):\n{detail}")
     return proc.stdout + proc.stderr
+
+
+def diagnose(args: Sequence[str], *, timeout_s: float = 120.0) -> str:
+    """SUMO's own complaint about a command line, from a plain ``sumo`` that loads the
+    inputs and stops at once (used when libsumo died without saying why)."""
+    kept: list[str] = []
+    skip = False
+    for arg in args:  # drop the run's own window: load the inputs, then stop
+        if skip:
+            skip = False
+        elif arg in ("--begin", "--end", "-b", "-e"):
+            skip = True
+        else:
+            kept.append(arg)
+    cmd = [str(sumo_binary("sumo")), *kept, "--begin", "0", "--end", "0"]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False,
+                              timeout=timeout_s, env=tool_env())  # fmt: skip
+    except subprocess.TimeoutExpired:
+        return "plain sumo did not finish loading the inputs either (timed out)"
+    errors = [ln.strip() for ln in (proc.stderr + proc.stdout).splitlines() if "rror" in ln]
+    if errors:
+        return "\n".join(errors[-6:])
+    if proc.returncode != 0:
+        broken = [msg for msg in map(xml_problem, _input_files(kept)) if msg]
+        if broken:
+            return "; ".join(broken)
+        return f"plain sumo failed too (exit code {proc.returncode}) while loading the inputs"
+    return "plain sumo loads the inputs without error (the crash happened later in the run)"
+
+
+def _input_files(args: Sequence[str]) -> list[Path]:
+    files: list[Path] = []
+    for flag, value in zip(args, args[1:], strict=False):
+        if flag in ("--net-file", "--route-files", "--additional-files"):
+            files += [Path(v) for v in value.split(",") if v]
+    return files
+
+
+def xml_problem(path: Path) -> str | None:
+    """``None`` if ``path`` is well-formed (optionally gzipped) XML, else what is wrong."""
+    try:
+        with _open_xml(path) as fh:
+            for _event, elem in ElementTree.iterparse(fh, events=("end",)):
+                elem.clear()
+    except FileNotFoundError:
+        return f"{path} does not exist"
+    except (ElementTree.ParseError, OSError, EOFError) as exc:
+        return f"{path} is not well-formed XML ({exc}); rebuild or replace it"
+    return None
 
 
 # --------------------------------------------------------------------------- net records

@@ -26,7 +26,7 @@ import numpy as np
 
 from twin.errors import SumoError
 from twin.state import IntArray, TwinState
-from twin.sumo_net import sumo_binary
+from twin.sumo_net import diagnose, sumo_binary
 
 log = logging.getLogger(__name__)
 
@@ -188,10 +188,13 @@ class SumoSession:
     def _explain(self, what: str, exc: BaseException) -> str:
         detail = str(exc).strip()
         log_path = self.config.error_log
+        lines: list[str] = []
         if log_path is not None and log_path.exists():
             lines = [ln for ln in log_path.read_text(errors="replace").splitlines() if ln.strip()]
-            if lines:
-                detail = "\n".join(lines[-8:])
+        if lines:
+            detail = "\n".join(lines[-8:])
+        elif not self.state.t_s:  # failed while loading: let a plain sumo say why
+            detail = f"{detail}; {diagnose(self.config.args())}"
         return f"{what}: {detail or type(exc).__name__}"
 
     # ------------------------------------------------------------------ time

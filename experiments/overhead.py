@@ -1,0 +1,138 @@
+"""Benchmark: what does the twin cost over plain SUMO on the same inputs?
+
+    python -m experiments.overhead --preset district --json OUT.json
+
+One city, one demand file, one detector file. Each repeat runs, interleaved (order
+alternating), plain ``sumo`` with exactly the command line the twin gives libsumo
+(same outputs: tripinfo, summary, statistics; same loops), and the twin's full
+:func:`twin.simulation.simulate` (libsumo in a fresh process: reads signals every
+control interval, detector aggregates every detector period, queues every series
+interval, the SimPy bus, the scenario hooks, metric parsing). Reported: medians.
+
+JSON keys: ``plain_s``, ``twin_s``, ``ratio`` (twin_s / plain_s), ``sim_s`` (simulated
+seconds), ``real_time_factor`` (sim_s / twin_s), plus the per-repeat figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.progress import Progress
+
+
+def _plain(args: list[str]) -> float:
+    from twin.sumo_net import sumo_binary, tool_env
+
+    t0 = time.perf_counter()
+    subprocess.run([str(sumo_binary("sumo")), *args], check=True, env=tool_env(),
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    return time.perf_counter() - t0
+
+
+def _twin_worker(spec_raw: dict[str, Any], city_path: str, seed: int, run_dir: str,
+                 config: Any, out: Any) -> None:  # fmt: skip
+    from city_models.build import load_city
+    from scenarios.loader import parse_scenario
+    from scenarios.registry import get_kind
+    from twin.simulation import simulate
+
+    spec = parse_scenario(spec_raw)
+    city = load_city(Path(city_path))
+    behaviour = get_kind(spec.kind).behaviour(spec)
+    _ = city.manifest  # loading the city is setup, not simulation
+    t0 = time.perf_counter()
+    result = simulate(spec, city, behaviour, seed=seed, run_dir=Path(run_dir), config=config)
+    out.put((time.perf_counter() - t0, result.metrics["throughput_veh"]))
+
+
+def _twin(spec_raw: dict[str, Any], city_path: str, seed: int, run_dir: Path, config: Any) -> float:
+    ctx = mp.get_context("spawn")
+    q: Any = ctx.Queue()
+    proc = ctx.Process(target=_twin_worker, args=(spec_raw, city_path, seed, str(run_dir), config, q))
+    proc.start()
+    wall, _throughput = q.get()
+    proc.join()
+    if proc.exitcode != 0:
+        raise RuntimeError(f"twin worker failed with exit code {proc.exitcode}")
+    return float(wall)
+
+
+def measure(*, preset: str, repeats: int, duration_s: float, period: str, seed: int,
+            data_dir: Path) -> dict[str, Any]:  # fmt: skip
+    from city_models.build import build_city
+    from scenarios.loader import parse_scenario
+    from twin.simulation import session_config
+
+    city = build_city(preset, seed=1, cities_dir=data_dir / "cities")
+    spec = parse_scenario({
+        "name": f"overhead-{preset}", "kind": "baseline", "seed": seed,
+        "demand": {"period": period}, "sim": {"duration_s": duration_s},
+    })  # fmt: skip
+    work = data_dir / "bench" / f"overhead-{preset}"
+    work.mkdir(parents=True, exist_ok=True)
+    config = session_config(spec, city, seed=seed, run_dir=work)
+    plain_runs, twin_runs = [], []
+    with Progress() as bar:
+        task = bar.add_task(f"overhead {preset}", total=2 * repeats)
+        for r in range(repeats):
+            order = ("plain", "twin") if r % 2 == 0 else ("twin", "plain")
+            for which in order:
+                if which == "plain":
+                    plain_runs.append(_plain(config.args()))
+                else:
+                    twin_runs.append(_twin(spec.model_dump(mode="json"), str(city.path), seed,
+                                           work, config))  # fmt: skip
+                bar.advance(task)
+    plain_s, twin_s = statistics.median(plain_runs), statistics.median(twin_runs)
+    return {
+        "preset": preset,
+        "signals": len(city.manifest.signals),
+        "detectors": len(city.manifest.detectors),
+        "period": period,
+        "repeats": repeats,
+        "plain_s": round(plain_s, 3),
+        "twin_s": round(twin_s, 3),
+        "ratio": round(twin_s / plain_s, 4),
+        "sim_s": duration_s,
+        "real_time_factor": round(duration_s / twin_s, 1),
+        "plain_runs_s": [round(v, 3) for v in plain_runs],
+        "twin_runs_s": [round(v, 3) for v in twin_runs],
+        "ratio_per_repeat": [round(t / p, 4) for p, t in zip(plain_runs, twin_runs, strict=True)],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--preset", default="district", choices=["district", "suwon-scale"])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--duration-s", type=float, default=3600.0)
+    parser.add_argument("--period", default="am_peak")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--data-dir", type=Path, default=None)
+    parser.add_argument("--json", type=Path, default=None, help="Write the result here.")
+    args = parser.parse_args(argv)
+    if args.repeats < 1:
+        parser.error("--repeats must be >= 1")
+    from twin.config import load_settings
+
+    data_dir = load_settings(data_dir=args.data_dir).data_dir
+    result = measure(preset=args.preset, repeats=args.repeats, duration_s=args.duration_s,
+                     period=args.period, seed=args.seed, data_dir=data_dir)  # fmt: skip
+    text = json.dumps(result, indent=2)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(text + "\n", encoding="utf-8")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
