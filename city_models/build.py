@@ -6,9 +6,11 @@ additional, a default route file and ``city.sumocfg`` that opens in ``sumo-gui``
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import logging
+import re
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -180,36 +182,17 @@ def _build_into(
     (folder / files.plain_types).write_text(types_xml, encoding="utf-8")
     net_path = folder / files.net
     say("building the SUMO network (netconvert)")
+    netconvert_args = [
+        "--node-files", files.plain_nodes, "--edge-files", files.plain_edges,
+        "--type-files", files.plain_types, "-o", files.net,
+        "--no-turnarounds.except-deadend", "true", "--junctions.corner-detail", "5",
+        "--tls.layout", "opposites", "--tls.left-green.time", "8",
+        "--tls.yellow.time", f"{preset.yellow_s:g}", "--tls.allred.time", f"{preset.all_red_s:g}",
+        "--output.street-names", "true", "--no-warnings", "true", "--seed", str(seed),
+    ]  # fmt: skip
     run_tool(
         "netconvert",
-        [
-            "--node-files",
-            files.plain_nodes,
-            "--edge-files",
-            files.plain_edges,
-            "--type-files",
-            files.plain_types,
-            "-o",
-            files.net,
-            "--no-turnarounds.except-deadend",
-            "true",
-            "--junctions.corner-detail",
-            "5",
-            "--tls.layout",
-            "opposites",
-            "--tls.left-green.time",
-            "8",
-            "--tls.yellow.time",
-            f"{preset.yellow_s:g}",
-            "--tls.allred.time",
-            f"{preset.all_red_s:g}",
-            "--output.street-names",
-            "true",
-            "--no-warnings",
-            "true",
-            "--seed",
-            str(seed),
-        ],  # fmt: skip
+        netconvert_args,
         what=f"building the network of preset {preset.name!r}",
         cwd=folder,
     )
@@ -260,7 +243,7 @@ def _build_into(
         origin_lat=preset.lat,
         origin_lon=preset.lon,
         bbox_xy=net.bbox_xy,
-        params=preset.to_dict(),
+        params=json.loads(json.dumps(preset.to_dict())),  # as it reads back from disk
         files=files,
         signals=signals,
         detectors=detectors,
@@ -303,7 +286,7 @@ def _signal_spec(net: NetInfo, plan: SignalPlan, *, preset: CityPreset) -> Signa
             PhaseSpec(
                 index=i,
                 name=p.name,
-                kind=p.kind,  # type: ignore[arg-type]
+                kind=p.kind,
                 state=p.state,
                 duration_s=p.duration_s,
                 min_green_s=p.min_green_s,
@@ -338,8 +321,14 @@ def _sumocfg(net: str, additional: str, routes: str) -> str:
 
 
 def _hash_files(folder: Path, names: list[str]) -> str:
+    """Hash of the files' content, without the tools' headers (they carry a timestamp)."""
     h = hashlib.sha256()
     for name in names:
+        path = folder / name
+        data = gzip.decompress(path.read_bytes()) if name.endswith(".gz") else path.read_bytes()
         h.update(name.encode())
-        h.update((folder / name).read_bytes())
+        h.update(_XML_HEADER_COMMENT.sub(b"", data, count=1))
     return h.hexdigest()
+
+
+_XML_HEADER_COMMENT = re.compile(rb"<!--.*?-->", re.DOTALL)

@@ -99,7 +99,8 @@ def od_matrix(model: DemandModel, period: str) -> np.ndarray:
     dist = np.hypot(xy[:, None, 0] - xy[None, :, 0], xy[:, None, 1] - xy[None, :, 1])
     weight = prod[:, None] * attr[None, :] * np.exp(-dist / model.decay_m)
     total = model.peak_trips_per_h * float(spec["share"])
-    return weight / weight.sum() * total
+    od: np.ndarray = weight / weight.sum() * total
+    return od
 
 
 def sample_trips(

@@ -144,7 +144,7 @@ def make_pois(
             pois.append(
                 PoiSpec(
                     id=f"{role}_{k + 1}",
-                    role=role,  # type: ignore[arg-type]
+                    role=role,
                     name=f"{compass[k % 8]} {label} {k + 1}",
                     edge=edge.id,
                     pos_m=round(edge.length_m / 2, 2),
@@ -227,7 +227,7 @@ def make_flood_zone(net: NetInfo, *, preset: CityPreset) -> ZoneSpec:
         kind="flood",
         name="Low-lying stream basin (synthetic)",
         polygon_xy=poly,
-        polygon_lonlat=lonlat,  # type: ignore[arg-type]
+        polygon_lonlat=lonlat,
         edges=edges,
     )
 

@@ -80,8 +80,10 @@ def design_plan(net: NetInfo, tls: TlsInfo, *, preset: CityPreset) -> SignalPlan
         lanes_in = max(net.edges[k.from_edge].lanes for k in links)
         other = [k for a, ks in axes.items() if a != axis for k in ks]
         # the crosswalk beside this phase crosses one leg of the other road: in + out lanes
+        # (the other road's exits are the targets of its straight links)
+        exits = [net.edges[k.to_edge].lanes for k in other if k.direction == "s"]
         crossing_lanes = max((net.edges[k.from_edge].lanes for k in other), default=0) + max(
-            (net.edges[k.to_edge].lanes for k in other), default=0
+            exits, default=0
         )
         ped_min = preset.walk_s + crossing_lanes * LANE_WIDTH_M / preset.ped_speed_mps
         greens.append((f"{axis} through", through, lefts - protected, float(lanes_in), ped_min))

@@ -56,7 +56,9 @@ def _twin_worker(spec_raw: dict[str, Any], city_path: str, seed: int, run_dir: s
 def _twin(spec_raw: dict[str, Any], city_path: str, seed: int, run_dir: Path, config: Any) -> float:
     ctx = mp.get_context("spawn")
     q: Any = ctx.Queue()
-    proc = ctx.Process(target=_twin_worker, args=(spec_raw, city_path, seed, str(run_dir), config, q))
+    proc = ctx.Process(
+        target=_twin_worker, args=(spec_raw, city_path, seed, str(run_dir), config, q)
+    )
     proc.start()
     wall, _throughput = q.get()
     proc.join()
@@ -130,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(text + "\n", encoding="utf-8")
-    print(text)
+    sys.stdout.write(text + "\n")
     return 0
 
 

@@ -41,7 +41,8 @@ class SimSpec(_Spec):
 
     @model_validator(mode="after")
     def _intervals(self) -> SimSpec:
-        if self.series_interval_s % self.control_interval_s:
+        ratio = self.series_interval_s / self.control_interval_s
+        if abs(ratio - round(ratio)) > 1e-9 or round(ratio) < 1:
             raise ValueError(
                 f"series_interval_s ({self.series_interval_s:g}) must be a multiple of "
                 f"control_interval_s ({self.control_interval_s:g})"

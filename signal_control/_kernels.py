@@ -17,13 +17,12 @@ def _group_sum_max(values: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray,
     peak = np.zeros(n)
     for g in range(n):
         s = 0.0
-        m = 0.0
+        m = -np.inf
         for k in range(offsets[g], offsets[g + 1]):
             v = values[k]
-            if v == v:  # skip NaN (a lane with no reading)
+            if not np.isnan(v):  # skip NaN (a lane with no reading)
                 s += v
-                if v > m:
-                    m = v
+                m = max(m, v)
         total[g] = s
-        peak[g] = m
+        peak[g] = m if m > -np.inf else 0.0  # empty or all-NaN group
     return total, peak

@@ -60,12 +60,12 @@ def city_build(
     with err.status("building city…") as status:
         city = build_city(
             preset, seed=seed, out=out_dir, cities_dir=settings.cities_dir, force=force,
-            progress=lambda msg: status.update(msg),
+            progress=status.update,
         )  # fmt: skip
     m = city.manifest
     info = {"path": str(city.path), "name": m.name, "content_hash": m.content_hash, **m.counts}
     if as_json:
-        print(json.dumps(info))
+        typer.echo(json.dumps(info))
         return
     table = Table(title=f"City {m.name}", show_header=False)
     for key, value in info.items():
@@ -86,7 +86,7 @@ def _resolve_city(spec: Any, city_dir: Path | None, settings: Settings) -> Any:
     with err.status(f"preparing city {spec.city.preset} (seed {spec.city.seed})…") as status:
         return build_city(
             spec.city.preset, seed=spec.city.seed, cities_dir=settings.cities_dir,
-            progress=lambda msg: status.update(msg),
+            progress=status.update,
         )  # fmt: skip
 
 
@@ -128,7 +128,7 @@ def run(
         files = _write_report(record, settings)
     payload = {**record.to_dict(), "run_id": record.id, **files}
     if as_json:
-        print(json.dumps(payload, default=str))
+        typer.echo(json.dumps(payload, default=str))
     else:
         _print_run(record, files)
     if record.status != "done":
@@ -161,10 +161,18 @@ def _print_run(record: Any, files: dict[str, str]) -> None:
     for key, value in (record.metrics or {}).items():
         if isinstance(value, dict):
             continue
-        shown = f"{value:,.2f}" if isinstance(value, float) else f"{value:,}" if isinstance(value, int) else str(value)
+        shown = (
+            f"{value:,.2f}"
+            if isinstance(value, float)
+            else f"{value:,}"
+            if isinstance(value, int)
+            else str(value)
+        )
         table.add_row(key, shown)
     out.print(table)
-    out.print(f"status: [bold]{record.status}[/bold]  seed: {record.seed}  run dir: {record.run_dir}")
+    out.print(
+        f"status: [bold]{record.status}[/bold]  seed: {record.seed}  run dir: {record.run_dir}"
+    )
     if record.error:
         err.print(f"[red]error:[/red] {record.error}")
     for name, path in files.items():
@@ -187,7 +195,7 @@ def runs_list(
     records = store.list(limit=limit, status=status)
     store.close()
     if as_json:
-        print(json.dumps([r.to_dict() for r in records], default=str))
+        typer.echo(json.dumps([r.to_dict() for r in records], default=str))
         return
     table = Table(title="Runs")
     for col in ("id", "status", "scenario", "city", "seed", "mean delay s", "created"):
@@ -214,7 +222,7 @@ def runs_show(
     record = store.get(run_id)
     store.close()
     if as_json:
-        print(json.dumps({**record.to_dict(), "run_id": record.id}, default=str))
+        typer.echo(json.dumps({**record.to_dict(), "run_id": record.id}, default=str))
         return
     _print_run(record, {})
     out.print_json(json.dumps({"spec": record.spec, "versions": record.versions}))

@@ -68,7 +68,9 @@ def summary_series(summary: Path, *, every_s: float) -> pd.DataFrame:
                 "vehicles_arrived": float(step["arrived"]),
                 "vehicles_halting": float(step["halting"]),
                 # SUMO writes -1 when no vehicle is running
-                "mean_speed_mps": float(step["meanSpeed"]) if float(step["meanSpeed"]) >= 0 else np.nan,
+                "mean_speed_mps": float(step["meanSpeed"])
+                if float(step["meanSpeed"]) >= 0
+                else np.nan,
                 "mean_waiting_s": float(step["meanWaitingTime"]),
             }
         )

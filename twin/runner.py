@@ -197,7 +197,9 @@ def _work(request: RunRequest, run_id: str, progress: Progress | None) -> None:
 
             store.write_series(run_id, "events", pd.DataFrame(result.events))
             names.append("events")
-        store.mark_done(run_id, metrics=result.metrics, series_files=[f"{n}.parquet" for n in names])
+        store.mark_done(
+            run_id, metrics=result.metrics, series_files=[f"{n}.parquet" for n in names]
+        )
         log.info("run %s done", run_id)
     except TwinError as exc:
         log.error("run %s failed: %s", run_id, exc)

@@ -69,7 +69,9 @@ def session_config(spec: Any, city: Any, *, seed: int, run_dir: Path) -> Session
     )
 
 
-def make_session(config: SessionConfig, city: Any, *, backend: str, gui: bool = False) -> SumoSession:
+def make_session(
+    config: SessionConfig, city: Any, *, backend: str, gui: bool = False
+) -> SumoSession:
     """A session wired to every signal, loop and signalized incoming lane of the city."""
     signals = city.manifest.signals
     lanes = [lane for s in signals for lane in s.incoming_lanes]
@@ -138,7 +140,11 @@ def simulate(
     metrics.update(trip_metrics(config.tripinfo))  # type: ignore[arg-type]
     metrics.update(statistics_metrics(config.statistics))  # type: ignore[arg-type]
     queues = pd.DataFrame(
-        [(t, tls, float(q)) for t, arr in queue_rows for tls, q in zip(st.tls_ids, arr, strict=True)],
+        [
+            (t, tls, float(q))
+            for t, arr in queue_rows
+            for tls, q in zip(st.tls_ids, arr, strict=True)
+        ],
         columns=["t_s", "tls_id", "queue_veh"],
     )
     metrics.update(queue_metrics(queues))

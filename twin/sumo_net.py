@@ -8,6 +8,7 @@ plain records (:class:`NetInfo`) and never imports sumolib.
 from __future__ import annotations
 
 import gzip
+import itertools
 import logging
 import math
 import os
@@ -123,7 +124,7 @@ def diagnose(args: Sequence[str], *, timeout_s: float = 120.0) -> str:
 
 def _input_files(args: Sequence[str]) -> list[Path]:
     files: list[Path] = []
-    for flag, value in zip(args, args[1:], strict=False):
+    for flag, value in itertools.pairwise(args):
         if flag in ("--net-file", "--route-files", "--additional-files"):
             files += [Path(v) for v in value.split(",") if v]
     return files

@@ -19,7 +19,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType, TracebackType
+from types import TracebackType
 from typing import Any, Literal
 
 import numpy as np
@@ -32,7 +32,12 @@ log = logging.getLogger(__name__)
 
 Backend = Literal["libsumo", "traci"]
 StepHook = Callable[["SumoSession"], None]
-_active_libsumo = False
+
+
+class _Libsumo:
+    """libsumo's one-simulation-per-process slot."""
+
+    active = False
 
 
 @dataclass(frozen=True)
@@ -127,9 +132,8 @@ class SumoSession:
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
         """Start SUMO; a :class:`SumoError` carries SUMO's own error message."""
-        global _active_libsumo
         module = self._module()
-        if self.backend == "libsumo" and _active_libsumo:
+        if self.backend == "libsumo" and _Libsumo.active:
             raise SumoError(
                 "A libsumo simulation is already running in this process; libsumo allows "
                 "one per process (run each simulation in its own process: twin.runner)."
@@ -141,7 +145,7 @@ class SumoSession:
         except Exception as exc:  # libsumo raises its own exception types
             raise SumoError(self._explain("SUMO could not start", exc)) from exc
         if self.backend == "libsumo":
-            _active_libsumo = True
+            _Libsumo.active = True
         self._sumo = module
         self.state.t_s = float(module.simulation.getTime())
         tc = module.constants
@@ -149,7 +153,6 @@ class SumoSession:
         log.info("SUMO started (%s), t=%.1f s", self.backend, self.state.t_s)
 
     def close(self) -> None:
-        global _active_libsumo
         if self._sumo is None:
             return
         try:
@@ -158,7 +161,7 @@ class SumoSession:
             log.debug("closing SUMO: %s", exc)
         finally:
             if self.backend == "libsumo":
-                _active_libsumo = False
+                _Libsumo.active = False
             self._sumo = None
 
     def __enter__(self) -> SumoSession:
@@ -170,7 +173,7 @@ class SumoSession:
     ) -> None:
         self.close()
 
-    def _module(self) -> ModuleType:
+    def _module(self) -> Any:
         if self.backend == "libsumo":
             import libsumo
 
@@ -234,7 +237,11 @@ class SumoSession:
         if end <= self.state.det_interval_end_s or not self.state.det_ids:
             return False
         il = self.sumo.inductionloop
-        count, occ, speed = self.state.det_count_veh, self.state.det_occupancy_pct, self.state.det_speed_mps
+        count, occ, speed = (
+            self.state.det_count_veh,
+            self.state.det_occupancy_pct,
+            self.state.det_speed_mps,
+        )
         for k, det in enumerate(self.state.det_ids):
             count[k] = il.getLastIntervalVehicleNumber(det)
             occ[k] = il.getLastIntervalOccupancy(det)

@@ -6,7 +6,7 @@ import base64
 import html
 import logging
 import numbers
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -129,7 +129,7 @@ def _render_png(
     fig.savefig(path, format="png")
 
 
-def _table(rows: list[tuple[str, ...]], head: tuple[str, ...], num_col: int = -1) -> str:
+def _table(rows: Sequence[tuple[str, ...]], head: tuple[str, ...], num_col: int = -1) -> str:
     """Build an HTML table; all cells must already be escaped. ``num_col`` is right-aligned."""
     th = "".join(f"<th>{h}</th>" for h in head)
     body = "".join(

@@ -147,11 +147,6 @@ def test_series_interval_multiple_is_accepted(tmp_path: Path) -> None:
     assert spec.sim.series_interval_s == 7.5
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="SimSpec._intervals tests `series % control` on floats: 9.9 % 3.3 == 8.9e-16 "
-    "(scenarios/spec.py)",
-)
 def test_series_interval_float_multiple_is_accepted(tmp_path: Path) -> None:
     body = "[sim]\ncontrol_interval_s = 3.3\nseries_interval_s = 9.9\n"
     spec = load_scenario(_write(tmp_path, HEAD + body))
@@ -182,6 +177,4 @@ def test_missing_file(tmp_path: Path) -> None:
 
 def test_parse_scenario_names_its_source() -> None:
     with pytest.raises(ScenarioError, match=r"^api: field 'sim.duration_s' = 5"):
-        parse_scenario(
-            {"name": "x", "kind": "baseline", "sim": {"duration_s": 5}}, source="api"
-        )
+        parse_scenario({"name": "x", "kind": "baseline", "sim": {"duration_s": 5}}, source="api")
