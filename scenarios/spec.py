@@ -54,6 +54,38 @@ class SimSpec(_Spec):
         return self.begin_s + self.duration_s
 
 
+ControllerKind = Literal["fixed", "actuated", "adaptive", "max_pressure"]
+
+
+class AdaptiveSpec(_Spec):
+    """Webster/HCM timings estimated from the loops, applied through the guard."""
+
+    update_s: float = Field(default=60.0, ge=10.0, le=900.0)
+    window_s: float = Field(default=300.0, ge=30.0, le=3600.0)
+    c_min_s: float = Field(default=60.0, ge=20.0, le=300.0)
+    c_max_s: float = Field(default=150.0, ge=30.0, le=300.0)
+    y_max: float = Field(default=0.95, gt=0.5, lt=1.0)
+    smoothing: float = Field(default=0.5, gt=0.0, le=1.0)
+    max_step_s: float = Field(default=15.0, gt=0.0, le=120.0)
+    startup_loss_s: float = Field(default=2.0, ge=0.0, le=5.0)
+    clearance_loss_s: float = Field(default=2.0, ge=0.0, le=6.0)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> AdaptiveSpec:
+        if self.c_min_s > self.c_max_s:
+            raise ValueError(f"c_min_s ({self.c_min_s:g}) must be <= c_max_s ({self.c_max_s:g})")
+        return self
+
+
+class ControlSpec(_Spec):
+    """Which controller runs each signal: ``default`` for all, ``by_signal`` overrides."""
+
+    default: ControllerKind = "fixed"
+    by_signal: dict[str, ControllerKind] = Field(default_factory=dict)
+    adaptive: AdaptiveSpec = AdaptiveSpec()
+    pressure_hysteresis_veh: float = Field(default=1.0, ge=0.0, le=50.0)
+
+
 class ScenarioSpec(_Spec):
     """Fields every scenario has; ``kind`` picks the behaviour."""
 
@@ -64,7 +96,7 @@ class ScenarioSpec(_Spec):
     city: CityRef = CityRef()
     demand: DemandSpec = DemandSpec()
     sim: SimSpec = SimSpec()
-    controller: Literal["fixed"] = "fixed"
+    control: ControlSpec = ControlSpec()
 
 
 class BaselineSpec(ScenarioSpec):

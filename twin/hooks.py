@@ -20,6 +20,7 @@ class RunContext:
     spec: Any
     seed: int
     run_dir: Path
+    control: Any = None  # signal_control.control.ControlManager, when signals are driven
     metrics: dict[str, Any] = field(default_factory=dict)
 
 

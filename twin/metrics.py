@@ -15,23 +15,35 @@ log = logging.getLogger(__name__)
 
 
 def trip_metrics(tripinfo: Path) -> dict[str, float | int]:
-    """Means over vehicles that arrived: travel time, delay (SUMO's timeLoss), stops."""
-    duration, loss, stops, length, waiting = [], [], [], [], []
+    """Trip metrics from ``--tripinfo-output`` (with unfinished trips written).
+
+    ``mean_delay_s`` is SUMO's timeLoss (time lost to driving below the desired speed)
+    averaged over every inserted vehicle, arrived or still driving at the end;
+    ``mean_depart_delay_s`` is the time vehicles waited to enter the network.
+    ``throughput_veh`` counts arrivals; travel time and stops are over arrivals.
+    """
+    duration, loss, stops, length, waiting, depart_delay = [], [], [], [], [], []
+    arrived = 0
     for trip in iter_xml_elements(tripinfo, "tripinfo"):
-        duration.append(float(trip["duration"]))
         loss.append(float(trip["timeLoss"]))
+        depart_delay.append(float(trip.get("departDelay", 0.0)))
+        if float(trip["arrival"]) < 0:
+            continue  # still driving when the run ended
+        arrived += 1
+        duration.append(float(trip["duration"]))
         stops.append(int(trip["waitingCount"]))
         length.append(float(trip["routeLength"]))
         waiting.append(float(trip["waitingTime"]))
-    n = len(duration)
 
     def mean(values: list[float] | list[int]) -> float:
         return float(np.mean(values)) if values else float("nan")
 
     return {
-        "throughput_veh": n,
+        "throughput_veh": arrived,
+        "unfinished_veh": len(loss) - arrived,
         "mean_travel_time_s": mean(duration),
         "mean_delay_s": mean(loss),
+        "mean_depart_delay_s": mean(depart_delay),
         "total_delay_h": float(np.sum(loss)) / 3600.0,
         "mean_stops": mean(stops),
         "mean_waiting_s": mean(waiting),

@@ -14,7 +14,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +88,40 @@ def make_session(
     )
 
 
+def _on_step_grid(t_s: float, step_s: float) -> float:
+    return math.ceil(t_s / step_s - 1e-9) * step_s
+
+
+def make_control(spec: Any, city: Any) -> Any:
+    """The run's :class:`~signal_control.control.ControlManager`, or ``None`` when every
+    signal keeps its fixed-time plan (nothing to drive)."""
+    from signal_control.control import ControlManager
+    from twin.errors import ScenarioError
+
+    ctl = spec.control
+    ids = [s.id for s in city.manifest.signals]
+    unknown = sorted(set(ctl.by_signal) - set(ids))
+    if unknown:
+        raise ScenarioError(
+            f"Scenario {spec.name!r}: field 'control.by_signal' names signals that are not in "
+            f"city {city.name}: {', '.join(unknown[:5])}; signals are e.g. {', '.join(ids[:5])}."
+        )
+    assignment = {t: ctl.by_signal.get(t, ctl.default) for t in ids}
+    if all(kind == "fixed" for kind in assignment.values()):
+        return None
+    net = city.net
+    return ControlManager(
+        signals=city.manifest.signals,
+        links={t: net.tls[t].links for t in ids},
+        edge_lanes={e.id: e.lanes for e in net.edges.values()},
+        detectors=city.manifest.detectors,
+        assignment=assignment,
+        spec=ctl,
+        detector_period_s=city.manifest.detector_period_s,
+        control_interval_s=spec.sim.control_interval_s,
+    )
+
+
 def simulate(
     spec: Any,
     city: Any,
@@ -106,27 +140,46 @@ def simulate(
     """
     wall0 = time.perf_counter()
     run_dir.mkdir(parents=True, exist_ok=True)
+    control = make_control(spec, city)
     if config is None:
         config = session_config(spec, city, seed=seed, run_dir=run_dir)
+    extra_xml = control.extra_additional_xml() if control is not None else None
+    if extra_xml:
+        programs = run_dir / "programs.add.xml"
+        programs.write_text(extra_xml, encoding="utf-8")
+        config = replace(config, additional=(*config.additional, programs))
     # for a post-mortem if SUMO takes the process down (twin.runner reads it)
     (run_dir / SUMO_ARGS_FILE).write_text(json.dumps(config.args()), encoding="utf-8")
     sim = spec.sim
     session = make_session(config, city, backend=sim.backend, gui=gui)
     bus = EventBus(start_s=sim.begin_s)
-    ctx = RunContext(session=session, bus=bus, city=city, spec=spec, seed=seed, run_dir=run_dir)
+    ctx = RunContext(session=session, bus=bus, city=city, spec=spec, seed=seed, run_dir=run_dir,
+                     control=control)  # fmt: skip
     st = session.state
     queue_rows: list[tuple[float, np.ndarray]] = []
     n_ticks = math.ceil(sim.duration_s / sim.control_interval_s - 1e-9)
     series_every = round(sim.series_interval_s / sim.control_interval_s)
     step_hook = behaviour.on_step if behaviour.needs_step_hook else None
+    hook = (lambda s: step_hook(ctx)) if step_hook else None
     with session:
+        if control is not None:
+            control.start(session, t_s=sim.begin_s)
         behaviour.setup(ctx)
         for tick in range(1, n_ticks + 1):
             t_s = min(sim.begin_s + tick * sim.control_interval_s, sim.end_s)
-            session.run(t_s, step_hook=(lambda s: step_hook(ctx)) if step_hook else None)
+            while control is not None and control.next_change_s() < t_s - 1e-9:
+                # a guarded signal changes before the tick: stop there and show it
+                t_change = _on_step_grid(control.next_change_s(), sim.step_length_s)
+                session.run(t_change, step_hook=hook)
+                control.advance(session.time_s)
+            session.run(t_s, step_hook=hook)
+            if control is not None:
+                control.advance(t_s)
             bus.advance_to(t_s)
             session.read_signals()
             session.read_detectors()
+            if control is not None:
+                control.on_tick(t_s, session, st)
             behaviour.on_interval(ctx)
             if tick % series_every == 0 or tick == n_ticks:
                 session.read_queues()
@@ -150,10 +203,20 @@ def simulate(
     metrics.update(queue_metrics(queues))
     metrics.update(extra)
     metrics.update(ctx.metrics)
+    if control is not None:
+        metrics.update(control.metrics())
     metrics["sim_end_s"] = sim.end_s
     series = {
         "network": summary_series(config.summary, every_s=sim.series_interval_s),  # type: ignore[arg-type]
         "queues": queues,
     }
-    events = [{"t_s": e.t_s, "kind": e.kind, **e.data} for e in bus.events]
+    guard_log: list[dict[str, Any]] = []
+    if control is not None:
+        series.update({name: pd.DataFrame(rows) for name, rows in control.series().items()})
+        if control.port is not None:
+            guard_log = [
+                {"t_s": e.t_s, "kind": f"guard_{e.what}", "tls_id": e.tls_id, **e.detail}
+                for e in control.port.events()
+            ]
+    events = [{"t_s": e.t_s, "kind": e.kind, **e.data} for e in bus.events] + guard_log
     return SimulationResult(metrics=metrics, series=series, events=events)

@@ -276,13 +276,18 @@ def _tls_info(net: Any, t: Any) -> TlsInfo:
     yields = [[False] * n for _ in range(n)]
     if node is not None:
         junction_index = {i: node.getLinkIndex(c) for i, c in by_index.items()}
+        # the junction's <request> rows: foes and prohibitions, by junction link index
+        # (read directly: sumolib's forbids() looks each index up again, O(n^3) per node)
+        foe_rows, prohibit_rows = node._foes, node._prohibits
         for i in range(n):
+            a = junction_index[i]
+            foe_row, prohibit_row = foe_rows.get(a, ""), prohibit_rows.get(a, "")
             for j in range(n):
                 if i != j:
-                    a, b = junction_index[i], junction_index[j]
-                    foes[i][j] = bool(node.areFoes(a, b))
-                    # link i must give way to link j (sumolib takes connections here)
-                    yields[i][j] = bool(node.forbids(by_index[j], by_index[i]))
+                    b = junction_index[j]
+                    foes[i][j] = len(foe_row) > b and foe_row[-(b + 1)] == "1"
+                    # link i must give way to link j
+                    yields[i][j] = len(prohibit_row) > b and prohibit_row[-(b + 1)] == "1"
     programs = t.getPrograms()
     program_id = sorted(programs)[0]
     phases = tuple(

@@ -23,6 +23,7 @@ from types import TracebackType
 from typing import Any, Literal
 
 import numpy as np
+import numpy.typing as npt
 
 from twin.errors import SumoError
 from twin.state import IntArray, TwinState
@@ -74,7 +75,10 @@ class SessionConfig:
         if self.additional:
             out += ["--additional-files", ",".join(map(str, self.additional))]
         if self.tripinfo:
-            out += ["--tripinfo-output", str(self.tripinfo)]
+            # unfinished trips too: a controller that jams the network must not look
+            # better because its slowest vehicles never arrive
+            out += ["--tripinfo-output", str(self.tripinfo),
+                    "--tripinfo-output.write-unfinished", "true"]  # fmt: skip
         if self.summary:
             out += ["--summary-output", str(self.summary)]
         if self.statistics:
@@ -295,6 +299,30 @@ class SumoSession:
             "running": int(self.sumo.vehicle.getIDCount()),
             "expected": int(sim.getMinExpectedNumber()),
         }
+
+    # ------------------------------------------------------------------ signals
+    def set_signal_state(self, tls_id: str, state: str) -> None:
+        """Show ``state`` at ``tls_id`` from the next step on (the guard decides it)."""
+        self.sumo.trafficlight.setRedYellowGreenState(tls_id, state)
+
+    def set_program(self, tls_id: str, program_id: str) -> None:
+        """Switch ``tls_id`` to one of its loaded programs (e.g. ``"actuated"``)."""
+        try:
+            self.sumo.trafficlight.setProgram(tls_id, program_id)
+        except Exception as exc:
+            raise SumoError(f"Signal {tls_id} has no program {program_id!r}: {exc}") from exc
+
+    def read_lane_halting(self, lane_ids: Sequence[str], out: npt.NDArray[np.float64]) -> None:
+        """Halting vehicles on each lane (last step) into ``out``."""
+        get = self.sumo.lane.getLastStepHaltingNumber
+        for k, lane in enumerate(lane_ids):
+            out[k] = get(lane)
+
+    def read_edge_halting(self, edge_ids: Sequence[str], out: npt.NDArray[np.float64]) -> None:
+        """Halting vehicles on each edge (all lanes, last step) into ``out``."""
+        get = self.sumo.edge.getLastStepHaltingNumber
+        for k, edge in enumerate(edge_ids):
+            out[k] = get(edge)
 
     # ------------------------------------------------------------------ state files
     def save_state(self, path: Path) -> Path:

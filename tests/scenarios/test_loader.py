@@ -54,7 +54,7 @@ def test_minimal_file_gets_defaults(tmp_path: Path) -> None:
     assert spec.name == "probe"
     assert spec.city.preset == "district"
     assert spec.sim.backend == "libsumo"
-    assert spec.controller == "fixed"
+    assert spec.control.default == "fixed" and spec.control.by_signal == {}
 
 
 def test_specs_are_frozen() -> None:

@@ -1,0 +1,389 @@
+"""Controllers per intersection, and the manager that runs them during a run.
+
+Controllers (chosen per signal in the scenario's ``[control]``):
+
+- ``fixed``: the network's own fixed-time plan, run by SUMO (nothing to do).
+- ``actuated``: SUMO's own gap-based actuation over the same phases, with the plan's
+  minimum greens (pedestrian minimums included) and maximum greens.
+- ``adaptive``: every ``update_s`` one kernel call estimates Webster/HCM timings for all
+  adaptive signals from the stop-line loops (counts over a rolling window plus the
+  residual queue); timings are smoothed across updates and sent through the guarded
+  port, which applies them from each signal's next green.
+- ``max_pressure``: every control tick, each signal whose green has had its minimum
+  compares stage pressures (Σ saturation flow × (queue in − queue out)); if another
+  stage has more pressure (by a hysteresis margin) the port skips to it, else it holds.
+
+The manager sees the simulation only through duck-typed objects: a session with
+``set_signal_state``/``set_program``/``read_lane_halting``/``read_edge_halting`` and
+the twin's state arrays. It never imports SUMO.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from signal_control.port import GuardedPort, plan_from_phases
+from signal_control.timing import (
+    PhaseMovements,
+    TimingNetwork,
+    TimingParams,
+    estimate_timings,
+    max_pressure,
+    smooth_timings,
+)
+
+log = logging.getLogger(__name__)
+
+FloatArray = npt.NDArray[np.float64]
+KINDS = ("fixed", "actuated", "adaptive", "max_pressure")
+
+# saturation flow per lane by what the lane does in a stage (pcu/h ~ veh/h, 5 % trucks)
+SAT_FLOW_THROUGH_VPH = 1900.0
+SAT_FLOW_PROTECTED_LEFT_VPH = 1800.0  # ≈ 0.95 of through
+SAT_FLOW_SHARED_RIGHT_VPH = 1700.0
+SAT_FLOW_PERMISSIVE_LEFT_VPH = 1200.0
+HEAVY_VEHICLE_FACTOR = 0.95
+
+
+def lane_sat_flow_vph(directions: set[str], *, protected_left: bool) -> float:
+    """Saturation flow of a lane from the movements it serves in a stage."""
+    if directions <= {"l", "L", "t"}:
+        base = SAT_FLOW_PROTECTED_LEFT_VPH if protected_left else SAT_FLOW_PERMISSIVE_LEFT_VPH
+    elif directions & {"l", "L"}:
+        base = SAT_FLOW_PERMISSIVE_LEFT_VPH
+    elif directions & {"r", "R"}:
+        base = SAT_FLOW_SHARED_RIGHT_VPH
+    else:
+        base = SAT_FLOW_THROUGH_VPH
+    return base * HEAVY_VEHICLE_FACTOR
+
+
+def actuated_programs_xml(signals: Sequence[Any]) -> str:
+    """SUMO ``actuated`` programs (programID ``actuated``) over the plans' phases:
+    greens between their minimum (pedestrian minimum included) and maximum."""
+    lines = ["<additional>"]
+    for s in signals:
+        lines.append(f'  <tlLogic id="{s.id}" type="actuated" programID="actuated" offset="0">')
+        lines.append('    <param key="max-gap" value="3.0"/>')
+        lines.append('    <param key="detector-gap" value="2.0"/>')
+        for p in s.phases:
+            if p.kind == "green":
+                lines.append(
+                    f'    <phase duration="{p.duration_s:g}" minDur="{p.min_green_s:g}" '
+                    f'maxDur="{p.max_green_s:g}" state="{p.state}" name="{p.name}"/>'
+                )
+            else:
+                lines.append(
+                    f'    <phase duration="{p.duration_s:g}" state="{p.state}" name="{p.name}"/>'
+                )
+        lines.append("  </tlLogic>")
+    lines.append("</additional>")
+    return "\n".join(lines) + "\n"
+
+
+@dataclass
+class _Telemetry:
+    timings: list[dict[str, Any]] = field(default_factory=list)
+    decisions: int = 0
+
+
+class ControlManager:
+    """Runs the scenario's controllers on a city's signals.
+
+    Parameters
+    ----------
+    signals
+        The city's signal specs (``id``, ``phases``, ``incoming_lanes``, ``offset_s``).
+    links
+        Per signal, its links (``index``, ``from_lane``, ``to_edge``, ``direction``).
+    edge_lanes
+        Lane count of every edge (for downstream queues per lane).
+    detectors
+        Loop specs (``id``, ``kind``, ``lane``).
+    assignment
+        Controller kind per signal id.
+    spec
+        The scenario's ``ControlSpec`` (adaptive parameters, hysteresis).
+    """
+
+    def __init__(
+        self,
+        *,
+        signals: Sequence[Any],
+        links: Mapping[str, Sequence[Any]],
+        edge_lanes: Mapping[str, int],
+        detectors: Sequence[Any],
+        assignment: Mapping[str, str],
+        spec: Any,
+        detector_period_s: float,
+        control_interval_s: float,
+    ) -> None:
+        self.spec = spec
+        self.by_id = {s.id: s for s in signals}
+        self.assignment = dict(assignment)
+        self.actuated = [s for s in signals if assignment[s.id] == "actuated"]
+        self.adaptive = [s.id for s in signals if assignment[s.id] == "adaptive"]
+        self.pressure = [s.id for s in signals if assignment[s.id] == "max_pressure"]
+        self.guarded = self.adaptive + self.pressure
+        self.detector_period_s = detector_period_s
+        self.control_interval_s = control_interval_s
+        self.port: GuardedPort | None = None
+        self.telemetry = _Telemetry()
+        self._links = links
+        self._edge_lanes = edge_lanes
+        self._next_update_s = math.inf
+        if self.adaptive:
+            self._build_adaptive(detectors)
+        if self.pressure:
+            self._build_pressure()
+
+    # ------------------------------------------------------------------ structure
+    def _stage_lanes(self, tls: str) -> list[dict[str, set[str]]]:
+        """Per green stage: lane -> directions served green in it."""
+        out = []
+        for phase in (p for p in self.by_id[tls].phases if p.kind == "green"):
+            lanes: dict[str, set[str]] = {}
+            for link in self._links[tls]:
+                if phase.state[link.index] in "Gg":
+                    lanes.setdefault(link.from_lane, set()).add(link.direction)
+            out.append(lanes)
+        return out
+
+    def _build_adaptive(self, detectors: Sequence[Any]) -> None:
+        a = self.spec.adaptive
+        stop_loop = {d.lane: d.id for d in detectors if d.kind == "stopline"}
+        lanes: list[str] = []
+        lane_index: dict[str, int] = {}
+        phase_ptr, lane_ptr, phase_lanes = [0], [0], []
+        sat, lost, intergreen, min_g, max_g = [], [], [], [], []
+        for tls in self.adaptive:
+            sig = self.by_id[tls]
+            yellow = min(p.duration_s for p in sig.phases if p.kind == "yellow")
+            all_red = min(p.duration_s for p in sig.phases if p.kind == "all_red")
+            greens = [p for p in sig.phases if p.kind == "green"]
+            for phase, served in zip(greens, self._stage_lanes(tls), strict=True):
+                for lane, dirs in sorted(served.items()):
+                    if lane not in lane_index:
+                        lane_index[lane] = len(lanes)
+                        lanes.append(lane)
+                        protected = all(phase.state[k.index] == "G" for k in self._links[tls]
+                                        if k.from_lane == lane)  # fmt: skip
+                        sat.append(lane_sat_flow_vph(dirs, protected_left=protected))
+                    phase_lanes.append(lane_index[lane])
+                lane_ptr.append(len(phase_lanes))
+                lost.append(a.startup_loss_s + a.clearance_loss_s)
+                intergreen.append(yellow + all_red)
+                min_g.append(phase.min_green_s)
+                max_g.append(phase.max_green_s)
+            phase_ptr.append(len(lost))
+        self._ad_lanes = lanes
+        self._ad_loop = [stop_loop.get(lane) for lane in lanes]
+        self._ad_network = TimingNetwork.create(
+            phase_ptr=np.array(phase_ptr, np.int64),
+            phase_lane_ptr=np.array(lane_ptr, np.int64),
+            phase_lanes=np.array(phase_lanes, np.int64),
+            sat_flow_vph=np.array(sat, np.float64),
+            lost_s=np.array(lost, np.float64),
+            intergreen_s=np.array(intergreen, np.float64),
+            min_green_s=np.array(min_g, np.float64),
+            max_green_s=np.array(max_g, np.float64),
+        )
+        self._ad_params = TimingParams(
+            window_s=a.window_s, c_min_s=a.c_min_s, c_max_s=a.c_max_s, y_max=a.y_max
+        )
+        n_windows = max(1, round(a.window_s / self.detector_period_s))
+        self._ad_history: deque[FloatArray] = deque(maxlen=n_windows)
+        self._ad_last_interval = -1.0
+        self._ad_prev_cycle = np.full(len(self.adaptive), np.nan)
+        self._ad_prev_green = np.full(len(lost), np.nan)
+        self._ad_halting = np.zeros(len(lanes))
+
+    def _build_pressure(self) -> None:
+        """Queue array = the signals' served in-lanes, then their out-edges (per lane)."""
+        lanes: list[str] = []
+        index: dict[str, int] = {}
+        edges: list[str] = []
+        edge_index: dict[str, int] = {}
+        phase_ptr, lane_ptr, phase_lanes = [0], [0], []
+        mov_ptr, mov_in, mov_out_edge, mov_sat = [0], [], [], []
+        lost, intergreen, min_g, max_g = [], [], [], []
+        for tls in self.pressure:
+            greens = [p for p in self.by_id[tls].phases if p.kind == "green"]
+            for phase, served in zip(greens, self._stage_lanes(tls), strict=True):
+                for lane, dirs in sorted(served.items()):
+                    if lane not in index:
+                        index[lane] = len(lanes)
+                        lanes.append(lane)
+                    phase_lanes.append(index[lane])
+                    for link in self._links[tls]:
+                        if link.from_lane == lane and link.direction in dirs:
+                            if link.to_edge not in edge_index:
+                                edge_index[link.to_edge] = len(edges)
+                                edges.append(link.to_edge)
+                            mov_in.append(index[lane])
+                            mov_out_edge.append(edge_index[link.to_edge])
+                            mov_sat.append(lane_sat_flow_vph({link.direction}, protected_left=True))
+                lane_ptr.append(len(phase_lanes))
+                mov_ptr.append(len(mov_in))
+                lost.append(0.0)
+                intergreen.append(0.0)
+                min_g.append(phase.min_green_s)
+                max_g.append(phase.max_green_s)
+            phase_ptr.append(len(lost))
+        n_in = len(lanes)
+        n_all = n_in + len(edges)
+        self._mp_lanes, self._mp_edges = lanes, edges
+        self._mp_edge_lanes = np.array([self._edge_lanes[e] for e in edges], np.float64)
+        self._mp_network = TimingNetwork.create(
+            phase_ptr=np.array(phase_ptr, np.int64),
+            phase_lane_ptr=np.array(lane_ptr, np.int64),
+            phase_lanes=np.array(phase_lanes, np.int64),
+            sat_flow_vph=np.full(n_all, SAT_FLOW_THROUGH_VPH),
+            lost_s=np.array(lost, np.float64),
+            intergreen_s=np.array(intergreen, np.float64),
+            min_green_s=np.array(min_g, np.float64),
+            max_green_s=np.array(max_g, np.float64),
+        )
+        self._mp_movements = PhaseMovements.create(
+            mov_ptr=np.array(mov_ptr, np.int64),
+            mov_in_lane=np.array(mov_in, np.int64),
+            mov_out_lane=n_in + np.array(mov_out_edge, np.int64),
+            mov_sat_flow_vph=np.array(mov_sat, np.float64),
+            n_lanes=n_all,
+        )
+        self._mp_queue = np.zeros(n_all)
+
+    # ------------------------------------------------------------------ run
+    def extra_additional_xml(self) -> str | None:
+        """Programs to load at start (SUMO reads programs only from its inputs)."""
+        return actuated_programs_xml(self.actuated) if self.actuated else None
+
+    def start(self, session: Any, *, t_s: float) -> None:
+        for sig in self.actuated:
+            session.set_program(sig.id, "actuated")
+        if self.guarded:
+            plans = {t: plan_from_phases(t, self.by_id[t].phases, offset_s=self.by_id[t].offset_s)
+                     for t in self.guarded}  # fmt: skip
+            self.port = GuardedPort(session, plans, start_s=t_s)
+            self.port.now_s = t_s
+        if self.adaptive:
+            self._next_update_s = t_s + self.spec.adaptive.update_s
+
+    def next_change_s(self) -> float:
+        return self.port.next_change_s() if self.port is not None else math.inf
+
+    def advance(self, t_s: float) -> None:
+        if self.port is not None:
+            self.port.advance(t_s)
+
+    def on_tick(self, t_s: float, session: Any, state: Any) -> None:
+        """Called every control interval, after the state arrays were refreshed."""
+        if self.adaptive:
+            self._collect_counts(state)
+            if t_s + 1e-9 >= self._next_update_s:
+                self._update_adaptive(t_s, session)
+                self._next_update_s += self.spec.adaptive.update_s
+        if self.pressure:
+            self._update_pressure(t_s, session)
+
+    def _collect_counts(self, state: Any) -> None:
+        if state.det_interval_end_s <= self._ad_last_interval:
+            return
+        self._ad_last_interval = state.det_interval_end_s
+        counts = np.full(len(self._ad_lanes), np.nan)
+        for k, det in enumerate(self._ad_loop):
+            if det is not None:
+                counts[k] = state.det_count_veh[state.det_index[det]]
+        self._ad_history.append(counts)
+
+    def _update_adaptive(self, t_s: float, session: Any) -> None:
+        if not self._ad_history:
+            return
+        window = np.vstack(self._ad_history)
+        counted = window.sum(axis=0)  # NaN stays NaN for lanes without a loop
+        session.read_lane_halting(self._ad_lanes, self._ad_halting)
+        demand = counted + self._ad_halting  # served + still waiting
+        window_s = len(self._ad_history) * self.detector_period_s
+        params = dataclasses.replace(self._ad_params, window_s=window_s)
+        target = estimate_timings(self._ad_network, demand, params)
+        a = self.spec.adaptive
+        plan = smooth_timings(
+            self._ad_network,
+            prev_cycle_s=self._ad_prev_cycle,
+            prev_green_s=self._ad_prev_green,
+            target_cycle_s=target.cycle_s,
+            target_green_s=target.green_s,
+            alpha=a.smoothing,
+            max_step_s=a.max_step_s,
+        )
+        cycle, green = plan.cycle_s, plan.green_s
+        self._ad_prev_cycle, self._ad_prev_green = cycle, green
+        assert self.port is not None
+        ptr = self._ad_network.phase_ptr
+        for i, tls in enumerate(self.adaptive):
+            greens = green[ptr[i] : ptr[i + 1]]
+            given = self.port.apply_timing(tls, green_s=greens.tolist())
+            row = {
+                "t_s": t_s,
+                "tls_id": tls,
+                "cycle_s": float(cycle[i]),
+                "flow_ratio_sum": float(target.flow_ratio_sum[i]),
+                "flags": int(target.flags[i]),
+                "green_s": [round(g, 2) for g in given],
+            }
+            self.telemetry.timings.append(row)
+
+    def _update_pressure(self, t_s: float, session: Any) -> None:
+        assert self.port is not None
+        n_in = len(self._mp_lanes)
+        session.read_lane_halting(self._mp_lanes, self._mp_queue[:n_in])
+        session.read_edge_halting(self._mp_edges, self._mp_queue[n_in:])
+        self._mp_queue[n_in:] /= self._mp_edge_lanes
+        result = max_pressure(self._mp_network, self._mp_movements, self._mp_queue)
+        ptr = self._mp_network.phase_ptr
+        margin = self.spec.pressure_hysteresis_veh * SAT_FLOW_THROUGH_VPH
+        for i, tls in enumerate(self.pressure):
+            guard = self.port.guard(tls)
+            if guard.interval != "green" or guard.min_end_s() > t_s + 1e-9:
+                continue
+            pressures = result.pressure[ptr[i] : ptr[i + 1]]
+            best = int(result.best_phase[i])
+            current = guard.stage
+            if best >= 0 and best != current and pressures[best] > pressures[current] + margin:
+                self.port.skip(tls, stage=best)
+                self.port.force_off(tls)
+                self.telemetry.decisions += 1
+            else:
+                self.port.hold(tls, until_s=t_s + self.control_interval_s)
+
+    # ------------------------------------------------------------------ results
+    def metrics(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "controllers": {k: sum(1 for v in self.assignment.values() if v == k) for k in KINDS}
+        }
+        if self.port is not None:
+            out["guard_commands"] = self.port.commands
+            out["guard_interventions"] = len(self.port.events())
+        if self.pressure:
+            out["max_pressure_switches"] = self.telemetry.decisions
+        return out
+
+    def series(self) -> dict[str, list[dict[str, Any]]]:
+        out: dict[str, list[dict[str, Any]]] = {}
+        if self.telemetry.timings:
+            out["signal_timings"] = self.telemetry.timings
+        if self.port is not None:
+            out["greens_served"] = [
+                {"tls_id": t, "stage": s, "start_s": a, "green_s": g}
+                for t, s, a, g in self.port.served()
+            ]
+        return out

@@ -1,0 +1,327 @@
+"""The signal safety guard: the only thing that decides what a signal shows.
+
+Controllers send *requests* (timings, hold, force-off, skip, priority); the guard
+turns them into a sequence of signal states that is safe by construction:
+
+- a green shows one of the plan's green states (verified conflict-free: no two
+  ``G`` links that are foes; ``g`` links yield);
+- a green never ends before its minimum green, which already holds the pedestrian
+  minimum (walk + clearance); it ends at the latest at its maximum green, except
+  under an explicit priority hold, which has its own cap;
+- every change of green passes through yellow (exactly ``yellow_s``) for the links
+  that lose green, then all-red (exactly ``all_red_s``); links green in both
+  stages keep green; right-turn-on-red links show ``s`` when not green.
+
+A request the guard cannot honour now is deferred or clamped and logged, never
+executed unsafely. The guard is pure Python and port-agnostic: the simulation port
+and a field port drive it alike (:mod:`signal_control.port`).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+log = logging.getLogger(__name__)
+
+Interval = Literal["green", "yellow", "all_red"]
+GREEN_CHARS = frozenset("Gg")
+EPS = 1e-9
+
+
+class UnsafePlanError(ValueError):
+    """A signal plan that the guard refuses to run (conflicting greens, bad intervals)."""
+
+
+@dataclass(frozen=True)
+class GuardPlan:
+    """Safety-relevant facts of one intersection's plan.
+
+    Attributes
+    ----------
+    green_states
+        State string of each green stage, in the plan's cyclic order.
+    min_green_s
+        Minimum green per stage (vehicle and pedestrian minimums, the larger).
+    max_green_s
+        Maximum green per stage (outside priority holds).
+    green_s
+        Planned green per stage (the fixed-time plan); controllers may change it.
+    yellow_s, all_red_s
+        Intergreen intervals; never cut.
+    right_on_red
+        Link indices that show ``s`` (stop, then go) when not green.
+    """
+
+    tls_id: str
+    green_states: tuple[str, ...]
+    min_green_s: tuple[float, ...]
+    max_green_s: tuple[float, ...]
+    green_s: tuple[float, ...]
+    yellow_s: float
+    all_red_s: float
+    right_on_red: frozenset[int] = frozenset()
+    offset_s: float = 0.0
+    max_priority_hold_s: float = 120.0
+
+    @property
+    def n_stages(self) -> int:
+        return len(self.green_states)
+
+    def check(self, foes: Sequence[Sequence[bool]] | None = None) -> None:
+        """Raise :class:`UnsafePlanError` if the plan is not safe to run."""
+        n = self.n_stages
+        if n == 0:
+            raise UnsafePlanError(f"{self.tls_id}: a plan needs at least one green stage")
+        sizes = {len(s) for s in self.green_states}
+        if len(sizes) != 1:
+            raise UnsafePlanError(f"{self.tls_id}: green states differ in length {sizes}")
+        for name, values in (("min_green_s", self.min_green_s), ("max_green_s", self.max_green_s),
+                             ("green_s", self.green_s)):  # fmt: skip
+            if len(values) != n:
+                raise UnsafePlanError(f"{self.tls_id}: {name} has {len(values)} values, not {n}")
+        for k in range(n):
+            if not 0 < self.min_green_s[k] <= self.max_green_s[k]:
+                raise UnsafePlanError(
+                    f"{self.tls_id}: stage {k} needs 0 < min_green_s <= max_green_s "
+                    f"(got {self.min_green_s[k]}, {self.max_green_s[k]})"
+                )
+        if self.yellow_s < 3.0 or self.all_red_s < 1.0:
+            raise UnsafePlanError(
+                f"{self.tls_id}: yellow_s must be >= 3 and all_red_s >= 1 "
+                f"(got {self.yellow_s}, {self.all_red_s})"
+            )
+        if foes is not None:
+            for k, state in enumerate(self.green_states):
+                hi = [i for i, ch in enumerate(state) if ch == "G"]
+                for a in hi:
+                    for b in hi:
+                        if foes[a][b]:
+                            raise UnsafePlanError(
+                                f"{self.tls_id}: stage {k} gives conflicting links {a} and {b} "
+                                "priority green"
+                            )
+
+    def show(self, interval: Interval, stage: int, target: int) -> str:
+        """The state string of an interval: green of ``stage``, or the yellow/all-red
+        of the change from ``stage`` to ``target``."""
+        cur = self.green_states[stage]
+        if interval == "green":
+            return cur
+        nxt = self.green_states[target]
+        out = []
+        for i, (a, b) in enumerate(zip(cur, nxt, strict=True)):
+            keeps = a in GREEN_CHARS and b in GREEN_CHARS
+            if keeps:
+                out.append("G" if a == "G" and b == "G" else "g")
+            elif a in GREEN_CHARS and interval == "yellow":
+                out.append("y")
+            else:
+                out.append("s" if i in self.right_on_red else "r")
+        return "".join(out)
+
+
+@dataclass
+class GuardEvent:
+    """A log line of the guard: what was asked, what was done."""
+
+    t_s: float
+    tls_id: str
+    what: str
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+class SignalGuard:
+    """The safe state machine of one intersection.
+
+    Parameters
+    ----------
+    plan
+        The intersection's plan (checked on construction).
+    start_s
+        Simulation (or wall-clock) time the guard takes over.
+    stage
+        Green stage shown at ``start_s``.
+    foes
+        Optional conflict matrix of the links, to verify the plan.
+    """
+
+    def __init__(
+        self,
+        plan: GuardPlan,
+        *,
+        start_s: float,
+        stage: int = 0,
+        foes: Sequence[Sequence[bool]] | None = None,
+    ) -> None:
+        plan.check(foes)
+        if not 0 <= stage < plan.n_stages:
+            raise ValueError(f"{plan.tls_id}: stage {stage} out of range 0..{plan.n_stages - 1}")
+        self.plan = plan
+        self.green_s = list(plan.green_s)
+        self.interval: Interval = "green"
+        self.stage = stage  # the green shown, or the one being left
+        self.target = stage  # next green (during an intergreen: the one coming)
+        self.entered_s = start_s
+        self.green_end_s = start_s + self._clamp(stage, self.green_s[stage])
+        self.skip_to: int | None = None
+        self.priority: tuple[int, float] | None = None  # (stage, hold-until cap)
+        self.events: list[GuardEvent] = []
+        self.served: list[tuple[int, float, float]] = []  # (stage, start_s, green_s)
+
+    # ------------------------------------------------------------------ helpers
+    def _clamp(self, stage: int, green_s: float) -> float:
+        """Whole seconds (as controllers count), within [min, max] green."""
+        lo, hi = self.plan.min_green_s[stage], self.plan.max_green_s[stage]
+        return min(max(float(round(green_s)), lo), hi)
+
+    def _log(self, t_s: float, what: str, **detail: Any) -> None:
+        self.events.append(GuardEvent(t_s, self.plan.tls_id, what, detail))
+        log.debug("%s t=%.1f %s %s", self.plan.tls_id, t_s, what, detail)
+
+    @property
+    def state(self) -> str:
+        return self.plan.show(self.interval, self.stage, self.target)
+
+    def min_green_s(self) -> float:
+        return self.plan.min_green_s[self.stage]
+
+    def min_end_s(self) -> float:
+        """Earliest time the current green may end (inf during an intergreen)."""
+        if self.interval != "green":
+            return math.inf
+        return self.entered_s + self.plan.min_green_s[self.stage]
+
+    def next_change_s(self) -> float:
+        """When the shown state changes next if nothing else is requested."""
+        if self.interval == "yellow":
+            return self.entered_s + self.plan.yellow_s
+        if self.interval == "all_red":
+            return self.entered_s + self.plan.all_red_s
+        return self.green_end_s
+
+    # ------------------------------------------------------------------ requests
+    def set_timing(self, t_s: float, green_s: Sequence[float]) -> list[float]:
+        """New planned greens for the coming stages; each clamped to [min, max].
+
+        The green now showing keeps its end unless the new value ends it later
+        (never earlier than its minimum).
+        """
+        if len(green_s) != self.plan.n_stages:
+            raise ValueError(
+                f"{self.plan.tls_id}: {len(green_s)} greens given, plan has {self.plan.n_stages}"
+            )
+        clamped = [self._clamp(k, float(g)) for k, g in enumerate(green_s)]
+        if any(abs(c - float(g)) > EPS for c, g in zip(clamped, green_s, strict=True)):
+            self._log(t_s, "timing_clamped", asked=list(map(float, green_s)), given=clamped)
+        self.green_s = clamped
+        return clamped
+
+    def hold(self, t_s: float, until_s: float) -> float:
+        """Keep the current green until ``until_s`` (capped at its max green)."""
+        if self.interval != "green":
+            self._log(t_s, "hold_deferred", reason=self.interval)
+            return self.green_end_s
+        cap = self.entered_s + self.plan.max_green_s[self.stage]
+        if self.priority is not None and self.priority[0] == self.stage:
+            cap = max(cap, self.priority[1])
+        end = min(max(until_s, self.min_end_s()), cap)
+        if until_s > cap + EPS:
+            self._log(t_s, "hold_capped", asked=until_s, given=end)
+        self.green_end_s = max(end, t_s)
+        return self.green_end_s
+
+    def force_off(self, t_s: float) -> float:
+        """End the current green as soon as allowed (its minimum green)."""
+        if self.interval != "green":
+            return math.inf
+        end = max(t_s, self.min_end_s())
+        if end > t_s + EPS:
+            self._log(t_s, "force_off_deferred", until=end)
+        self.green_end_s = end
+        return end
+
+    def skip(self, t_s: float, stage: int) -> None:
+        """Serve ``stage`` next (skipping stages in between), via yellow and all-red."""
+        if not 0 <= stage < self.plan.n_stages:
+            raise ValueError(f"{self.plan.tls_id}: no stage {stage}")
+        if self.interval == "green" and stage == self.stage:
+            self.skip_to = None
+            return
+        self.skip_to = stage
+        if self.interval != "green":  # already changing: aim the change at `stage`
+            if self.interval == "yellow" and stage != self.target:
+                # the yellow shows which links lose green; retarget only if that is the same
+                same = self.plan.show("yellow", self.stage, stage) == self.state
+                if same:
+                    self.target = stage
+                    self.skip_to = None
+            elif self.interval == "all_red":
+                # links kept green through this all-red belong to (stage -> target); a new
+                # target could cut them without yellow, so the skip waits one green
+                self._log(t_s, "skip_after_next_green", stage=stage)
+
+    def request_priority(self, t_s: float, stage: int, *, max_hold_s: float | None = None) -> None:
+        """Priority for ``stage`` (an EV approach): go there as soon as minimums allow and
+        hold it until :meth:`cancel_priority` or the cap."""
+        cap_s = self.plan.max_priority_hold_s if max_hold_s is None else max_hold_s
+        self.priority = (stage, t_s + cap_s)
+        self._log(t_s, "priority_requested", stage=stage)
+        if self.interval == "green" and self.stage == stage:
+            self.green_end_s = max(self.green_end_s, t_s + cap_s)
+            return
+        self.skip(t_s, stage)
+        self.force_off(t_s)
+
+    def cancel_priority(self, t_s: float) -> None:
+        if self.priority is None:
+            return
+        stage, _cap = self.priority
+        self.priority = None
+        self._log(t_s, "priority_cancelled", stage=stage)
+        if self.interval == "green" and self.stage == stage:
+            # resume the plan: the held green ends now (it has had its minimum)
+            self.green_end_s = max(t_s, self.min_end_s())
+        if self.skip_to == stage:
+            self.skip_to = None
+
+    # ------------------------------------------------------------------ time
+    def advance(self, t_s: float) -> list[tuple[float, str]]:
+        """Step the machine to ``t_s``; returns the states shown, with their start times."""
+        shown: list[tuple[float, str]] = []
+        while self.next_change_s() <= t_s + EPS:
+            at = self.next_change_s()
+            if self.interval == "green":
+                self.served.append((self.stage, self.entered_s, at - self.entered_s))
+                nxt = (
+                    self.skip_to
+                    if self.skip_to is not None
+                    else (self.stage + 1) % self.plan.n_stages
+                )
+                if self.priority is not None:
+                    nxt = self.priority[0]
+                self.skip_to = None
+                if nxt == self.stage:  # nothing else to serve: keep the green
+                    self.green_end_s = at + self._clamp(self.stage, self.green_s[self.stage])
+                    if self.priority is not None:
+                        self.green_end_s = max(self.green_end_s, self.priority[1])
+                    continue
+                self.interval, self.target, self.entered_s = "yellow", nxt, at
+            elif self.interval == "yellow":
+                self.interval, self.entered_s = "all_red", at
+            else:
+                self.interval, self.stage, self.entered_s = "green", self.target, at
+                if self.skip_to == self.stage:
+                    self.skip_to = None
+                green = self.green_s[self.stage]
+                if self.priority is not None and self.priority[0] == self.stage:
+                    self.green_end_s = at + max(green, self.priority[1] - at, self.min_green_s())
+                elif self.priority is not None:  # on the way to the priority stage
+                    self.green_end_s = at + self.plan.min_green_s[self.stage]
+                else:
+                    self.green_end_s = at + self._clamp(self.stage, green)
+            shown.append((at, self.state))
+        return shown

@@ -1,0 +1,186 @@
+"""The controller interface: the commands a center sends to signal controllers.
+
+:class:`ControllerPort` is what controllers talk to. :class:`GuardedPort` implements it
+over one :class:`~signal_control.guard.SignalGuard` per intersection, so every command
+passes the safety guard; a concrete port only says how to *show* a state
+(:meth:`GuardedPort._display`) and how to switch a controller to its own local mode.
+The simulation port (:class:`SimulationPort`) is handed a SUMO session object and
+calls its ``set_signal_state``/``set_program``; a field adapter (NTCIP or a
+vendor protocol) would implement the same two methods towards real controllers.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal, Protocol
+
+import numpy as np
+
+from signal_control.guard import GuardEvent, GuardPlan, SignalGuard
+
+log = logging.getLogger(__name__)
+
+LocalMode = Literal["plan", "actuated"]
+
+
+class ControllerPort(Protocol):
+    """Commands to one city's signal controllers (all times in seconds of one clock)."""
+
+    def apply_timing(self, tls_id: str, *, green_s: Sequence[float]) -> list[float]:
+        """New green per stage from the next green on; returns the greens accepted."""
+        ...
+
+    def hold(self, tls_id: str, *, until_s: float) -> float: ...
+
+    def force_off(self, tls_id: str) -> float: ...
+
+    def skip(self, tls_id: str, *, stage: int) -> None: ...
+
+    def request_priority(
+        self, tls_id: str, *, stage: int, max_hold_s: float | None = None
+    ) -> None: ...
+
+    def cancel_priority(self, tls_id: str) -> None: ...
+
+    def local_mode(self, tls_id: str, mode: LocalMode) -> None:
+        """Hand the intersection back to the controller's own plan or actuation."""
+        ...
+
+
+class SignalDisplay(Protocol):
+    """What a port needs from the thing that shows the signals (SUMO or the field)."""
+
+    def set_signal_state(self, tls_id: str, state: str) -> None: ...
+
+    def set_program(self, tls_id: str, program_id: str) -> None: ...
+
+
+def plan_from_phases(tls_id: str, phases: Sequence[Any], *, offset_s: float = 0.0) -> GuardPlan:
+    """A :class:`GuardPlan` from a city's phase list (objects with ``kind``, ``state``,
+    ``duration_s``, ``min_green_s``, ``max_green_s``), e.g. the manifest's phases."""
+    greens = [p for p in phases if p.kind == "green"]
+    yellows = [p.duration_s for p in phases if p.kind == "yellow"]
+    all_reds = [p.duration_s for p in phases if p.kind == "all_red"]
+    right_on_red = frozenset(i for p in phases for i, ch in enumerate(p.state) if ch == "s")
+    return GuardPlan(
+        tls_id=tls_id,
+        green_states=tuple(p.state for p in greens),
+        min_green_s=tuple(float(p.min_green_s) for p in greens),
+        max_green_s=tuple(float(p.max_green_s) for p in greens),
+        green_s=tuple(float(p.duration_s) for p in greens),
+        yellow_s=min(yellows) if yellows else 0.0,
+        all_red_s=min(all_reds) if all_reds else 0.0,
+        right_on_red=right_on_red,
+        offset_s=offset_s,
+    )
+
+
+class GuardedPort:
+    """A port whose every command goes through the intersection's guard.
+
+    Parameters
+    ----------
+    display
+        Shows states (the SUMO session, or a field connection).
+    plans
+        Plan per intersection taken under guarded control.
+    start_s
+        Time the guards take over; each starts in its first green stage.
+    foes
+        Optional conflict matrices per intersection, to verify the plans.
+    """
+
+    def __init__(
+        self,
+        display: SignalDisplay,
+        plans: Mapping[str, GuardPlan],
+        *,
+        start_s: float,
+        foes: Mapping[str, Sequence[Sequence[bool]]] | None = None,
+    ) -> None:
+        self.display = display
+        self.ids = list(plans)
+        self.index = {tls: k for k, tls in enumerate(self.ids)}
+        self.guards = [
+            SignalGuard(plans[t], start_s=start_s, foes=(foes or {}).get(t)) for t in self.ids
+        ]
+        self.next_s = np.array([g.next_change_s() for g in self.guards], dtype=np.float64)
+        self.commands = 0
+        for tls, guard in zip(self.ids, self.guards, strict=True):
+            self.display.set_signal_state(tls, guard.state)
+
+    def guard(self, tls_id: str) -> SignalGuard:
+        try:
+            return self.guards[self.index[tls_id]]
+        except KeyError:
+            raise KeyError(f"signal {tls_id!r} is not under guarded control") from None
+
+    def _touched(self, tls_id: str) -> None:
+        k = self.index[tls_id]
+        self.next_s[k] = self.guards[k].next_change_s()
+        self.commands += 1
+
+    # ------------------------------------------------------------------ commands
+    def apply_timing(self, tls_id: str, *, green_s: Sequence[float]) -> list[float]:
+        out = self.guard(tls_id).set_timing(self.now_s, green_s)
+        self._touched(tls_id)
+        return out
+
+    def hold(self, tls_id: str, *, until_s: float) -> float:
+        out = self.guard(tls_id).hold(self.now_s, until_s)
+        self._touched(tls_id)
+        return out
+
+    def force_off(self, tls_id: str) -> float:
+        out = self.guard(tls_id).force_off(self.now_s)
+        self._touched(tls_id)
+        return out
+
+    def skip(self, tls_id: str, *, stage: int) -> None:
+        self.guard(tls_id).skip(self.now_s, stage)
+        self._touched(tls_id)
+
+    def request_priority(self, tls_id: str, *, stage: int, max_hold_s: float | None = None) -> None:
+        self.guard(tls_id).request_priority(self.now_s, stage, max_hold_s=max_hold_s)
+        self._touched(tls_id)
+
+    def cancel_priority(self, tls_id: str) -> None:
+        self.guard(tls_id).cancel_priority(self.now_s)
+        self._touched(tls_id)
+
+    def local_mode(self, tls_id: str, mode: LocalMode) -> None:
+        raise NotImplementedError(
+            f"{tls_id} is under guarded control; local modes are set before the run starts"
+        )
+
+    # ------------------------------------------------------------------ time
+    now_s: float = 0.0
+
+    def next_change_s(self) -> float:
+        """The earliest time any guarded signal changes state."""
+        return float(self.next_s.min()) if self.next_s.size else math.inf
+
+    def advance(self, t_s: float) -> int:
+        """Show every state change due by ``t_s``; returns how many signals changed."""
+        self.now_s = t_s
+        due = np.flatnonzero(self.next_s <= t_s + 1e-9)
+        for k in due:
+            guard = self.guards[k]
+            shown = guard.advance(t_s)
+            if shown:
+                self.display.set_signal_state(self.ids[k], shown[-1][1])
+            self.next_s[k] = guard.next_change_s()
+        return int(due.size)
+
+    def stage_of(self, tls_id: str) -> tuple[str, int]:
+        g = self.guard(tls_id)
+        return g.interval, g.stage
+
+    def events(self) -> list[GuardEvent]:
+        return [e for g in self.guards for e in g.events]
+
+    def served(self) -> list[tuple[str, int, float, float]]:
+        """Every green served: (signal, stage, start_s, green_s)."""
+        return [(t, *s) for t, g in zip(self.ids, self.guards, strict=True) for s in g.served]

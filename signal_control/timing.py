@@ -1,0 +1,603 @@
+"""Signal timings from detector data, whole city per call: Webster + HCM, smoothing, max-pressure.
+
+The static structure of the city's signals (phases, the lanes each phase serves, lost
+times, intergreens, min and max greens) is a :class:`TimingNetwork`, checked once when
+it is built; the scalars of the method are a :class:`TimingParams`. Each call then only
+checks the shape of the new readings and hands plain arrays to a Numba kernel in
+:mod:`signal_control._timing_kernels`, so a call for a city of ~900 signals costs
+microseconds.
+
+Layout (CSR, ``int64`` offsets, ``float64`` values): the green phases of intersection
+``i`` are ``phase_ptr[i]:phase_ptr[i + 1]`` (``P`` phases in all, green stages only; the
+intergreen after each phase is a number of that phase); the lanes served by phase ``p``
+are ``phase_lanes[phase_lane_ptr[p]:phase_lane_ptr[p + 1]]``, indices into the per-lane
+arrays (``L`` lanes). A lane may serve several phases; a phase may serve no lane.
+
+Timing rules of :func:`estimate_timings`, per intersection
+----------------------------------------------------------
+1. ``flow_vph = count_veh * 3600 / window_s`` per lane; the critical flow ratio of a phase
+   is ``y = max(flow_vph / sat_flow_vph)`` over its lanes with a count. A phase with no
+   lane or only NaN counts is *unobserved*: ``y`` is NaN, it gets exactly its min green
+   and is left out of ``Y = sum(y)``. ``L = sum(lost_s)`` over all phases.
+2. Webster: ``C0 = (1.5 L + 5) / (1 - Y)`` clamped to ``[c_min_s, c_max_s]``; ``Y >=
+   y_max`` gives ``c_max_s`` (flag :attr:`TimingFlag.OVERSATURATED`); ``Y == 0`` gives
+   ``c_min_s``.
+3. Effective greens ``g = (C0 - L) y / Y`` (``Y == 0``: equal shares), displayed greens
+   ``G = g + lost_s - intergreen_s``, clipped to ``[min_green_s, max_green_s]``. The cycle is
+   ``sum(G + intergreen_s)``: raising a green to its minimum lengthens the cycle, capping
+   one at its maximum shortens it (the time is *not* handed to the other phases).
+4. If that cycle is above ``c_max_s``, the observed greens above their minimum give back
+   the excess in proportion to ``y`` (equally when their ``y`` are all 0), none below its
+   minimum; only when ``sum(min_green_s + intergreen_s) > c_max_s`` does the cycle stay
+   above ``c_max_s`` (flag :attr:`TimingFlag.MIN_GREENS_EXCEED_C_MAX`). Symmetrically, a
+   cycle below ``c_min_s`` (max greens capped it) is filled back up to ``c_min_s`` by the
+   observed greens below their maximum; where they cannot fill it, the flag is
+   :attr:`TimingFlag.MAX_GREENS_BELOW_C_MIN`.
+5. Degree of saturation ``x = y C / g`` with the effective green ``g = G + intergreen_s -
+   lost_s`` actually given (NaN for unobserved phases).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from enum import IntFlag
+from typing import NamedTuple
+
+import numpy as np
+import numpy.typing as npt
+
+from signal_control import _timing_kernels as _k
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+
+
+class TimingFlag(IntFlag):
+    """Bits of :attr:`TimingEstimate.flags`, one integer per intersection."""
+
+    OVERSATURATED = _k.OVERSATURATED
+    """``Y >= y_max``: Webster's formula breaks down; the cycle aims at ``c_max_s``."""
+    MIN_GREENS_EXCEED_C_MAX = _k.MIN_GREENS_EXCEED_C_MAX
+    """``sum(min_green_s + intergreen_s) > c_max_s``: the cycle is above ``c_max_s``."""
+    UNOBSERVED_PHASE = _k.UNOBSERVED_PHASE
+    """Some phase has no lane with a count: it was given exactly its min green."""
+    MAX_GREENS_BELOW_C_MIN = _k.MAX_GREENS_BELOW_C_MIN
+    """The greens cannot fill ``c_min_s`` (all observed greens at their max, or no
+    observed phase at all): the cycle is below ``c_min_s``."""
+
+
+def _float_array(name: str, value: npt.ArrayLike) -> FloatArray:
+    """A read-only 1-D ``float64`` copy of ``value``."""
+    arr = np.array(value, dtype=np.float64, copy=True)
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be 1-D; got shape {arr.shape}")
+    arr.flags.writeable = False
+    return arr
+
+
+def _index_array(name: str, value: npt.ArrayLike) -> IntArray:
+    """A read-only 1-D ``int64`` copy of ``value``, which must hold whole numbers."""
+    raw = np.asarray(value)
+    if raw.dtype.kind == "f":
+        if not np.all(np.isfinite(raw)) or not np.array_equal(raw, np.floor(raw)):
+            raise ValueError(f"{name} must hold whole numbers; got {raw.ravel()[:5]}")
+    elif raw.dtype.kind not in "iu":
+        raise ValueError(f"{name} must hold integers; got dtype {raw.dtype}")
+    if raw.ndim != 1:
+        raise ValueError(f"{name} must be 1-D; got shape {raw.shape}")
+    arr = np.array(raw, dtype=np.int64, copy=True)
+    arr.flags.writeable = False
+    return arr
+
+
+def _check_offsets(name: str, offsets: IntArray, end: int, end_name: str) -> None:
+    """``offsets`` must be non-empty and rise (non-strictly) from 0 to ``end``."""
+    if offsets.size == 0:
+        raise ValueError(f"{name} must have at least one entry (0)")
+    if offsets[0] != 0 or offsets[-1] != end:
+        raise ValueError(
+            f"{name} must run from 0 to {end_name}={end}; got {offsets[0]}...{offsets[-1]}"
+        )
+    drops = np.flatnonzero(np.diff(offsets) < 0)
+    if drops.size:
+        k = int(drops[0])
+        raise ValueError(
+            f"{name} must be non-decreasing; {name}[{k + 1}]={offsets[k + 1]} < "
+            f"{name}[{k}]={offsets[k]}"
+        )
+
+
+def _check_length(name: str, arr: npt.NDArray[np.generic], size: int, what: str) -> None:
+    if arr.shape != (size,):
+        raise ValueError(f"{name} must have one entry per {what} ({size}); got shape {arr.shape}")
+
+
+def _check_range(
+    name: str, arr: FloatArray, *, low: float, allow_inf: bool = False, strict: bool = False
+) -> None:
+    """Every entry of ``arr`` must be ``>= low`` (``> low`` if strict) and not NaN."""
+    bad = np.isnan(arr) | (arr <= low if strict else arr < low)
+    if not allow_inf:
+        bad |= np.isinf(arr)
+    if np.any(bad):
+        k = int(np.flatnonzero(bad)[0])
+        op = ">" if strict else ">="
+        kind = "" if allow_inf else "finite and "
+        raise ValueError(f"{name} must be {kind}{op} {low}; {name}[{k}]={arr[k]}")
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class TimingNetwork:
+    """The static structure of a city's signals, checked once when built.
+
+    Build it with :meth:`create` (which accepts lists and other dtypes); the arrays are
+    copied into read-only ``int64`` / ``float64`` arrays.
+
+    Attributes
+    ----------
+    phase_ptr
+        ``n + 1`` offsets: the green phases of intersection ``i`` are
+        ``phase_ptr[i]:phase_ptr[i + 1]``.
+    phase_lane_ptr
+        ``P + 1`` offsets into ``phase_lanes``, one group per phase.
+    phase_lanes
+        Lane indices (into ``sat_flow_vph`` and the per-lane readings) served by each phase.
+    sat_flow_vph
+        Saturation flow of each lane, veh/h (> 0).
+    lost_s
+        Lost time of each phase (start-up + clearance loss), s.
+    intergreen_s
+        Yellow + all-red shown after each phase, s.
+    min_green_s
+        Minimum displayed green of each phase (already the max of the vehicle and the
+        pedestrian minimum), s. ``min_green_s + intergreen_s - lost_s`` must be > 0.
+    max_green_s
+        Maximum displayed green of each phase, s (``inf`` for none).
+    """
+
+    phase_ptr: IntArray
+    phase_lane_ptr: IntArray
+    phase_lanes: IntArray
+    sat_flow_vph: FloatArray
+    lost_s: FloatArray
+    intergreen_s: FloatArray
+    min_green_s: FloatArray
+    max_green_s: FloatArray
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        for name in ("phase_ptr", "phase_lane_ptr", "phase_lanes"):
+            set_(self, name, _index_array(name, getattr(self, name)))
+        for name in ("sat_flow_vph", "lost_s", "intergreen_s", "min_green_s", "max_green_s"):
+            set_(self, name, _float_array(name, getattr(self, name)))
+        n_phases = self.lost_s.size
+        n_lanes = self.sat_flow_vph.size
+        _check_offsets("phase_ptr", self.phase_ptr, n_phases, "len(lost_s)")
+        for name in ("intergreen_s", "min_green_s", "max_green_s"):
+            _check_length(name, getattr(self, name), n_phases, "phase")
+        _check_length("phase_lane_ptr", self.phase_lane_ptr, n_phases + 1, "phase, plus one")
+        _check_offsets(
+            "phase_lane_ptr", self.phase_lane_ptr, self.phase_lanes.size, "len(phase_lanes)"
+        )
+        out = (self.phase_lanes < 0) | (self.phase_lanes >= n_lanes)
+        if np.any(out):
+            k = int(np.flatnonzero(out)[0])
+            raise ValueError(
+                f"phase_lanes must index the {n_lanes} lanes of sat_flow_vph; "
+                f"phase_lanes[{k}]={self.phase_lanes[k]}"
+            )
+        _check_range("sat_flow_vph", self.sat_flow_vph, low=0.0, strict=True)
+        _check_range("lost_s", self.lost_s, low=0.0)
+        _check_range("intergreen_s", self.intergreen_s, low=0.0)
+        _check_range("min_green_s", self.min_green_s, low=0.0)
+        above_min = self.max_green_s - self.min_green_s
+        if np.any(np.isnan(above_min) | (above_min < 0)):
+            k = int(np.flatnonzero(np.isnan(above_min) | (above_min < 0))[0])
+            raise ValueError(
+                f"max_green_s must be >= min_green_s; max_green_s[{k}]={self.max_green_s[k]}"
+                f" < min_green_s[{k}]={self.min_green_s[k]}"
+            )
+        eff = self.min_green_s + self.intergreen_s - self.lost_s
+        if np.any(eff <= 0):
+            k = int(np.flatnonzero(eff <= 0)[0])
+            raise ValueError(
+                "lost_s must be shorter than min_green_s + intergreen_s (the effective green "
+                f"at min green must be > 0); phase {k}: lost_s={self.lost_s[k]}, "
+                f"min_green_s={self.min_green_s[k]}, intergreen_s={self.intergreen_s[k]}"
+            )
+
+    @classmethod
+    def create(
+        cls,
+        *,
+        phase_ptr: npt.ArrayLike,
+        phase_lane_ptr: npt.ArrayLike,
+        phase_lanes: npt.ArrayLike,
+        sat_flow_vph: npt.ArrayLike,
+        lost_s: npt.ArrayLike,
+        intergreen_s: npt.ArrayLike,
+        min_green_s: npt.ArrayLike,
+        max_green_s: npt.ArrayLike | None = None,
+    ) -> TimingNetwork:
+        """Check and copy the arrays of a city's signals (see the class attributes).
+
+        Parameters
+        ----------
+        phase_ptr, phase_lane_ptr, phase_lanes, sat_flow_vph, lost_s, intergreen_s, min_green_s
+            As the attributes of the same name.
+        max_green_s
+            Maximum greens; ``None`` for no maximum (``inf``).
+
+        Returns
+        -------
+        TimingNetwork
+            With read-only ``int64`` offsets and indices and ``float64`` values.
+
+        Raises
+        ------
+        ValueError
+            Naming the argument: wrong dimension or length, offsets that do not rise from
+            0 to the length they index, a lane index out of range, a non-positive or
+            non-finite saturation flow, negative times, ``max_green_s < min_green_s``, or
+            ``lost_s >= min_green_s + intergreen_s``.
+        """
+        if max_green_s is None:
+            max_green_s = np.full(np.shape(lost_s), np.inf)
+        return cls(
+            phase_ptr=phase_ptr,  # type: ignore[arg-type]  # converted in __post_init__
+            phase_lane_ptr=phase_lane_ptr,  # type: ignore[arg-type]
+            phase_lanes=phase_lanes,  # type: ignore[arg-type]
+            sat_flow_vph=sat_flow_vph,  # type: ignore[arg-type]
+            lost_s=lost_s,  # type: ignore[arg-type]
+            intergreen_s=intergreen_s,  # type: ignore[arg-type]
+            min_green_s=min_green_s,  # type: ignore[arg-type]
+            max_green_s=max_green_s,  # type: ignore[arg-type]
+        )
+
+    @property
+    def n_intersections(self) -> int:
+        """Number of intersections ``n``."""
+        return self.phase_ptr.size - 1
+
+    @property
+    def n_phases(self) -> int:
+        """Number of green phases ``P`` over all intersections."""
+        return self.lost_s.size
+
+    @property
+    def n_lanes(self) -> int:
+        """Number of lanes ``L`` (length of the per-lane arrays)."""
+        return self.sat_flow_vph.size
+
+
+@dataclass(frozen=True, slots=True)
+class TimingParams:
+    """Scalars of :func:`estimate_timings`, checked when built.
+
+    Attributes
+    ----------
+    window_s
+        Length of the window over which ``count_veh`` was counted, s (> 0).
+    c_min_s, c_max_s
+        Shortest and longest cycle Webster's cycle is clamped to, s
+        (``0 < c_min_s <= c_max_s``).
+    y_max
+        Webster's formula is not used when ``Y >= y_max`` (the cycle is then ``c_max_s``
+        and the intersection flagged oversaturated); ``0 < y_max <= 1``.
+    """
+
+    window_s: float
+    c_min_s: float = 40.0
+    c_max_s: float = 180.0
+    y_max: float = 0.95
+
+    def __post_init__(self) -> None:
+        for name in ("window_s", "c_min_s", "c_max_s", "y_max"):
+            value = float(getattr(self, name))
+            if not math.isfinite(value):
+                raise ValueError(f"{name} must be finite; got {value}")
+            object.__setattr__(self, name, value)
+        if self.window_s <= 0:
+            raise ValueError(f"window_s must be > 0; got {self.window_s}")
+        if self.c_min_s <= 0:
+            raise ValueError(f"c_min_s must be > 0; got {self.c_min_s}")
+        if self.c_min_s > self.c_max_s:
+            raise ValueError(
+                f"c_min_s must be <= c_max_s; got c_min_s={self.c_min_s} > c_max_s={self.c_max_s}"
+            )
+        if not 0 < self.y_max <= 1:
+            raise ValueError(f"y_max must be in (0, 1]; got {self.y_max}")
+
+
+class TimingEstimate(NamedTuple):
+    """Output of :func:`estimate_timings`."""
+
+    cycle_s: FloatArray
+    """``[n]`` cycle = sum of displayed greens + intergreens, s (NaN: no phase)."""
+    green_s: FloatArray
+    """``[P]`` displayed green of each phase, s."""
+    flow_ratio: FloatArray
+    """``[P]`` critical flow ratio ``y`` of each phase (NaN: unobserved)."""
+    flow_ratio_sum: FloatArray
+    """``[n]`` ``Y``, the sum of ``y`` over observed phases (NaN: no observed phase)."""
+    degree_of_saturation: FloatArray
+    """``[P]`` ``x = y C / g`` with the effective green ``g`` given (NaN: unobserved)."""
+    flags: IntArray
+    """``[n]`` :class:`TimingFlag` bits."""
+
+
+class TimingPlan(NamedTuple):
+    """A cycle and greens per intersection: output of :func:`smooth_timings`."""
+
+    cycle_s: FloatArray
+    """``[n]`` cycle = sum of displayed greens + intergreens, s (NaN: none)."""
+    green_s: FloatArray
+    """``[P]`` displayed green of each phase, s."""
+
+
+def _readings(name: str, value: npt.ArrayLike, size: int, what: str) -> FloatArray:
+    """``value`` as a contiguous 1-D ``float64`` array of ``size`` (no copy if it is one)."""
+    arr = np.ascontiguousarray(value, dtype=np.float64)
+    if arr.shape != (size,):
+        raise ValueError(f"{name} must have one entry per {what} ({size}); got shape {arr.shape}")
+    return arr
+
+
+def estimate_timings(
+    network: TimingNetwork, count_veh: npt.ArrayLike, params: TimingParams
+) -> TimingEstimate:
+    """Webster cycles and HCM greens for every intersection, from per-lane counts.
+
+    The rules are in the module docstring; in short: Webster's cycle from the critical
+    flow ratios, clamped to ``[c_min_s, c_max_s]``, greens in proportion to ``y`` within
+    their min and max, unobserved phases at exactly their min green.
+
+    Parameters
+    ----------
+    network
+        The city's signals.
+    count_veh
+        ``[L]`` vehicles counted on each lane over ``params.window_s``; NaN for no data.
+    params
+        Window length, cycle bounds and the oversaturation threshold ``y_max``.
+
+    Returns
+    -------
+    TimingEstimate
+        Cycle, displayed greens, ``y``, ``Y``, ``x`` and :class:`TimingFlag` bits.
+
+    Raises
+    ------
+    ValueError
+        When ``count_veh`` is not one value per lane, or holds a negative or infinite count.
+    """
+    counts = _readings("count_veh", count_veh, network.n_lanes, "lane")
+    cycle_s, green_s, y, y_sum, x, flags, bad = _k._estimate_timings(
+        network.phase_ptr,
+        network.phase_lane_ptr,
+        network.phase_lanes,
+        network.sat_flow_vph,
+        network.lost_s,
+        network.intergreen_s,
+        network.min_green_s,
+        network.max_green_s,
+        counts,
+        params.window_s,
+        params.c_min_s,
+        params.c_max_s,
+        params.y_max,
+    )
+    if bad >= 0:
+        raise ValueError(
+            f"count_veh must be >= 0 and finite (or NaN for no data); "
+            f"count_veh[{bad}]={counts[bad]}"
+        )
+    return TimingEstimate(cycle_s, green_s, y, y_sum, x, flags)
+
+
+def smooth_timings(
+    network: TimingNetwork,
+    prev_cycle_s: npt.ArrayLike,
+    prev_green_s: npt.ArrayLike,
+    target_cycle_s: npt.ArrayLike,
+    target_green_s: npt.ArrayLike,
+    *,
+    alpha: float,
+    max_step_s: float = math.inf,
+) -> TimingPlan:
+    """Move each intersection's timing part of the way from the previous to the target.
+
+    Per intersection the cycle moves by ``alpha`` of the gap, at most ``max_step_s``; each
+    green is the same blend of its previous and target value, and the greens are scaled
+    so that ``sum(green_s) + sum(intergreen_s)`` equals the new cycle. The min-green rule
+    wins over smoothing: greens below their minimum are raised to it, the time taken from
+    the greens above their minimum in proportion to their surplus; when the minimums do
+    not fit, the cycle grows to ``sum(min_green_s + intergreen_s)`` (beyond ``max_step_s``).
+
+    A previous timing with a NaN (first update) takes the target as is (rescaled to fill
+    its cycle, which is a no-op for the output of :func:`estimate_timings`); a target with
+    a NaN keeps the previous timing; an intersection with no phase gives NaN.
+
+    Parameters
+    ----------
+    network
+        The city's signals (phases, intergreens, min greens).
+    prev_cycle_s, prev_green_s
+        ``[n]`` and ``[P]`` timing in force, s.
+    target_cycle_s, target_green_s
+        ``[n]`` and ``[P]`` new target, e.g. from :func:`estimate_timings`, s.
+    alpha
+        Share of the gap covered per update, ``0 < alpha <= 1``.
+    max_step_s
+        Largest change of the cycle per update, s (> 0; ``inf`` for no limit).
+
+    Returns
+    -------
+    TimingPlan
+        New ``cycle_s[n]`` and ``green_s[P]``.
+
+    Raises
+    ------
+    ValueError
+        When an array has the wrong length, ``alpha`` is outside ``(0, 1]`` or
+        ``max_step_s`` is not > 0.
+    """
+    if not 0 < alpha <= 1:
+        raise ValueError(f"alpha must be in (0, 1]; got {alpha}")
+    if not max_step_s > 0:
+        raise ValueError(f"max_step_s must be > 0; got {max_step_s}")
+    n, n_phases = network.n_intersections, network.n_phases
+    cycle_s, green_s = _k._smooth_timings(
+        network.phase_ptr,
+        network.intergreen_s,
+        network.min_green_s,
+        _readings("prev_cycle_s", prev_cycle_s, n, "intersection"),
+        _readings("prev_green_s", prev_green_s, n_phases, "phase"),
+        _readings("target_cycle_s", target_cycle_s, n, "intersection"),
+        _readings("target_green_s", target_green_s, n_phases, "phase"),
+        float(alpha),
+        float(max_step_s),
+    )
+    return TimingPlan(cycle_s, green_s)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class PhaseMovements:
+    """The movements (in-lane -> out-lane) each green phase serves, checked when built.
+
+    Build it with :meth:`create`; the arrays are copied into read-only arrays.
+
+    Attributes
+    ----------
+    mov_ptr
+        ``P + 1`` offsets: the movements of phase ``p`` are ``mov_ptr[p]:mov_ptr[p + 1]``.
+    mov_in_lane
+        Upstream lane of each movement (index into the per-lane arrays).
+    mov_out_lane
+        Downstream lane of each movement; -1 when it is outside the model (empty queue).
+    mov_sat_flow_vph
+        Saturation flow of each movement, veh/h (>= 0).
+    n_lanes
+        Number of lanes ``L`` the lane indices refer to.
+    """
+
+    mov_ptr: IntArray
+    mov_in_lane: IntArray
+    mov_out_lane: IntArray
+    mov_sat_flow_vph: FloatArray
+    n_lanes: int
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        for name in ("mov_ptr", "mov_in_lane", "mov_out_lane"):
+            set_(self, name, _index_array(name, getattr(self, name)))
+        set_(self, "mov_sat_flow_vph", _float_array("mov_sat_flow_vph", self.mov_sat_flow_vph))
+        if isinstance(self.n_lanes, bool) or int(self.n_lanes) != self.n_lanes or self.n_lanes < 0:
+            raise ValueError(f"n_lanes must be a whole number >= 0; got {self.n_lanes}")
+        set_(self, "n_lanes", int(self.n_lanes))
+        n_mov = self.mov_sat_flow_vph.size
+        _check_offsets("mov_ptr", self.mov_ptr, n_mov, "len(mov_sat_flow_vph)")
+        _check_length("mov_in_lane", self.mov_in_lane, n_mov, "movement")
+        _check_length("mov_out_lane", self.mov_out_lane, n_mov, "movement")
+        for name, low in (("mov_in_lane", 0), ("mov_out_lane", -1)):
+            lanes = getattr(self, name)
+            out = (lanes < low) | (lanes >= self.n_lanes)
+            if np.any(out):
+                k = int(np.flatnonzero(out)[0])
+                raise ValueError(
+                    f"{name} must be in [{low}, n_lanes={self.n_lanes}); {name}[{k}]={lanes[k]}"
+                )
+        _check_range("mov_sat_flow_vph", self.mov_sat_flow_vph, low=0.0)
+
+    @classmethod
+    def create(
+        cls,
+        *,
+        mov_ptr: npt.ArrayLike,
+        mov_in_lane: npt.ArrayLike,
+        mov_out_lane: npt.ArrayLike,
+        mov_sat_flow_vph: npt.ArrayLike,
+        n_lanes: int,
+    ) -> PhaseMovements:
+        """Check and copy the movement arrays (see the class attributes).
+
+        Raises
+        ------
+        ValueError
+            Naming the argument: wrong dimension or length, offsets that do not rise from
+            0 to the number of movements, a lane index out of range, or a negative or
+            non-finite saturation flow.
+        """
+        return cls(
+            mov_ptr=mov_ptr,  # type: ignore[arg-type]  # converted in __post_init__
+            mov_in_lane=mov_in_lane,  # type: ignore[arg-type]
+            mov_out_lane=mov_out_lane,  # type: ignore[arg-type]
+            mov_sat_flow_vph=mov_sat_flow_vph,  # type: ignore[arg-type]
+            n_lanes=n_lanes,
+        )
+
+    @property
+    def n_phases(self) -> int:
+        """Number of green phases ``P`` the movements are grouped by."""
+        return self.mov_ptr.size - 1
+
+
+class MaxPressure(NamedTuple):
+    """Output of :func:`max_pressure`."""
+
+    pressure: FloatArray
+    """``[P]`` pressure of each phase, veh²/h: sum of sat flow x (queue in - queue out)."""
+    best_phase: IntArray
+    """``[n]`` local index (within the intersection) of the phase with the highest
+    pressure; ties go to the lowest index; -1 for an intersection with no phase."""
+
+
+def max_pressure(
+    network: TimingNetwork, movements: PhaseMovements, queue_veh: npt.ArrayLike
+) -> MaxPressure:
+    """Max-pressure (Varaiya 2013) pressures and phase choice for every intersection.
+
+    ``pressure[p] = sum(mov_sat_flow_vph * (queue_veh[in] - queue_veh[out]))`` over the
+    movements of phase ``p``; upstream and downstream queues both come from ``queue_veh``,
+    NaN reads as 0 and a downstream lane of -1 as an empty queue.
+
+    Parameters
+    ----------
+    network
+        The city's signals (only the phases per intersection are used).
+    movements
+        The movements of each phase.
+    queue_veh
+        ``[L]`` queue on each lane, vehicles; NaN for no data.
+
+    Returns
+    -------
+    MaxPressure
+        ``pressure[P]`` and ``best_phase[n]``.
+
+    Raises
+    ------
+    ValueError
+        When ``movements`` does not match ``network``, or ``queue_veh`` is not one value per
+        lane or holds a negative or infinite queue.
+    """
+    if movements.n_phases != network.n_phases or movements.n_lanes != network.n_lanes:
+        raise ValueError(
+            f"movements must have the network's {network.n_phases} phases and "
+            f"{network.n_lanes} lanes; got {movements.n_phases} and {movements.n_lanes}"
+        )
+    queues = _readings("queue_veh", queue_veh, network.n_lanes, "lane")
+    pressure, best, bad = _k._max_pressure(
+        network.phase_ptr,
+        movements.mov_ptr,
+        movements.mov_in_lane,
+        movements.mov_out_lane,
+        movements.mov_sat_flow_vph,
+        queues,
+    )
+    if bad >= 0:
+        raise ValueError(
+            f"queue_veh must be >= 0 and finite (or NaN for no data); queue_veh[{bad}]={queues[bad]}"
+        )
+    return MaxPressure(pressure, best)
