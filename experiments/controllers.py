@@ -31,36 +31,82 @@ from rich.progress import Progress
 
 LEVELS = {"offpeak": 0.5, "shoulder": 0.8, "peak": 1.15}  # × the city's AM-peak demand
 CONTROLLERS = ("fixed", "actuated", "adaptive", "max_pressure", "tlsCycleAdaptation")
-KEYS = ("mean_delay_s", "mean_depart_delay_s", "throughput_veh", "unfinished_veh",
-        "mean_travel_time_s", "teleports")  # fmt: skip
+KEYS = (
+    "mean_delay_s",
+    "mean_depart_delay_s",
+    "throughput_veh",
+    "unfinished_veh",
+    "mean_travel_time_s",
+    "teleports",
+)
 
 
 def _spec(level: str, controller: str, seed: int, duration_s: float) -> Any:
     from scenarios.loader import parse_scenario
 
     kind = "fixed" if controller == "tlsCycleAdaptation" else controller
-    return parse_scenario({
-        "name": f"ctl-{level}-{controller}", "kind": "baseline", "seed": seed,
-        "demand": {"period": "am_peak", "scale": LEVELS[level]},
-        "sim": {"duration_s": duration_s},
-        "control": {"default": kind},
-    })  # fmt: skip
+    return parse_scenario(
+        {
+            "name": f"ctl-{level}-{controller}",
+            "kind": "baseline",
+            "seed": seed,
+            "demand": {"period": "am_peak", "scale": LEVELS[level]},
+            "sim": {"duration_s": duration_s},
+            "control": {"default": kind},
+        }
+    )
 
 
 def _tls_cycle_adaptation(config: Any, net: Path, work: Path, adaptive: Any) -> Path:
     from twin.sumo_net import run_tool, sumo_tool, tool_env
 
     routes = work / "routed.rou.xml"
-    run_tool("duarouter", ["-n", net, "-r", config.routes[0], "-o", routes, "--ignore-errors",
-                           "--no-warnings", "--seed", str(config.seed)], what="routing trips")  # fmt: skip
+    run_tool(
+        "duarouter",
+        [
+            "-n",
+            net,
+            "-r",
+            config.routes[0],
+            "-o",
+            routes,
+            "--ignore-errors",
+            "--no-warnings",
+            "--seed",
+            str(config.seed),
+        ],
+        what="routing trips",
+    )
     out = work / "tca.add.xml"
     subprocess.run(
-        [sys.executable, str(sumo_tool("tlsCycleAdaptation.py")), "-n", str(net), "-r",
-         str(routes), "-o", str(out), "-y", "3", "-a", "2", "-g", "7",
-         "--min-cycle", f"{adaptive.c_min_s:g}", "--max-cycle", f"{adaptive.c_max_s:g}",
-         "-b", "0", "-p", "tca"],
-        check=True, env=tool_env(), capture_output=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            str(sumo_tool("tlsCycleAdaptation.py")),
+            "-n",
+            str(net),
+            "-r",
+            str(routes),
+            "-o",
+            str(out),
+            "-y",
+            "3",
+            "-a",
+            "2",
+            "-g",
+            "7",
+            "--min-cycle",
+            f"{adaptive.c_min_s:g}",
+            "--max-cycle",
+            f"{adaptive.c_max_s:g}",
+            "-b",
+            "0",
+            "-p",
+            "tca",
+        ],
+        check=True,
+        env=tool_env(),
+        capture_output=True,
+    )
     return out
 
 
@@ -79,8 +125,9 @@ def run_case(case: tuple[str, str, int, float, str]) -> dict[str, Any]:
         if controller == "tlsCycleAdaptation":
             extra = _tls_cycle_adaptation(config, city.net_path, work, spec.control.adaptive)
             config = replace(config, additional=(*config.additional, extra))
-        result = simulate(spec, city, get_kind("baseline").behaviour(spec), seed=seed,
-                          run_dir=work, config=config)  # fmt: skip
+        result = simulate(
+            spec, city, get_kind("baseline").behaviour(spec), seed=seed, run_dir=work, config=config
+        )
     out = {k: result.metrics.get(k) for k in KEYS}
     return {"level": level, "controller": controller, "seed": seed, **out}
 
@@ -125,8 +172,12 @@ def main(argv: list[str] | None = None) -> int:
     duration_s = args.duration_s or (1800.0 if args.quick else 3600.0)
     data_dir = load_settings(data_dir=args.data_dir).data_dir
     city = build_city("district", seed=1, cities_dir=data_dir / "cities")
-    cases = [(lvl, ctl, seed, duration_s, str(city.path))
-             for lvl in LEVELS for ctl in CONTROLLERS for seed in range(1, n_seeds + 1)]  # fmt: skip
+    cases = [
+        (lvl, ctl, seed, duration_s, str(city.path))
+        for lvl in LEVELS
+        for ctl in CONTROLLERS
+        for seed in range(1, n_seeds + 1)
+    ]
     rows = []
     ctx = mp.get_context("spawn")
     with ctx.Pool(args.workers, maxtasksperchild=1) as pool, Progress() as bar:

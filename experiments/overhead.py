@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
+import queue
 import statistics
 import subprocess
 import sys
@@ -32,13 +33,19 @@ def _plain(args: list[str]) -> float:
     from twin.sumo_net import sumo_binary, tool_env
 
     t0 = time.perf_counter()
-    subprocess.run([str(sumo_binary("sumo")), *args], check=True, env=tool_env(),
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    subprocess.run(
+        [str(sumo_binary("sumo")), *args],
+        check=True,
+        env=tool_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     return time.perf_counter() - t0
 
 
-def _twin_worker(spec_raw: dict[str, Any], city_path: str, seed: int, run_dir: str,
-                 config: Any, out: Any) -> None:  # fmt: skip
+def _twin_worker(
+    spec_raw: dict[str, Any], city_path: str, seed: int, run_dir: str, config: Any, out: Any
+) -> None:
     from city_models.build import load_city
     from scenarios.loader import parse_scenario
     from scenarios.registry import get_kind
@@ -56,58 +63,89 @@ def _twin_worker(spec_raw: dict[str, Any], city_path: str, seed: int, run_dir: s
 def _twin(spec_raw: dict[str, Any], city_path: str, seed: int, run_dir: Path, config: Any) -> float:
     ctx = mp.get_context("spawn")
     q: Any = ctx.Queue()
-    proc = ctx.Process(
-        target=_twin_worker, args=(spec_raw, city_path, seed, str(run_dir), config, q)
-    )
+    args = (spec_raw, city_path, seed, str(run_dir), config, q)
+    proc = ctx.Process(target=_twin_worker, args=args)
     proc.start()
-    wall, _throughput = q.get()
+    while True:  # never wait forever on a worker that died
+        try:
+            wall, _throughput = q.get(timeout=1.0)
+            break
+        except queue.Empty:
+            if not proc.is_alive():
+                raise RuntimeError(f"twin worker died (exit code {proc.exitcode})") from None
     proc.join()
-    if proc.exitcode != 0:
-        raise RuntimeError(f"twin worker failed with exit code {proc.exitcode}")
     return float(wall)
 
 
-def measure(*, preset: str, repeats: int, duration_s: float, period: str, seed: int,
-            data_dir: Path) -> dict[str, Any]:  # fmt: skip
+def measure(
+    *,
+    preset: str,
+    repeats: int,
+    duration_s: float,
+    period: str,
+    seed: int,
+    data_dir: Path,
+    controllers: tuple[str, ...] = ("fixed",),
+) -> dict[str, Any]:
     from city_models.build import build_city
     from scenarios.loader import parse_scenario
     from twin.simulation import session_config
 
     city = build_city(preset, seed=1, cities_dir=data_dir / "cities")
-    spec = parse_scenario({
-        "name": f"overhead-{preset}", "kind": "baseline", "seed": seed,
-        "demand": {"period": period}, "sim": {"duration_s": duration_s},
-    })  # fmt: skip
+    specs = {
+        ctl: parse_scenario(
+            {
+                "name": f"overhead-{preset}-{ctl}",
+                "kind": "baseline",
+                "seed": seed,
+                "demand": {"period": period},
+                "sim": {"duration_s": duration_s},
+                "control": {"default": ctl},
+            }
+        )
+        for ctl in controllers
+    }
     work = data_dir / "bench" / f"overhead-{preset}"
     work.mkdir(parents=True, exist_ok=True)
-    config = session_config(spec, city, seed=seed, run_dir=work)
-    plain_runs, twin_runs = [], []
+    config = session_config(specs[controllers[0]], city, seed=seed, run_dir=work)
+    plain_runs: list[float] = []
+    twin_runs: dict[str, list[float]] = {ctl: [] for ctl in controllers}
     with Progress() as bar:
-        task = bar.add_task(f"overhead {preset}", total=2 * repeats)
+        task = bar.add_task(f"overhead {preset}", total=(1 + len(controllers)) * repeats)
         for r in range(repeats):
-            order = ("plain", "twin") if r % 2 == 0 else ("twin", "plain")
-            for which in order:
+            order = ["plain", *controllers]
+            for which in order if r % 2 == 0 else order[::-1]:
                 if which == "plain":
                     plain_runs.append(_plain(config.args()))
                 else:
-                    twin_runs.append(_twin(spec.model_dump(mode="json"), str(city.path), seed,
-                                           work, config))  # fmt: skip
+                    raw = specs[which].model_dump(mode="json")
+                    twin_runs[which].append(_twin(raw, str(city.path), seed, work, config))
                 bar.advance(task)
-    plain_s, twin_s = statistics.median(plain_runs), statistics.median(twin_runs)
+    plain_s = statistics.median(plain_runs)
+    by_controller = {}
+    for ctl, runs in twin_runs.items():
+        med = statistics.median(runs)
+        by_controller[ctl] = {
+            "twin_s": round(med, 3),
+            "ratio": round(med / plain_s, 4),
+            "real_time_factor": round(duration_s / med, 1),
+            "twin_runs_s": [round(v, 3) for v in runs],
+        }
+    first = by_controller[controllers[0]]
     return {
         "preset": preset,
         "signals": len(city.manifest.signals),
         "detectors": len(city.manifest.detectors),
         "period": period,
         "repeats": repeats,
+        "controller": controllers[0],
         "plain_s": round(plain_s, 3),
-        "twin_s": round(twin_s, 3),
-        "ratio": round(twin_s / plain_s, 4),
+        "twin_s": first["twin_s"],
+        "ratio": first["ratio"],
         "sim_s": duration_s,
-        "real_time_factor": round(duration_s / twin_s, 1),
+        "real_time_factor": first["real_time_factor"],
         "plain_runs_s": [round(v, 3) for v in plain_runs],
-        "twin_runs_s": [round(v, 3) for v in twin_runs],
-        "ratio_per_repeat": [round(t / p, 4) for p, t in zip(plain_runs, twin_runs, strict=True)],
+        "by_controller": by_controller,
     }
 
 
@@ -118,6 +156,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration-s", type=float, default=3600.0)
     parser.add_argument("--period", default="am_peak")
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument(
+        "--controllers",
+        default="fixed",
+        help="comma-separated, e.g. fixed,adaptive (the first fills twin_s)",
+    )
     parser.add_argument("--data-dir", type=Path, default=None)
     parser.add_argument("--json", type=Path, default=None, help="Write the result here.")
     args = parser.parse_args(argv)
@@ -126,8 +169,15 @@ def main(argv: list[str] | None = None) -> int:
     from twin.config import load_settings
 
     data_dir = load_settings(data_dir=args.data_dir).data_dir
-    result = measure(preset=args.preset, repeats=args.repeats, duration_s=args.duration_s,
-                     period=args.period, seed=args.seed, data_dir=data_dir)  # fmt: skip
+    result = measure(
+        preset=args.preset,
+        repeats=args.repeats,
+        duration_s=args.duration_s,
+        period=args.period,
+        seed=args.seed,
+        data_dir=data_dir,
+        controllers=tuple(args.controllers.split(",")),
+    )
     text = json.dumps(result, indent=2)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -106,8 +106,9 @@ def _cold_start(arrays: dict[str, np.ndarray], count_veh: np.ndarray) -> tuple[f
         code = _COLD_START.format(path=str(path), window_s=WINDOW_S)
         runs = []
         for _ in range(4):  # the first run warms the Numba cache
-            out = subprocess.run([sys.executable, "-c", code], check=True, cwd=root,
-                                 capture_output=True, text=True).stdout  # fmt: skip
+            out = subprocess.run(
+                [sys.executable, "-c", code], check=True, cwd=root, capture_output=True, text=True
+            ).stdout
             after_numpy_s, total_s = (float(v) for v in out.split())
             runs.append((after_numpy_s, total_s))
     runs = runs[1:]
@@ -129,8 +130,9 @@ def measure(*, repeats_893: int, repeats_100k: int, repeats_reference: int) -> d
     estimate_timings(net_big, counts_big, params)
 
     kernel_s = _median_s(lambda: estimate_timings(net, counts, params), repeats_893)
-    reference_s = _median_s(lambda: estimate_timings_reference(net, counts, params),
-                            repeats_reference)  # fmt: skip
+    reference_s = _median_s(
+        lambda: estimate_timings_reference(net, counts, params), repeats_reference
+    )
     big_s = _median_s(lambda: estimate_timings(net_big, counts_big, params), repeats_100k)
     cold_s, cold_numpy_s = _cold_start(arrays, counts)
     flags = out.flags
@@ -162,8 +164,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.repeats_893 < 200 or args.repeats_100k < 20 or args.repeats_reference < 5:
         parser.error("need --repeats-893 >= 200, --repeats-100k >= 20, --repeats-reference >= 5")
-    result = measure(repeats_893=args.repeats_893, repeats_100k=args.repeats_100k,
-                     repeats_reference=args.repeats_reference)  # fmt: skip
+    result = measure(
+        repeats_893=args.repeats_893,
+        repeats_100k=args.repeats_100k,
+        repeats_reference=args.repeats_reference,
+    )
     text = json.dumps(result, indent=2)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

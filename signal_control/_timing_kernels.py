@@ -21,8 +21,10 @@ MIN_GREENS_EXCEED_C_MAX = 2  # sum of (min green + intergreen) > c_max: the cycl
 UNOBSERVED_PHASE = 4  # some phase has no count: it was given exactly its min green
 MAX_GREENS_BELOW_C_MIN = 8  # the greens cannot fill c_min (max greens, or no observed phase)
 
+SLOTS = 4  # width of the padded layout: lanes per phase, phases per intersection
 
-@njit(cache=True)
+
+@njit(cache=True, error_model="numpy")
 def _first_bad_reading(values: np.ndarray) -> int:
     """Index of the first negative or infinite value (NaN is allowed), or -1 if none."""
     for k in range(values.shape[0]):
@@ -32,7 +34,7 @@ def _first_bad_reading(values: np.ndarray) -> int:
     return -1
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _shrink_to(
     a: int,
     b: int,
@@ -77,7 +79,7 @@ def _shrink_to(
         excess_s -= removed_s
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _grow_to(
     a: int,
     b: int,
@@ -119,7 +121,7 @@ def _grow_to(
         deficit_s -= added_s
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _fit_cycle(
     a: int,
     b: int,
@@ -130,7 +132,6 @@ def _fit_cycle(
     max_green_s: np.ndarray,
     c_min_s: float,
     c_max_s: float,
-    free: np.ndarray,
 ) -> tuple[float, int]:
     """Bring the cycle of phases ``a:b`` back into ``[c_min_s, c_max_s]`` where it can be.
 
@@ -139,6 +140,7 @@ def _fit_cycle(
     too short; unobserved phases keep exactly their min green. Returns the new cycle and
     the flag bits saying the bounds could not be met.
     """
+    free = np.empty(b - a, np.bool_)  # phases whose green may still move
     floor_s = 0.0
     ceiling_s = 0.0
     total_s = 0.0
@@ -168,13 +170,16 @@ def _fit_cycle(
     return cycle_s, flag
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _estimate_timings(
     phase_ptr: np.ndarray,
     phase_owner: np.ndarray,
+    phase_slots: np.ndarray,
     phase_lane_ptr: np.ndarray,
     phase_lanes: np.ndarray,
+    lane_slots: np.ndarray,
     sat_headway_h: np.ndarray,
+    lost_sum_s: np.ndarray,
     lost_s: np.ndarray,
     intergreen_s: np.ndarray,
     min_green_s: np.ndarray,
@@ -187,76 +192,71 @@ def _estimate_timings(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
     """Webster cycle and splits with HCM effective greens, for every intersection.
 
-    ``phase_owner[p]`` is the intersection of phase ``p``; ``sat_headway_h`` is
-    ``1 / sat_flow_vph``. Returns ``cycle_s[n], green_s[P], y[P], y_sum[n], x[P],
-    flags[n], bad_lane``; ``bad_lane`` is the first lane with a negative or infinite
-    count (-1 if none), in which case the other outputs are empty and must not be used.
+    Besides the CSR arrays it takes a padded layout built once per network:
+    ``lane_slots[j, p]`` is the ``j``-th lane of phase ``p`` (``j < SLOTS``; ``L`` where
+    there is none) and ``phase_slots[j, i]`` the ``j``-th phase of intersection ``i``
+    (``P`` where there is none); members past ``SLOTS`` are read from the CSR arrays.
+    ``phase_owner[p]`` is the intersection of phase ``p``, ``sat_headway_h`` is
+    ``1 / sat_flow_vph`` and ``lost_sum_s[i]`` the sum of ``lost_s`` over intersection
+    ``i`` in phase order. Flat loops, and fixed-width loops over slots, keep the hot path
+    free of short CSR loops, whose exits mispredict once per group and cost more than
+    the work here; padding reads an extra slot that holds NaN (no reading) or 0.
 
-    Flat loops over lanes, phases and intersections (per-intersection sums are running
-    sums restarted where the owner changes) keep the hot path free of short inner loops
-    over the phases of one intersection: their mispredicted exits cost more than the work.
+    Returns ``cycle_s[n], green_s[P], y[P], y_sum[n], x[P], flags[n], bad_lane``;
+    ``bad_lane`` is the first lane with a negative or infinite count (-1 if none), in
+    which case the other outputs are empty and must not be used.
     """
     n = phase_ptr.shape[0] - 1
     n_phases = lost_s.shape[0]
     n_lanes = count_veh.shape[0]
-    # Per lane: count / saturation flow (veh per veh/h), and the check of the counts.
-    ratio = np.empty(n_lanes)
+    # Per lane: count / saturation flow, and the check of the counts. Slot L: no lane.
+    ratio = np.empty(n_lanes + 1)
     bad = False
     for lane in range(n_lanes):
         c = count_veh[lane]
         ratio[lane] = c * sat_headway_h[lane]
         bad |= (c < 0.0) | (c == np.inf)
+    ratio[n_lanes] = np.nan
     if bad:
         empty = np.empty(0)
-        return empty, empty, empty, empty, empty, np.empty(0, np.int64), _first_bad_reading(
-            count_veh
-        )
+        lane = _first_bad_reading(count_veh)
+        return empty, empty, empty, empty, empty, np.empty(0, np.int64), lane
+    # Per phase: critical flow ratio y = max over lanes (NaN: no lane with a count).
     flow_scale = 3600.0 / window_s  # count over the window -> veh/h
-    y = np.empty(n_phases)
-    y_sum = np.empty(n)
-    lost_sum_s = np.empty(n)
-    n_obs = np.empty(n, np.int64)
-    prev = -1
-    acc_y = 0.0
-    acc_lost_s = 0.0
-    acc_obs = 0
+    y = np.empty(n_phases + 1)  # slot P: no phase
     for p in range(n_phases):
-        m = -1.0  # below any real ratio; NaN ratios never win the comparison
-        for k in range(phase_lane_ptr[p], phase_lane_ptr[p + 1]):
+        m = -1.0  # below any real ratio; NaN never wins a comparison
+        for j in range(SLOTS):
+            v = ratio[lane_slots[j, p]]
+            m = v if v > m else m
+        for k in range(phase_lane_ptr[p] + SLOTS, phase_lane_ptr[p + 1]):
             v = ratio[phase_lanes[k]]
             m = v if v > m else m
-        observed = m >= 0.0
-        y_p = m * flow_scale
-        y[p] = y_p if observed else np.nan
-        i = phase_owner[p]
-        restart = i != prev
-        prev = i
-        acc_y = (0.0 if restart else acc_y) + (y_p if observed else 0.0)
-        acc_lost_s = (0.0 if restart else acc_lost_s) + lost_s[p]
-        acc_obs = (0 if restart else acc_obs) + (1 if observed else 0)
-        y_sum[i] = acc_y
-        lost_sum_s[i] = acc_lost_s
-        n_obs[i] = acc_obs
-    # Per intersection: Webster's cycle, then effective green = per_y * y + each.
-    cycle_s = np.empty(n)
-    flags = np.zeros(n, np.int64)
+        y[p] = m * flow_scale if m >= 0.0 else np.nan
+    y[n_phases] = np.nan
+    # Per intersection: Y, Webster's cycle, effective green = per_y * y + each.
+    y_sum = np.empty(n)
     per_y = np.empty(n)
     each = np.empty(n)
-    max_phases = 0
+    flags = np.zeros(n, np.int64)
     for i in range(n):
-        n_ph = phase_ptr[i + 1] - phase_ptr[i]
-        max_phases = max(max_phases, n_ph)
+        big_y = 0.0
+        n_obs = 0
+        for j in range(SLOTS):
+            y_p = y[phase_slots[j, i]]
+            big_y += y_p if y_p == y_p else 0.0
+            n_obs += 1 if y_p == y_p else 0
+        a = phase_ptr[i]
+        b = phase_ptr[i + 1]
+        for p in range(a + SLOTS, b):
+            big_y += y[p] if y[p] == y[p] else 0.0
+            n_obs += 1 if y[p] == y[p] else 0
+        big_l = lost_sum_s[i]
+        flag = UNOBSERVED_PHASE if n_obs < b - a else 0
+        y_sum[i] = big_y if n_obs > 0 else np.nan
         per_y[i] = 0.0
         each[i] = 0.0
-        if n_ph == 0:  # not a signal: nothing to time
-            y_sum[i] = np.nan
-            continue
-        big_y = y_sum[i]
-        big_l = lost_sum_s[i]
-        flag = UNOBSERVED_PHASE if n_obs[i] < n_ph else 0
-        if n_obs[i] == 0:
-            y_sum[i] = np.nan
-        else:
+        if n_obs > 0:
             if big_y >= y_max:
                 target_s = c_max_s
                 flag |= OVERSATURATED
@@ -267,12 +267,11 @@ def _estimate_timings(
             if big_y > 0.0:
                 per_y[i] = (target_s - big_l) / big_y
             else:
-                each[i] = (target_s - big_l) / n_obs[i]
+                each[i] = (target_s - big_l) / n_obs
         flags[i] = flag
     # Per phase: displayed green = effective green + lost time - intergreen, in bounds.
     green_s = np.empty(n_phases)
-    prev = -1
-    acc_cycle_s = 0.0
+    span_s = np.empty(n_phases + 1)  # green + intergreen; slot P: no phase
     for p in range(n_phases):
         i = phase_owner[p]
         y_p = y[p]
@@ -280,30 +279,35 @@ def _estimate_timings(
         green = min(max(green, min_green_s[p]), max_green_s[p])
         green = green if y_p == y_p else min_green_s[p]
         green_s[p] = green
-        restart = i != prev
-        prev = i
-        acc_cycle_s = (0.0 if restart else acc_cycle_s) + (green + intergreen_s[p])
-        cycle_s[i] = acc_cycle_s
-    # Per intersection: a cycle out of bounds (min greens raised it, max greens cut it).
-    free = np.empty(max_phases, np.bool_)
+        span_s[p] = green + intergreen_s[p]
+    span_s[n_phases] = 0.0
+    # Per intersection: the cycle; out of bounds (min greens raised it, max greens cut
+    # it; rare) the greens are fitted again with the CSR loops.
+    cycle_s = np.empty(n)
     for i in range(n):
         a = phase_ptr[i]
         b = phase_ptr[i + 1]
-        if a == b:
-            cycle_s[i] = np.nan
-        elif cycle_s[i] > c_max_s or cycle_s[i] < c_min_s:
-            cycle_s[i], flag = _fit_cycle(
-                a, b, y, green_s, intergreen_s, min_green_s, max_green_s, c_min_s, c_max_s, free
+        cycle = 0.0
+        for j in range(SLOTS):
+            cycle += span_s[phase_slots[j, i]]
+        for p in range(a + SLOTS, b):
+            cycle += span_s[p]
+        if a == b:  # not a signal: nothing to time
+            cycle = np.nan
+        elif cycle > c_max_s or cycle < c_min_s:
+            cycle, flag = _fit_cycle(
+                a, b, y, green_s, intergreen_s, min_green_s, max_green_s, c_min_s, c_max_s
             )
             flags[i] |= flag
+        cycle_s[i] = cycle
     # Per phase: degree of saturation with the effective green given (> 0, validated).
     x = np.empty(n_phases)
     for p in range(n_phases):
         x[p] = y[p] * cycle_s[phase_owner[p]] / (green_s[p] + intergreen_s[p] - lost_s[p])
-    return cycle_s, green_s, y, y_sum, x, flags, -1
+    return cycle_s, green_s, y[:n_phases], y_sum, x, flags, -1
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _smooth_timings(
     phase_ptr: np.ndarray,
     intergreen_s: np.ndarray,
@@ -395,7 +399,7 @@ def _smooth_timings(
     return cycle_s, green_s
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _max_pressure(
     phase_ptr: np.ndarray,
     mov_ptr: np.ndarray,

@@ -40,7 +40,7 @@ Timing rules of :func:`estimate_timings`, per intersection
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import IntFlag
 from typing import NamedTuple
 
@@ -127,6 +127,38 @@ def _check_range(
         raise ValueError(f"{name} must be {kind}{op} {low}; {name}[{k}]={arr[k]}")
 
 
+def _slots(ptr: IntArray, members: IntArray, pad: int) -> IntArray:
+    """``[SLOTS, groups]``: the ``j``-th member of each CSR group, ``pad`` where none."""
+    sizes = np.diff(ptr)
+    slots = np.full((_k.SLOTS, sizes.size), pad, dtype=np.int64)
+    for j in range(_k.SLOTS):
+        has = sizes > j
+        slots[j, has] = members[ptr[:-1][has] + j]
+    return slots
+
+
+def _derived_layout(network: TimingNetwork) -> dict[str, npt.NDArray[np.generic]]:
+    """The padded copy of a checked network that ``_estimate_timings`` reads."""
+    ptr = network.phase_ptr
+    n_phases = network.n_phases
+    phase_slots = _slots(ptr, np.arange(n_phases, dtype=np.int64), n_phases)
+    # Sum lost times in phase order, as a loop over the phases would.
+    lost_ext = np.append(network.lost_s, 0.0)
+    lost_sum_s = np.zeros(ptr.size - 1)
+    for j in range(_k.SLOTS):
+        lost_sum_s += lost_ext[phase_slots[j]]
+    for i in np.flatnonzero(np.diff(ptr) > _k.SLOTS):
+        for p in range(ptr[i] + _k.SLOTS, ptr[i + 1]):
+            lost_sum_s[i] += network.lost_s[p]
+    return {
+        "phase_owner": np.repeat(np.arange(ptr.size - 1, dtype=np.int64), np.diff(ptr)),
+        "phase_slots": phase_slots,
+        "lane_slots": _slots(network.phase_lane_ptr, network.phase_lanes, network.n_lanes),
+        "sat_headway_h": 1.0 / network.sat_flow_vph,
+        "lost_sum_s": lost_sum_s,
+    }
+
+
 @dataclass(frozen=True, slots=True, eq=False)
 class TimingNetwork:
     """The static structure of a city's signals, checked once when built.
@@ -154,6 +186,11 @@ class TimingNetwork:
         pedestrian minimum), s. ``min_green_s + intergreen_s - lost_s`` must be > 0.
     max_green_s
         Maximum displayed green of each phase, s (``inf`` for none).
+    phase_owner, phase_slots, lane_slots, sat_headway_h, lost_sum_s
+        Derived once for the kernel (not arguments): the intersection of each phase;
+        the first ``SLOTS`` phases of each intersection and lanes of each phase, padded;
+        the saturation headway ``1 / sat_flow_vph`` of each lane, h; the lost time of
+        each intersection, s.
     """
 
     phase_ptr: IntArray
@@ -164,6 +201,11 @@ class TimingNetwork:
     intergreen_s: FloatArray
     min_green_s: FloatArray
     max_green_s: FloatArray
+    phase_owner: IntArray = field(init=False, repr=False)
+    phase_slots: IntArray = field(init=False, repr=False)
+    lane_slots: IntArray = field(init=False, repr=False)
+    sat_headway_h: FloatArray = field(init=False, repr=False)
+    lost_sum_s: FloatArray = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -206,6 +248,9 @@ class TimingNetwork:
                 f"at min green must be > 0); phase {k}: lost_s={self.lost_s[k]}, "
                 f"min_green_s={self.min_green_s[k]}, intergreen_s={self.intergreen_s[k]}"
             )
+        for name, value in _derived_layout(self).items():
+            value.flags.writeable = False
+            set_(self, name, value)
 
     @classmethod
     def create(
@@ -375,9 +420,13 @@ def estimate_timings(
     counts = _readings("count_veh", count_veh, network.n_lanes, "lane")
     cycle_s, green_s, y, y_sum, x, flags, bad = _k._estimate_timings(
         network.phase_ptr,
+        network.phase_owner,
+        network.phase_slots,
         network.phase_lane_ptr,
         network.phase_lanes,
-        network.sat_flow_vph,
+        network.lane_slots,
+        network.sat_headway_h,
+        network.lost_sum_s,
         network.lost_s,
         network.intergreen_s,
         network.min_green_s,
