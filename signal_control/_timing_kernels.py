@@ -35,7 +35,7 @@ def _first_bad_reading(values: np.ndarray) -> int:
 
 
 @njit(cache=True, error_model="numpy")
-def _shrink_to(
+def _shrink_to(  # noqa: PLR0917  (numba: positional arrays only)
     a: int,
     b: int,
     excess_s: float,
@@ -80,7 +80,7 @@ def _shrink_to(
 
 
 @njit(cache=True, error_model="numpy")
-def _grow_to(
+def _grow_to(  # noqa: PLR0917  (numba: positional arrays only)
     a: int,
     b: int,
     deficit_s: float,
@@ -122,7 +122,7 @@ def _grow_to(
 
 
 @njit(cache=True, error_model="numpy")
-def _fit_cycle(
+def _fit_cycle(  # noqa: PLR0917  (numba: positional arrays only)
     a: int,
     b: int,
     y: np.ndarray,
@@ -146,18 +146,18 @@ def _fit_cycle(
     total_s = 0.0
     for p in range(a, b):
         floor_s += min_green_s[p] + intergreen_s[p]
-        if y[p] == y[p]:
+        if not np.isnan(y[p]):
             ceiling_s += max_green_s[p] + intergreen_s[p]
         else:
             ceiling_s += min_green_s[p] + intergreen_s[p]
         total_s += green_s[p] + intergreen_s[p]
     if total_s > c_max_s:
         for p in range(a, b):
-            free[p - a] = y[p] == y[p] and green_s[p] > min_green_s[p]
+            free[p - a] = not np.isnan(y[p]) and green_s[p] > min_green_s[p]
         _shrink_to(a, b, total_s - c_max_s, green_s, min_green_s, y, free)
     elif total_s < c_min_s:
         for p in range(a, b):
-            free[p - a] = y[p] == y[p] and green_s[p] < max_green_s[p]
+            free[p - a] = not np.isnan(y[p]) and green_s[p] < max_green_s[p]
         _grow_to(a, b, c_min_s - total_s, green_s, max_green_s, y, free)
     flag = 0
     if floor_s > c_max_s:
@@ -171,7 +171,7 @@ def _fit_cycle(
 
 
 @njit(cache=True, error_model="numpy")
-def _estimate_timings(
+def _estimate_timings(  # noqa: PLR0917  (numba: positional arrays only)
     phase_ptr: np.ndarray,
     phase_owner: np.ndarray,
     phase_slots: np.ndarray,
@@ -234,50 +234,47 @@ def _estimate_timings(
             m = v if v > m else m
         y[p] = m * flow_scale if m >= 0.0 else np.nan
     y[n_phases] = np.nan
-    # Per intersection: Y, Webster's cycle, effective green = per_y * y + each.
+    # Per intersection: Y, Webster's cycle; effective green = green_time * share / shares.
     y_sum = np.empty(n)
-    per_y = np.empty(n)
-    each = np.empty(n)
+    green_time_s = np.empty(n)  # C - L, shared by the observed phases
+    shares = np.empty(n)  # Y, or the number of observed phases when Y == 0 (equal split)
     flags = np.zeros(n, np.int64)
     for i in range(n):
         big_y = 0.0
         n_obs = 0
         for j in range(SLOTS):
             y_p = y[phase_slots[j, i]]
-            big_y += y_p if y_p == y_p else 0.0
-            n_obs += 1 if y_p == y_p else 0
+            big_y += 0.0 if np.isnan(y_p) else y_p
+            n_obs += 0 if np.isnan(y_p) else 1
         a = phase_ptr[i]
         b = phase_ptr[i + 1]
         for p in range(a + SLOTS, b):
-            big_y += y[p] if y[p] == y[p] else 0.0
-            n_obs += 1 if y[p] == y[p] else 0
+            big_y += 0.0 if np.isnan(y[p]) else y[p]
+            n_obs += 0 if np.isnan(y[p]) else 1
         big_l = lost_sum_s[i]
         flag = UNOBSERVED_PHASE if n_obs < b - a else 0
         y_sum[i] = big_y if n_obs > 0 else np.nan
-        per_y[i] = 0.0
-        each[i] = 0.0
-        if n_obs > 0:
-            if big_y >= y_max:
-                target_s = c_max_s
-                flag |= OVERSATURATED
-            elif big_y == 0.0:
-                target_s = c_min_s
-            else:
-                target_s = min(max((1.5 * big_l + 5.0) / (1.0 - big_y), c_min_s), c_max_s)
-            if big_y > 0.0:
-                per_y[i] = (target_s - big_l) / big_y
-            else:
-                each[i] = (target_s - big_l) / n_obs
+        if big_y >= y_max:
+            target_s = c_max_s
+            flag |= OVERSATURATED
+        elif big_y == 0.0:
+            target_s = c_min_s
+        else:
+            target_s = min(max((1.5 * big_l + 5.0) / (1.0 - big_y), c_min_s), c_max_s)
+        green_time_s[i] = target_s - big_l
+        shares[i] = big_y if big_y > 0.0 else max(n_obs, 1)
         flags[i] = flag
     # Per phase: displayed green = effective green + lost time - intergreen, in bounds.
+    # (C - L) * y / Y rather than y * ((C - L) / Y): y <= Y, so it cannot overflow.
     green_s = np.empty(n_phases)
     span_s = np.empty(n_phases + 1)  # green + intergreen; slot P: no phase
     for p in range(n_phases):
         i = phase_owner[p]
         y_p = y[p]
-        green = per_y[i] * y_p + each[i] + lost_s[p] - intergreen_s[p]
+        share = y_p if y_sum[i] > 0.0 else 1.0
+        green = green_time_s[i] * share / shares[i] + lost_s[p] - intergreen_s[p]
         green = min(max(green, min_green_s[p]), max_green_s[p])
-        green = green if y_p == y_p else min_green_s[p]
+        green = min_green_s[p] if np.isnan(y_p) else green
         green_s[p] = green
         span_s[p] = green + intergreen_s[p]
     span_s[n_phases] = 0.0
@@ -308,7 +305,7 @@ def _estimate_timings(
 
 
 @njit(cache=True, error_model="numpy")
-def _smooth_timings(
+def _smooth_timings(  # noqa: PLR0917  (numba: positional arrays only)
     phase_ptr: np.ndarray,
     intergreen_s: np.ndarray,
     min_green_s: np.ndarray,
@@ -400,7 +397,7 @@ def _smooth_timings(
 
 
 @njit(cache=True, error_model="numpy")
-def _max_pressure(
+def _max_pressure(  # noqa: PLR0917  (numba: positional arrays only)
     phase_ptr: np.ndarray,
     mov_ptr: np.ndarray,
     mov_in_lane: np.ndarray,
@@ -433,11 +430,11 @@ def _max_pressure(
             total = 0.0
             for m in range(mov_ptr[p], mov_ptr[p + 1]):
                 q_in = queue_veh[mov_in_lane[m]]
-                if q_in != q_in:
+                if np.isnan(q_in):
                     q_in = 0.0
                 out = mov_out_lane[m]
                 q_out = queue_veh[out] if out >= 0 else 0.0
-                if q_out != q_out:
+                if np.isnan(q_out):
                     q_out = 0.0
                 total += mov_sat_flow_vph[m] * (q_in - q_out)
             pressure[p] = total

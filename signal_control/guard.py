@@ -174,9 +174,14 @@ class SignalGuard:
 
     # ------------------------------------------------------------------ helpers
     def _clamp(self, stage: int, green_s: float) -> float:
-        """Whole seconds (as controllers count), within [min, max] green."""
+        """Within [min, max] green, in whole seconds (as controllers count) when a whole
+        second fits the bounds; idempotent."""
+        if math.isnan(green_s):
+            raise ValueError(f"{self.plan.tls_id}: a green of NaN seconds")
         lo, hi = self.plan.min_green_s[stage], self.plan.max_green_s[stage]
-        return min(max(float(round(green_s)), lo), hi)
+        x = min(max(green_s, lo), hi)
+        r = float(round(x))
+        return r if lo <= r <= hi else x
 
     def _log(self, t_s: float, what: str, **detail: Any) -> None:
         self.events.append(GuardEvent(t_s, self.plan.tls_id, what, detail))
@@ -205,10 +210,10 @@ class SignalGuard:
 
     # ------------------------------------------------------------------ requests
     def set_timing(self, t_s: float, green_s: Sequence[float]) -> list[float]:
-        """New planned greens for the coming stages; each clamped to [min, max].
+        """New planned greens for the stages to come; each clamped to [min, max].
 
-        The green now showing keeps its end unless the new value ends it later
-        (never earlier than its minimum).
+        The green now showing keeps its planned end (use :meth:`hold` or
+        :meth:`force_off` to move it).
         """
         if len(green_s) != self.plan.n_stages:
             raise ValueError(
@@ -222,9 +227,12 @@ class SignalGuard:
 
     def hold(self, t_s: float, until_s: float) -> float:
         """Keep the current green until ``until_s`` (capped at its max green)."""
-        if self.interval != "green":
-            self._log(t_s, "hold_deferred", reason=self.interval)
-            return self.green_end_s
+        if math.isnan(until_s):  # ±inf clamp to [min end, max end]; NaN means nothing
+            raise ValueError(f"{self.plan.tls_id}: hold until NaN")
+        if self.interval != "green" or self._priority_green():
+            self._log(t_s, "hold_ignored", reason=self.interval if self.interval != "green"
+                      else "priority")  # fmt: skip
+            return self.next_change_s()
         cap = self.entered_s + self.plan.max_green_s[self.stage]
         if self.priority is not None and self.priority[0] == self.stage:
             cap = max(cap, self.priority[1])
@@ -237,7 +245,11 @@ class SignalGuard:
     def force_off(self, t_s: float) -> float:
         """End the current green as soon as allowed (its minimum green)."""
         if self.interval != "green":
+            self._log(t_s, "force_off_ignored", reason=self.interval)
             return math.inf
+        if self._priority_green():  # priority holds it: cancel_priority ends it
+            self._log(t_s, "force_off_ignored", reason="priority")
+            return self.green_end_s
         end = max(t_s, self.min_end_s())
         if end > t_s + EPS:
             self._log(t_s, "force_off_deferred", until=end)
@@ -246,14 +258,13 @@ class SignalGuard:
 
     def skip(self, t_s: float, stage: int) -> None:
         """Serve ``stage`` next (skipping stages in between), via yellow and all-red."""
-        if not 0 <= stage < self.plan.n_stages:
-            raise ValueError(f"{self.plan.tls_id}: no stage {stage}")
+        self._check_stage(stage)
         if self.interval == "green" and stage == self.stage:
             self.skip_to = None
             return
         self.skip_to = stage
         if self.interval != "green":  # already changing: aim the change at `stage`
-            if self.interval == "yellow" and stage != self.target:
+            if self.interval == "yellow" and stage not in (self.target, self.stage):
                 # the yellow shows which links lose green; retarget only if that is the same
                 same = self.plan.show("yellow", self.stage, stage) == self.state
                 if same:
@@ -267,7 +278,10 @@ class SignalGuard:
     def request_priority(self, t_s: float, stage: int, *, max_hold_s: float | None = None) -> None:
         """Priority for ``stage`` (an EV approach): go there as soon as minimums allow and
         hold it until :meth:`cancel_priority` or the cap."""
+        self._check_stage(stage)
         cap_s = self.plan.max_priority_hold_s if max_hold_s is None else max_hold_s
+        if not cap_s >= 0 or not math.isfinite(cap_s):
+            raise ValueError(f"{self.plan.tls_id}: priority hold of {cap_s} s")
         self.priority = (stage, t_s + cap_s)
         self._log(t_s, "priority_requested", stage=stage)
         if self.interval == "green" and self.stage == stage:
@@ -275,6 +289,23 @@ class SignalGuard:
             return
         self.skip(t_s, stage)
         self.force_off(t_s)
+
+    def _priority_green(self) -> bool:
+        return self.priority is not None and self.priority[0] == self.stage
+
+    def _check_stage(self, stage: int) -> None:
+        if not 0 <= stage < self.plan.n_stages:
+            raise ValueError(
+                f"{self.plan.tls_id}: no stage {stage}; stages are 0..{self.plan.n_stages - 1}"
+            )
+
+    def _expire_priority(self, at_s: float) -> None:
+        if self.priority is not None and at_s >= self.priority[1] - EPS:
+            stage = self.priority[0]
+            self.priority = None
+            if self.skip_to == stage:
+                self.skip_to = None
+            self._log(at_s, "priority_expired", stage=stage)
 
     def cancel_priority(self, t_s: float) -> None:
         if self.priority is None:
@@ -295,6 +326,7 @@ class SignalGuard:
         while self.next_change_s() <= t_s + EPS:
             at = self.next_change_s()
             if self.interval == "green":
+                self._expire_priority(at)
                 self.served.append((self.stage, self.entered_s, at - self.entered_s))
                 nxt = (
                     self.skip_to
@@ -304,21 +336,24 @@ class SignalGuard:
                 if self.priority is not None:
                     nxt = self.priority[0]
                 self.skip_to = None
-                if nxt == self.stage:  # nothing else to serve: keep the green
-                    self.green_end_s = at + self._clamp(self.stage, self.green_s[self.stage])
-                    if self.priority is not None:
-                        self.green_end_s = max(self.green_end_s, self.priority[1])
+                if nxt == self.stage:  # keep the green
+                    if self.priority is not None:  # held for priority: until its cap
+                        self.green_end_s = self.priority[1]
+                    else:  # a one-stage plan: another planned green
+                        self.green_end_s = at + self._clamp(self.stage, self.green_s[self.stage])
                     continue
                 self.interval, self.target, self.entered_s = "yellow", nxt, at
             elif self.interval == "yellow":
                 self.interval, self.entered_s = "all_red", at
             else:
+                self._expire_priority(at)
                 self.interval, self.stage, self.entered_s = "green", self.target, at
                 if self.skip_to == self.stage:
                     self.skip_to = None
                 green = self.green_s[self.stage]
                 if self.priority is not None and self.priority[0] == self.stage:
-                    self.green_end_s = at + max(green, self.priority[1] - at, self.min_green_s())
+                    # the priority decides this green: until its cap (cancel ends it sooner)
+                    self.green_end_s = at + max(self.priority[1] - at, self.min_green_s())
                 elif self.priority is not None:  # on the way to the priority stage
                     self.green_end_s = at + self.plan.min_green_s[self.stage]
                 else:

@@ -51,6 +51,7 @@ from signal_control import _timing_kernels as _k
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
+IndexArray = npt.NDArray[np.uint64]  # unsigned: the kernel skips negative-index wraparound
 
 
 class TimingFlag(IntFlag):
@@ -127,10 +128,10 @@ def _check_range(
         raise ValueError(f"{name} must be {kind}{op} {low}; {name}[{k}]={arr[k]}")
 
 
-def _slots(ptr: IntArray, members: IntArray, pad: int) -> IntArray:
+def _slots(ptr: IntArray, members: IntArray, pad: int) -> IndexArray:
     """``[SLOTS, groups]``: the ``j``-th member of each CSR group, ``pad`` where none."""
     sizes = np.diff(ptr)
-    slots = np.full((_k.SLOTS, sizes.size), pad, dtype=np.int64)
+    slots = np.full((_k.SLOTS, sizes.size), pad, dtype=np.uint64)
     for j in range(_k.SLOTS):
         has = sizes > j
         slots[j, has] = members[ptr[:-1][has] + j]
@@ -151,7 +152,7 @@ def _derived_layout(network: TimingNetwork) -> dict[str, npt.NDArray[np.generic]
         for p in range(ptr[i] + _k.SLOTS, ptr[i + 1]):
             lost_sum_s[i] += network.lost_s[p]
     return {
-        "phase_owner": np.repeat(np.arange(ptr.size - 1, dtype=np.int64), np.diff(ptr)),
+        "phase_owner": np.repeat(np.arange(ptr.size - 1, dtype=np.uint64), np.diff(ptr)),
         "phase_slots": phase_slots,
         "lane_slots": _slots(network.phase_lane_ptr, network.phase_lanes, network.n_lanes),
         "sat_headway_h": 1.0 / network.sat_flow_vph,
@@ -201,9 +202,9 @@ class TimingNetwork:
     intergreen_s: FloatArray
     min_green_s: FloatArray
     max_green_s: FloatArray
-    phase_owner: IntArray = field(init=False, repr=False)
-    phase_slots: IntArray = field(init=False, repr=False)
-    lane_slots: IntArray = field(init=False, repr=False)
+    phase_owner: IndexArray = field(init=False, repr=False)
+    phase_slots: IndexArray = field(init=False, repr=False)
+    lane_slots: IndexArray = field(init=False, repr=False)
     sat_headway_h: FloatArray = field(init=False, repr=False)
     lost_sum_s: FloatArray = field(init=False, repr=False)
 
@@ -647,6 +648,7 @@ def max_pressure(
     )
     if bad >= 0:
         raise ValueError(
-            f"queue_veh must be >= 0 and finite (or NaN for no data); queue_veh[{bad}]={queues[bad]}"
+            "queue_veh must be >= 0 and finite (or NaN for no data); "
+            f"queue_veh[{bad}]={queues[bad]}"
         )
     return MaxPressure(pressure, best)

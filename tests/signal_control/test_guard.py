@@ -14,6 +14,8 @@ are compared to 1e-6 s.
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import math
 import random
 from collections.abc import Sequence
@@ -217,15 +219,30 @@ def run_guard(
             clamped = any(abs(a - g) > TOL for a, g in zip(asked, given_s, strict=True))
             assert clamped == any(e.what == "timing_clamped" for e in guard.events[n_events:])
         elif name == "hold":
-            end = guard.hold(t, t + cmd[1])
-            if guard.interval == "green":
+            held = guard.priority is not None and guard.priority[0] == guard.stage
+            before_end = guard.next_change_s()
+            try:
+                end = guard.hold(t, t + cmd[1])
+            except ValueError:  # NaN: refused, nothing changed
+                assert refusals and math.isnan(cmd[1])
+                assert guard.next_change_s() == before_end
+                continue
+            if guard.interval == "green" and held:  # a priority green: cancel ends it
+                assert guard.events[-1].what == "hold_ignored"
+                assert end == guard.next_change_s()
+            elif guard.interval == "green":
                 assert end == guard.next_change_s()
                 assert end >= guard.min_end_s() - TOL
-            else:
-                assert guard.events[-1].what == "hold_deferred"
+            else:  # no green to hold during an intergreen: ignored, logged
+                assert guard.events[-1].what == "hold_ignored"
+                assert end == guard.next_change_s()
         elif name == "force_off":
+            held = guard.priority is not None and guard.priority[0] == guard.stage
             end = guard.force_off(t)
-            if guard.interval == "green":
+            if guard.interval == "green" and held:
+                assert guard.events[-1].what == "force_off_ignored"
+                assert end == guard.next_change_s()
+            elif guard.interval == "green":
                 assert end == pytest.approx(max(t, guard.min_end_s()))
                 assert end == guard.next_change_s()
                 if end > t + TOL:
@@ -389,12 +406,12 @@ def check_min_green(run: Run, greens: list[Green]) -> None:
 def max_end(run: Run, g: Green, *, strict: bool) -> float:
     """Latest end allowed for green ``g`` (invariant 5): its max green, or the cap of a
     priority for its stage active during it. ``strict=False`` also allows the hold to
-    last until the priority was cancelled (the guard has no expiry of priorities)."""
+    last until the priority's cap (cancel ends it sooner)."""
     end = g.start_s + run.plan.max_green_s[g.stage]
     g_end = g.end_s if g.end_s is not None else run.t_end
     for p in run.priorities:
         if p.stage == g.stage and p.t_from <= g_end + TOL and p.t_to >= g.start_s - TOL:
-            end = max(end, p.cap_s if strict else max(p.cap_s, p.t_to))
+            end = max(end, p.cap_s)  # a priority ends at its cap at the latest
     return end
 
 
@@ -407,9 +424,14 @@ def check_max_green(run: Run, greens: list[Green], *, strict: bool) -> None:
 def check_priority_goes_straight(run: Run, greens: list[Green]) -> None:
     """A green that ends while priority for another stage is active is followed by the
     priority stage (unless the controller steered again during the intergreen)."""
-    for g, nxt in zip(greens, greens[1:], strict=False):
+    for g, nxt in itertools.pairwise(greens):
         assert g.end_s is not None
-        active = [p for p in run.priorities if p.t_from < g.end_s - TOL and p.t_to > nxt.start_s]
+        # active when the green ended: requested before, not cancelled, cap not reached
+        active = [
+            p
+            for p in run.priorities
+            if p.t_from < g.end_s - TOL and min(p.t_to, p.cap_s) > g.end_s + TOL
+        ]
         steered = any(g.end_s - TOL <= t <= nxt.start_s + TOL for t in run.steering)
         if active and not steered and active[-1].stage != g.stage:
             assert nxt.stage == active[-1].stage, (g, nxt, active[-1])
@@ -422,7 +444,7 @@ def check_back_to_fixed_time(run: Run, greens: list[Green]) -> None:
     n = plan.n_stages
     assert len(done) >= n
     last = done[-n:]
-    for g, h in zip(last, last[1:], strict=False):
+    for g, h in itertools.pairwise(last):
         assert h.stage == (g.stage + 1) % n
     for g in last:
         assert g.end_s is not None
@@ -442,8 +464,11 @@ def check_all(run: Run, foes: Foes, *, strict_priority: bool = False) -> None:
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 # the documented-bug tests: deterministic, stop at the first counterexample (no shrinking)
-XFAIL_SETTINGS = settings(
-    max_examples=200, deadline=None, derandomize=True, phases=[Phase.generate],
+EDGE_SETTINGS = settings(
+    max_examples=200,
+    deadline=None,
+    derandomize=True,
+    phases=[Phase.generate],
     report_multiple_bugs=False,
 )
 
@@ -471,8 +496,14 @@ def test_without_commands_the_plan_runs_fixed_time(data: st.DataObject) -> None:
     # the timeline does not depend on how often the guard is stepped
     steps = data.draw(st.lists(quarters(0.25, 60.0), max_size=30))
     steps.append(max(horizon - start_s - sum(steps), 0.0))
-    run = run_guard(plan, foes, [(dt, ("advance",)) for dt in steps], start_s=start_s,
-                    stage0=stage0, final_cancel=False)  # fmt: skip
+    run = run_guard(
+        plan,
+        foes,
+        [(dt, ("advance",)) for dt in steps],
+        start_s=start_s,
+        stage0=stage0,
+        final_cancel=False,
+    )
     guard = SignalGuard(plan, start_s=start_s, stage=stage0, foes=foes)
     one_step = [(start_s, guard.state), *guard.advance(horizon)]
     assert [x for x in run.timeline if x[0] <= horizon] == one_step
@@ -506,13 +537,7 @@ def _offset(plan: GuardPlan, stage0: int, j: int) -> float:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="guard bug: a priority request is never expired at its cap; if it is not "
-    "cancelled, advance() keeps re-extending the priority green by green_s past the cap "
-    "(the 'nxt == self.stage' branch), so the other stages are never served again",
-)
-@XFAIL_SETTINGS
+@EDGE_SETTINGS
 @given(data=st.data())
 def test_priority_hold_never_exceeds_its_cap(data: st.DataObject) -> None:
     plan, foes = data.draw(plans_and_foes())
@@ -521,19 +546,13 @@ def test_priority_hold_never_exceeds_its_cap(data: st.DataObject) -> None:
     check_all(run, foes, strict_priority=True)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="guard bug: _clamp rounds to whole seconds and then clamps, so with a min or "
-    "max green that is not whole it is not idempotent: set_timing accepts (returns and "
-    "stores) e.g. 1.25 for max 1.25, but advance() clamps that again and serves round(1.25)"
-    " = 1.0; likewise a min of 1.75 is accepted as 1.75 and served as 2.0",
-)
-@XFAIL_SETTINGS
+@EDGE_SETTINGS
 @given(data=st.data())
 def test_accepted_greens_are_served_as_accepted(data: st.DataObject) -> None:
     plan, foes = data.draw(plans_and_foes(whole_seconds=False))
-    asked = data.draw(st.lists(quarters(0.0, 100.0), min_size=plan.n_stages,
-                               max_size=plan.n_stages))  # fmt: skip
+    asked = data.draw(
+        st.lists(quarters(0.0, 100.0), min_size=plan.n_stages, max_size=plan.n_stages)
+    )
     guard = SignalGuard(plan, start_s=0.0, foes=foes)
     accepted = guard.set_timing(0.0, asked)
     assert guard.set_timing(0.0, accepted) == accepted  # accepting is idempotent
@@ -543,14 +562,7 @@ def test_accepted_greens_are_served_as_accepted(data: st.DataObject) -> None:
             assert dur == pytest.approx(accepted[stage], abs=TOL), (stage, start)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="guard bug: hold(t, nan) is not refused: min/max pass NaN through, green_end_s "
-    "becomes NaN, next_change_s() is NaN and advance() never ends that green (frozen "
-    "beyond its max green); and set_timing with +-inf raises OverflowError from round() "
-    "instead of clamping to [min, max]",
-)
-@XFAIL_SETTINGS
+@EDGE_SETTINGS
 @given(data=st.data())
 def test_non_finite_requests_are_clamped_or_refused(data: st.DataObject) -> None:
     plan, foes = data.draw(plans_and_foes())
@@ -621,8 +633,9 @@ def random_commands(rng: random.Random, n_stages: int, size: int) -> list[tuple[
 
     out: list[tuple[float, Command]] = []
     for _ in range(size):
-        name = rng.choice(["advance", "set_timing", "hold", "force_off", "skip", "priority",
-                           "cancel"])  # fmt: skip
+        name = rng.choice(
+            ["advance", "set_timing", "hold", "force_off", "skip", "priority", "cancel"]
+        )
         cmd: Command
         if name == "set_timing":
             cmd = (name, [qt(0.0, 200.0) for _ in range(n_stages)])
@@ -765,8 +778,8 @@ def test_hold_is_capped_at_max_green_and_deferred_during_intergreen() -> None:
     assert guard.hold(6.0, 1.0) == 10.0  # never below the minimum
     assert guard.hold(8.0, 30.0) == 30.0
     assert guard.advance(31.0) == [(30.0, "yrrs")]
-    guard.hold(31.0, 60.0)
-    assert guard.events[-1].what == "hold_deferred"
+    assert guard.hold(31.0, 60.0) == 33.0  # the yellow's end: nothing to hold
+    assert guard.events[-1].what == "hold_ignored"
     assert guard.advance(50.0)[-1] == (35.0, "rGrs")  # the new green: its planned 20 s
     assert guard.next_change_s() == 55.0
 
@@ -853,18 +866,18 @@ def test_priority_requested_during_intergreen_passes_the_next_green_at_its_minim
 
 
 def test_single_stage_plan_stays_green() -> None:
-    plan = make_plan(green_states=("GG",), min_green_s=(5.0,), max_green_s=(10.0,),
-                     green_s=(8.0,), right_on_red=frozenset())  # fmt: skip
+    plan = make_plan(
+        green_states=("GG",),
+        min_green_s=(5.0,),
+        max_green_s=(10.0,),
+        green_s=(8.0,),
+        right_on_red=frozenset(),
+    )
     guard = SignalGuard(plan, start_s=0.0, foes=[[False, False], [False, False]])
     assert guard.advance(1000.0) == []
     assert guard.state == "GG"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="guard bug: priority is never expired at its cap (see "
-    "test_priority_hold_never_exceeds_its_cap)",
-)
 def test_priority_hold_ends_at_its_cap_without_cancel() -> None:
     guard = SignalGuard(make_plan(), start_s=0.0)
     guard.request_priority(2.0, 2, max_hold_s=30.0)  # cap at t = 32
@@ -874,12 +887,6 @@ def test_priority_hold_ends_at_its_cap_without_cancel() -> None:
     assert [k for _t, k in greens_of(guard, shown)][:3] == [2, 3, 0]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="guard bug: request_priority sets self.priority before skip() validates the "
-    "stage; the ValueError leaves a priority for a stage that does not exist and the next "
-    "advance() crashes with IndexError (or, for -1, serves the last stage as 'stage -1')",
-)
 @pytest.mark.parametrize("stage", [4, -1])
 def test_rejected_priority_request_leaves_the_guard_unchanged(stage: int) -> None:
     guard = SignalGuard(make_plan(), start_s=0.0)
@@ -890,17 +897,10 @@ def test_rejected_priority_request_leaves_the_guard_unchanged(stage: int) -> Non
     assert [k for _t, k in greens_of(guard, shown)][:3] == [1, 2, 3]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="guard bug: hold(t, nan) sets green_end_s to NaN; next_change_s() is NaN and "
-    "the green never ends (see test_non_finite_requests_are_clamped_or_refused)",
-)
 def test_nan_hold_does_not_freeze_the_green() -> None:
     guard = SignalGuard(make_plan(), start_s=0.0)
-    try:
+    with contextlib.suppress(ValueError):
         guard.hold(5.0, math.nan)
-    except ValueError:
-        pass
     assert math.isfinite(guard.next_change_s())
     assert guard.advance(200.0)  # the signal keeps cycling
 
@@ -916,11 +916,6 @@ def test_nan_timing_is_refused_or_never_freezes_the_green() -> None:
     assert len(guard.advance(200.0)) >= 3 * 4
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="guard bug: _clamp calls round() before clamping, and round(inf) raises "
-    "OverflowError, so set_timing([inf, ...]) fails instead of giving max green",
-)
 def test_infinite_timing_is_clamped() -> None:
     guard = SignalGuard(make_plan(), start_s=0.0)
     assert guard.set_timing(5.0, [math.inf, -math.inf, 20.0, 20.0]) == [40.0, 10.0, 20.0, 20.0]
