@@ -9,18 +9,22 @@ a few lanes without data) for 893 and for 100,000 intersections, and times
 plain-Python reference in ``tests/reference/timing.py``. Reported: medians
 (``time.perf_counter``).
 
+Run it from the repository root (it imports the reference from ``tests/``).
+
 JSON keys: ``kernel_us_893``, ``reference_us_893``, ``speedup_893``, ``kernel_ms_100k``,
 ``cold_start_s`` (a fresh interpreter with a warm Numba cache, numpy imported and the input
 loaded: from before ``import signal_control.timing`` (Numba's import included) to the
 first result for the 893 input, building the :class:`TimingNetwork` included; median of 3
 after one warm-up run), ``cold_start_incl_numpy_s`` (the same, but from before ``import
-numpy``), plus the sizes and repeat counts.
+numpy``), the fastest repeats (``*_min``: the medians move with the machine's load), the
+sizes, the repeat counts and the load average when it ended.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -89,20 +93,20 @@ def synthetic_city(n: int, *, seed: int = 0) -> tuple[dict[str, np.ndarray], np.
     return arrays, count_veh
 
 
-def _median_s(fn: Any, repeats: int) -> float:
+def _times_s(fn: Any, repeats: int) -> list[float]:
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return times
 
 
 def _cold_start(arrays: dict[str, np.ndarray], count_veh: np.ndarray) -> tuple[float, float]:
     root = Path(__file__).resolve().parents[1]
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "city893.npz"
-        np.savez(path, count_veh=count_veh, **arrays)  # type: ignore[arg-type]
+        np.savez(path, count_veh=count_veh, **arrays)
         code = _COLD_START.format(path=str(path), window_s=WINDOW_S)
         runs = []
         for _ in range(4):  # the first run warms the Numba cache
@@ -129,11 +133,10 @@ def measure(*, repeats_893: int, repeats_100k: int, repeats_reference: int) -> d
     np.testing.assert_allclose(out.green_s, ref.green_s, rtol=1e-9)
     estimate_timings(net_big, counts_big, params)
 
-    kernel_s = _median_s(lambda: estimate_timings(net, counts, params), repeats_893)
-    reference_s = _median_s(
-        lambda: estimate_timings_reference(net, counts, params), repeats_reference
-    )
-    big_s = _median_s(lambda: estimate_timings(net_big, counts_big, params), repeats_100k)
+    kernel = _times_s(lambda: estimate_timings(net, counts, params), repeats_893)
+    reference = _times_s(lambda: estimate_timings_reference(net, counts, params), repeats_reference)
+    big = _times_s(lambda: estimate_timings(net_big, counts_big, params), repeats_100k)
+    kernel_s, reference_s, big_s = (statistics.median(t) for t in (kernel, reference, big))
     cold_s, cold_numpy_s = _cold_start(arrays, counts)
     flags = out.flags
     return {
@@ -142,16 +145,20 @@ def measure(*, repeats_893: int, repeats_100k: int, repeats_reference: int) -> d
         "lanes_893": net.n_lanes,
         "oversaturated_share_893": round(float(np.mean(flags & 1 > 0)), 3),
         "kernel_us_893": round(kernel_s * 1e6, 2),
+        "kernel_us_893_min": round(min(kernel) * 1e6, 2),
         "reference_us_893": round(reference_s * 1e6, 1),
         "speedup_893": round(reference_s / kernel_s, 1),
         "intersections_100k": net_big.n_intersections,
         "lanes_100k": net_big.n_lanes,
         "kernel_ms_100k": round(big_s * 1e3, 3),
+        "kernel_ms_100k_min": round(min(big) * 1e3, 3),
         "cold_start_s": round(cold_s, 3),
         "cold_start_incl_numpy_s": round(cold_numpy_s, 3),
         "repeats_893": repeats_893,
         "repeats_reference": repeats_reference,
         "repeats_100k": repeats_100k,
+        "load_average_1min": round(os.getloadavg()[0], 2),
+        "cpu_count": os.cpu_count(),
     }
 
 

@@ -8,6 +8,10 @@ second process pays no compile time.
 Layout (CSR): the green phases of intersection ``i`` are ``phase_ptr[i]:phase_ptr[i + 1]``;
 the lanes served by phase ``p`` are ``phase_lanes[phase_lane_ptr[p]:phase_lane_ptr[p + 1]]``;
 the movements of phase ``p`` are ``mov_ptr[p]:mov_ptr[p + 1]``.
+
+Kernels take their arrays positionally (Numba has no keyword-only arguments) and use
+``error_model="numpy"``: no zero-division checks in the loops (every division here has a
+non-zero divisor by construction, or its result is discarded).
 """
 
 from __future__ import annotations

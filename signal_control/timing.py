@@ -16,9 +16,10 @@ arrays (``L`` lanes). A lane may serve several phases; a phase may serve no lane
 Timing rules of :func:`estimate_timings`, per intersection
 ----------------------------------------------------------
 1. ``flow_vph = count_veh * 3600 / window_s`` per lane; the critical flow ratio of a phase
-   is ``y = max(flow_vph / sat_flow_vph)`` over its lanes with a count. A phase with no
-   lane or only NaN counts is *unobserved*: ``y`` is NaN, it gets exactly its min green
-   and is left out of ``Y = sum(y)``. ``L = sum(lost_s)`` over all phases.
+   is ``y = max(flow_vph / sat_flow_vph)`` over its lanes with a count (computed as
+   ``count_veh * (1 / sat_flow_vph) * (3600 / window_s)``, equal to a few ulps). A phase
+   with no lane or only NaN counts is *unobserved*: ``y`` is NaN, it gets exactly its min
+   green and is left out of ``Y = sum(y)``. ``L = sum(lost_s)`` over all phases.
 2. Webster: ``C0 = (1.5 L + 5) / (1 - Y)`` clamped to ``[c_min_s, c_max_s]``; ``Y >=
    y_max`` gives ``c_max_s`` (flag :attr:`TimingFlag.OVERSATURATED`); ``Y == 0`` gives
    ``c_min_s``.
@@ -51,7 +52,8 @@ from signal_control import _timing_kernels as _k
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
-IndexArray = npt.NDArray[np.uint64]  # unsigned: the kernel skips negative-index wraparound
+IndexArray = npt.NDArray[np.uint32]  # unsigned: no negative-index wraparound; 32 bits: less to read
+_MAX_INDEX = 2**32 - 1  # the padded slots index up to P and L in uint32
 
 
 class TimingFlag(IntFlag):
@@ -131,7 +133,7 @@ def _check_range(
 def _slots(ptr: IntArray, members: IntArray, pad: int) -> IndexArray:
     """``[SLOTS, groups]``: the ``j``-th member of each CSR group, ``pad`` where none."""
     sizes = np.diff(ptr)
-    slots = np.full((_k.SLOTS, sizes.size), pad, dtype=np.uint64)
+    slots = np.full((_k.SLOTS, sizes.size), pad, dtype=np.uint32)
     for j in range(_k.SLOTS):
         has = sizes > j
         slots[j, has] = members[ptr[:-1][has] + j]
@@ -152,7 +154,7 @@ def _derived_layout(network: TimingNetwork) -> dict[str, npt.NDArray[np.generic]
         for p in range(ptr[i] + _k.SLOTS, ptr[i + 1]):
             lost_sum_s[i] += network.lost_s[p]
     return {
-        "phase_owner": np.repeat(np.arange(ptr.size - 1, dtype=np.uint64), np.diff(ptr)),
+        "phase_owner": np.repeat(np.arange(ptr.size - 1, dtype=np.uint32), np.diff(ptr)),
         "phase_slots": phase_slots,
         "lane_slots": _slots(network.phase_lane_ptr, network.phase_lanes, network.n_lanes),
         "sat_headway_h": 1.0 / network.sat_flow_vph,
@@ -216,6 +218,11 @@ class TimingNetwork:
             set_(self, name, _float_array(name, getattr(self, name)))
         n_phases = self.lost_s.size
         n_lanes = self.sat_flow_vph.size
+        if max(n_phases, n_lanes, self.phase_ptr.size) >= _MAX_INDEX:
+            raise ValueError(
+                f"at most {_MAX_INDEX - 1} phases, lanes and intersections; got "
+                f"len(lost_s)={n_phases}, len(sat_flow_vph)={n_lanes}"
+            )
         _check_offsets("phase_ptr", self.phase_ptr, n_phases, "len(lost_s)")
         for name in ("intergreen_s", "min_green_s", "max_green_s"):
             _check_length(name, getattr(self, name), n_phases, "phase")

@@ -125,5 +125,5 @@ def test_unknown_signal_in_by_signal_is_a_clear_error(district_city: City, tmp_p
 
     spec = parse_scenario({"name": "x", "kind": "baseline",
                            "control": {"by_signal": {"no_such_signal": "adaptive"}}})  # fmt: skip
-    with pytest.raises(ScenarioError, match="control.by_signal.*no_such_signal"):
+    with pytest.raises(ScenarioError, match=r"control\.by_signal.*no_such_signal"):
         simulate(spec, district_city, Baseline(spec), seed=1, run_dir=tmp_path)
