@@ -200,6 +200,9 @@ def simulate(
         ],
         columns=["t_s", "tls_id", "queue_veh"],
     )
+    # stopped delay per intersection, estimated from the sampled queue (a sample each
+    # series interval stands for the whole interval): cheap, coarse, labelled as such
+    queues["stopped_delay_est_veh_s"] = queues["queue_veh"] * sim.series_interval_s
     metrics.update(queue_metrics(queues))
     metrics.update(extra)
     metrics.update(ctx.metrics)
