@@ -17,7 +17,6 @@ all inserted vehicles (arrived or not); ``mean_depart_delay_s`` is the wait to e
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing as mp
 import statistics
 import subprocess
@@ -28,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from rich.progress import Progress
+
+from experiments._output import emit_json
 
 # × the district's AM-peak OD. The district has spare capacity at 1× (delay barely
 # grows up to 4×), so 2× stands in for a dense, Suwon-like peak hour.
@@ -218,11 +219,7 @@ def main(argv: list[str] | None = None) -> int:
             bar.advance(task)
     result = summarise(rows)
     result["runs"] = sorted(rows, key=lambda r: (r["level"], r["controller"], r["seed"]))
-    text = json.dumps(result, indent=2)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(text + "\n", encoding="utf-8")
-    sys.stdout.write(text + "\n")
+    emit_json(result, args.json)
     return 0
 
 

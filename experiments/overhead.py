@@ -16,7 +16,6 @@ seconds), ``real_time_factor`` (sim_s / twin_s), plus the per-repeat figures.
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing as mp
 import queue
 import statistics
@@ -27,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from rich.progress import Progress
+
+from experiments._output import emit_json
 
 
 def _plain(args: list[str]) -> float:
@@ -178,11 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         data_dir=data_dir,
         controllers=tuple(args.controllers.split(",")),
     )
-    text = json.dumps(result, indent=2)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(text + "\n", encoding="utf-8")
-    sys.stdout.write(text + "\n")
+    emit_json(result, args.json)
     return 0
 
 

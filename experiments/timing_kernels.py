@@ -23,7 +23,6 @@ sizes, the repeat counts and the load average when it ended.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -35,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from experiments._output import emit_json
 from signal_control.timing import TimingNetwork, TimingParams, estimate_timings
 
 WINDOW_S = 900.0
@@ -176,11 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         repeats_100k=args.repeats_100k,
         repeats_reference=args.repeats_reference,
     )
-    text = json.dumps(result, indent=2)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(text + "\n", encoding="utf-8")
-    sys.stdout.write(text + "\n")
+    emit_json(result, args.json)
     return 0
 
 
