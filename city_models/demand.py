@@ -140,6 +140,14 @@ VTYPES_XML = (
     'sigma="0.5" speedDev="0.1"/>\n'
     '  <vType id="truck" vClass="truck" length="10.0" minGap="3.0" accel="1.3" decel="4.0" '
     'sigma="0.5" speedDev="0.05"/>\n'
+    # emergency vehicles: no bluelight device, so they obey red like everyone else;
+    # they may drive 20 % (ambulance) / 10 % (fire truck) above the limit
+    '  <vType id="ambulance" vClass="emergency" guiShape="emergency" color="1,0,0" '
+    'length="6.5" minGap="2.5" accel="2.6" decel="4.5" sigma="0.2" speedFactor="1.2" '
+    'speedDev="0"/>\n'
+    '  <vType id="fire_truck" vClass="emergency" guiShape="firebrigade" color="1,0.3,0" '
+    'length="10.0" minGap="3.0" accel="1.5" decel="4.0" sigma="0.2" speedFactor="1.1" '
+    'speedDev="0"/>\n'
 )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -43,4 +44,6 @@ def kinds() -> list[str]:
 
 
 def _load_builtin() -> None:
-    import scenarios.baseline  # noqa: F401  (registers itself)
+    # each module registers its kind when imported
+    for module in ("scenarios.baseline", "scenarios.ev_priority"):
+        importlib.import_module(module)

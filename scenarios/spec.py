@@ -83,6 +83,9 @@ class ControlSpec(_Spec):
     default: ControllerKind = "fixed"
     by_signal: dict[str, ControllerKind] = Field(default_factory=dict)
     adaptive: AdaptiveSpec = AdaptiveSpec()
+    # run the fixed-time plans through the safety guard (same timings and offsets) so the
+    # center can send commands to them, e.g. emergency-vehicle priority
+    guard_fixed: bool = False
     pressure_hysteresis_veh: float = Field(default=1.0, ge=0.0, le=50.0)
 
 

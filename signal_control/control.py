@@ -133,7 +133,10 @@ class ControlManager:
         self.actuated = [s for s in signals if assignment[s.id] == "actuated"]
         self.adaptive = [s.id for s in signals if assignment[s.id] == "adaptive"]
         self.pressure = [s.id for s in signals if assignment[s.id] == "max_pressure"]
-        self.guarded = self.adaptive + self.pressure
+        self.fixed_guarded = (
+            [s.id for s in signals if assignment[s.id] == "fixed"] if spec.guard_fixed else []
+        )
+        self.guarded = self.adaptive + self.pressure + self.fixed_guarded
         self.detector_period_s = detector_period_s
         self.control_interval_s = control_interval_s
         self.port: GuardedPort | None = None
@@ -273,7 +276,7 @@ class ControlManager:
         if self.guarded:
             plans = {t: plan_from_phases(t, self.by_id[t].phases, offset_s=self.by_id[t].offset_s)
                      for t in self.guarded}  # fmt: skip
-            self.port = GuardedPort(session, plans, start_s=t_s)
+            self.port = GuardedPort(session, plans, start_s=t_s, align_offsets=True)
             self.port.now_s = t_s
         if self.adaptive:
             self._next_update_s = t_s + self.spec.adaptive.update_s

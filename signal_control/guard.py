@@ -145,6 +145,8 @@ class SignalGuard:
         Simulation (or wall-clock) time the guard takes over.
     stage
         Green stage shown at ``start_s``.
+    elapsed_s
+        How long that green has already been showing (taking over a running plan).
     foes
         Optional conflict matrix of the links, to verify the plan.
     """
@@ -155,6 +157,7 @@ class SignalGuard:
         *,
         start_s: float,
         stage: int = 0,
+        elapsed_s: float = 0.0,
         foes: Sequence[Sequence[bool]] | None = None,
     ) -> None:
         plan.check(foes)
@@ -165,8 +168,9 @@ class SignalGuard:
         self.interval: Interval = "green"
         self.stage = stage  # the green shown, or the one being left
         self.target = stage  # next green (during an intergreen: the one coming)
-        self.entered_s = start_s
-        self.green_end_s = start_s + self._clamp(stage, self.green_s[stage])
+        # a guard may take over mid-green (elapsed_s into it); it still gets its minimum
+        self.entered_s = start_s - max(elapsed_s, 0.0)
+        self.green_end_s = max(self.entered_s + self._clamp(stage, self.green_s[stage]), start_s)
         self.skip_to: int | None = None
         self.priority: tuple[int, float] | None = None  # (stage, hold-until cap)
         self.events: list[GuardEvent] = []

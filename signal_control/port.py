@@ -77,6 +77,25 @@ def plan_from_phases(tls_id: str, phases: Sequence[Any], *, offset_s: float = 0.
     )
 
 
+def plan_position(plan: GuardPlan, t_s: float) -> tuple[int, float]:
+    """Where the fixed-time plan stands at ``t_s``: (stage, seconds into its green).
+
+    The plan's cycle position is ``(t_s - offset_s) mod cycle``. A time inside an
+    intergreen maps to the start of the next green, so the guard never starts mid-change.
+    """
+    intergreen = plan.yellow_s + plan.all_red_s
+    cycle = sum(plan.green_s) + intergreen * plan.n_stages
+    pos = (t_s - plan.offset_s) % cycle
+    for k, green in enumerate(plan.green_s):
+        if pos < green:
+            return k, pos
+        pos -= green
+        if pos < intergreen:
+            return (k + 1) % plan.n_stages, 0.0
+        pos -= intergreen
+    return 0, 0.0
+
+
 class GuardedPort:
     """A port whose every command goes through the intersection's guard.
 
@@ -99,13 +118,23 @@ class GuardedPort:
         *,
         start_s: float,
         foes: Mapping[str, Sequence[Sequence[bool]]] | None = None,
+        align_offsets: bool = False,
     ) -> None:
         self.display = display
         self.ids = list(plans)
         self.index = {tls: k for k, tls in enumerate(self.ids)}
-        self.guards = [
-            SignalGuard(plans[t], start_s=start_s, foes=(foes or {}).get(t)) for t in self.ids
-        ]
+        self.guards = []
+        for t in self.ids:
+            stage, elapsed = plan_position(plans[t], start_s) if align_offsets else (0, 0.0)
+            self.guards.append(
+                SignalGuard(
+                    plans[t],
+                    start_s=start_s,
+                    stage=stage,
+                    elapsed_s=elapsed,
+                    foes=(foes or {}).get(t),
+                )
+            )
         self.next_s = np.array([g.next_change_s() for g in self.guards], dtype=np.float64)
         self.commands = 0
         for tls, guard in zip(self.ids, self.guards, strict=True):

@@ -54,8 +54,10 @@ class EventBus:
 
         return self.env.process(_proc())
 
-    def record(self, kind: str, **data: Any) -> BusEvent:
-        event = BusEvent(self.now_s, kind, data)
+    def record(self, kind: str, *, t_s: float | None = None, **data: Any) -> BusEvent:
+        """Log an event at ``t_s`` (default: the bus clock, which moves at control ticks;
+        step hooks pass SUMO's time)."""
+        event = BusEvent(self.now_s if t_s is None else t_s, kind, data)
         self.events.append(event)
         log.debug("t=%.1f %s %s", event.t_s, kind, data)
         return event

@@ -14,17 +14,23 @@ from twin.sumo_net import iter_xml_elements
 log = logging.getLogger(__name__)
 
 
-def trip_metrics(tripinfo: Path) -> dict[str, float | int]:
+def trip_metrics(
+    tripinfo: Path, *, exclude: frozenset[str] = frozenset()
+) -> dict[str, float | int]:
     """Trip metrics from ``--tripinfo-output`` (with unfinished trips written).
 
     ``mean_delay_s`` is SUMO's timeLoss (time lost to driving below the desired speed)
     averaged over every inserted vehicle, arrived or still driving at the end;
     ``mean_depart_delay_s`` is the time vehicles waited to enter the network.
     ``throughput_veh`` counts arrivals; travel time and stops are over arrivals.
+    Vehicles in ``exclude`` (e.g. the scenario's emergency vehicles) are left out, so
+    the figures describe everyone else.
     """
     duration, loss, stops, length, waiting, depart_delay = [], [], [], [], [], []
     arrived = 0
     for trip in iter_xml_elements(tripinfo, "tripinfo"):
+        if trip["id"] in exclude:
+            continue
         loss.append(float(trip["timeLoss"]))
         depart_delay.append(float(trip.get("departDelay", 0.0)))
         if float(trip["arrival"]) < 0:

@@ -107,7 +107,7 @@ def make_control(spec: Any, city: Any) -> Any:
             f"city {city.name}: {', '.join(unknown[:5])}; signals are e.g. {', '.join(ids[:5])}."
         )
     assignment = {t: ctl.by_signal.get(t, ctl.default) for t in ids}
-    if all(kind == "fixed" for kind in assignment.values()):
+    if all(kind == "fixed" for kind in assignment.values()) and not ctl.guard_fixed:
         return None
     net = city.net
     return ControlManager(
@@ -190,7 +190,8 @@ def simulate(
         extra = behaviour.finish(ctx)
     log.info("simulation finished in %.1f s wall", time.perf_counter() - wall0)
     metrics: dict[str, Any] = {}
-    metrics.update(trip_metrics(config.tripinfo))  # type: ignore[arg-type]
+    special = frozenset(getattr(behaviour, "special_vehicles", ()))
+    metrics.update(trip_metrics(config.tripinfo, exclude=special))  # type: ignore[arg-type]
     metrics.update(statistics_metrics(config.statistics))  # type: ignore[arg-type]
     queues = pd.DataFrame(
         [

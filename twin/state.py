@@ -58,6 +58,7 @@ class TwinState:
     tracked_y_m: FloatArray = field(default_factory=lambda: np.zeros(0))
     tracked_speed_mps: FloatArray = field(default_factory=lambda: np.zeros(0))
     tracked_lane_pos_m: FloatArray = field(default_factory=lambda: np.zeros(0))
+    tracked_distance_m: FloatArray = field(default_factory=lambda: np.zeros(0))
     tracked_edge: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -80,4 +81,5 @@ class TwinState:
         self.tracked_y_m = np.full(n, np.nan)
         self.tracked_speed_mps = np.full(n, np.nan)
         self.tracked_lane_pos_m = np.full(n, np.nan)
+        self.tracked_distance_m = np.full(n, np.nan)
         self.tracked_edge = [""] * n

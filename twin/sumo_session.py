@@ -153,7 +153,13 @@ class SumoSession:
         self._sumo = module
         self.state.t_s = float(module.simulation.getTime())
         tc = module.constants
-        self._vehicle_vars = (tc.VAR_POSITION, tc.VAR_SPEED, tc.VAR_ROAD_ID, tc.VAR_LANEPOSITION)
+        self._vehicle_vars = (
+            tc.VAR_POSITION,
+            tc.VAR_SPEED,
+            tc.VAR_ROAD_ID,
+            tc.VAR_LANEPOSITION,
+            tc.VAR_DISTANCE,
+        )
         log.info("SUMO started (%s), t=%.1f s", self.backend, self.state.t_s)
 
     def close(self) -> None:
@@ -271,7 +277,7 @@ class SumoSession:
         present = set(self.sumo.vehicle.getIDList()) if self.state.tracked_ids else set()
         st = self.state
         for k, vid in enumerate(st.tracked_ids):
-            if vid not in present:
+            if vid not in present:  # distance keeps its last value (the trip's total)
                 st.tracked_x_m[k] = st.tracked_y_m[k] = st.tracked_speed_mps[k] = np.nan
                 st.tracked_lane_pos_m[k] = np.nan
                 st.tracked_edge[k] = ""
@@ -282,15 +288,16 @@ class SumoSession:
                 res = {v: g(vid) for v, g in zip(self._vehicle_vars, self._getters(), strict=True)}
             else:
                 res = vehicle.getSubscriptionResults(vid)
-            pos, spd, edge, lpos = (res[v] for v in self._vehicle_vars)
+            pos, spd, edge, lpos, dist = (res[v] for v in self._vehicle_vars)
             st.tracked_x_m[k], st.tracked_y_m[k] = pos
             st.tracked_speed_mps[k] = spd
             st.tracked_edge[k] = edge
             st.tracked_lane_pos_m[k] = lpos
+            st.tracked_distance_m[k] = dist
 
     def _getters(self) -> tuple[Callable[[str], Any], ...]:
         v = self.sumo.vehicle
-        return (v.getPosition, v.getSpeed, v.getRoadID, v.getLanePosition)
+        return (v.getPosition, v.getSpeed, v.getRoadID, v.getLanePosition, v.getDistance)
 
     def counts(self) -> dict[str, int]:
         """Vehicles loaded / departed / arrived so far and running now."""
@@ -323,6 +330,35 @@ class SumoSession:
         get = self.sumo.edge.getLastStepHaltingNumber
         for k, edge in enumerate(edge_ids):
             out[k] = get(edge)
+
+    # ------------------------------------------------------------------ vehicles
+    def add_vehicle(
+        self, vehicle_id: str, route_edges: Sequence[str], *, type_id: str, depart_s: float
+    ) -> None:
+        """Insert a vehicle on a given route (e.g. a dispatched emergency vehicle)."""
+        sumo = self.sumo
+        route_id = f"route_{vehicle_id}"
+        try:
+            sumo.route.add(route_id, list(route_edges))
+            sumo.vehicle.add(vehicle_id, route_id, typeID=type_id, depart=f"{depart_s:g}",
+                             departLane="best", departSpeed="max")  # fmt: skip
+        except Exception as exc:
+            raise SumoError(f"SUMO refused vehicle {vehicle_id!r}: {exc}") from exc
+
+    def set_route(self, vehicle_id: str, route_edges: Sequence[str]) -> None:
+        """Replace the vehicle's remaining route (it must start with its current edge)."""
+        self.sumo.vehicle.setRoute(vehicle_id, list(route_edges))
+
+    def add_stop(self, vehicle_id: str, edge_id: str, *, pos_m: float, duration_s: float) -> None:
+        self.sumo.vehicle.setStop(vehicle_id, edge_id, pos=pos_m, duration=duration_s)
+
+    def edge_travel_times(self, edge_ids: Sequence[str]) -> dict[str, float]:
+        """SUMO's current travel-time estimate per edge (from current speeds)."""
+        get = self.sumo.edge.getTraveltime
+        return {e: float(get(e)) for e in edge_ids}
+
+    def vehicle_present(self, vehicle_id: str) -> bool:
+        return vehicle_id in self.sumo.vehicle.getIDList()
 
     # ------------------------------------------------------------------ state files
     def save_state(self, path: Path) -> Path:
