@@ -178,8 +178,11 @@ class ControlManager:
                     if lane not in lane_index:
                         lane_index[lane] = len(lanes)
                         lanes.append(lane)
-                        protected = all(phase.state[k.index] == "G" for k in self._links[tls]
-                                        if k.from_lane == lane)  # fmt: skip
+                        protected = all(
+                            phase.state[k.index] == "G"
+                            for k in self._links[tls]
+                            if k.from_lane == lane
+                        )
                         sat.append(lane_sat_flow_vph(dirs, protected_left=protected))
                     phase_lanes.append(lane_index[lane])
                 lane_ptr.append(len(phase_lanes))
@@ -274,10 +277,13 @@ class ControlManager:
         for sig in self.actuated:
             session.set_program(sig.id, "actuated")
         if self.guarded:
-            plans = {t: plan_from_phases(t, self.by_id[t].phases, offset_s=self.by_id[t].offset_s)
-                     for t in self.guarded}  # fmt: skip
-            self.port = GuardedPort(session, plans, start_s=t_s, align_offsets=True)
-            self.port.now_s = t_s
+            plans = {
+                t: plan_from_phases(t, self.by_id[t].phases, offset_s=self.by_id[t].offset_s)
+                for t in self.guarded
+            }
+            self.port = GuardedPort(
+                session, plans, start_s=t_s, align_offsets=True, clock=lambda: float(session.time_s)
+            )
         if self.adaptive:
             self._next_update_s = t_s + self.spec.adaptive.update_s
 
@@ -375,6 +381,7 @@ class ControlManager:
         }
         if self.port is not None:
             out["guard_commands"] = self.port.commands
+            out["guard_late_changes"] = self.port.late_changes
             out["guard_interventions"] = len(self.port.events())
         if self.pressure:
             out["max_pressure_switches"] = self.telemetry.decisions

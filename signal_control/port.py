@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal, Protocol
 
 import numpy as np
@@ -80,12 +80,13 @@ def plan_from_phases(tls_id: str, phases: Sequence[Any], *, offset_s: float = 0.
 def plan_position(plan: GuardPlan, t_s: float) -> tuple[int, float]:
     """Where the fixed-time plan stands at ``t_s``: (stage, seconds into its green).
 
-    The plan's cycle position is ``(t_s - offset_s) mod cycle``. A time inside an
+    The plan's cycle position is ``(t_s - offset_s) mod cycle``, in whole seconds so
+    that every later change falls on the simulation's step grid. A time inside an
     intergreen maps to the start of the next green, so the guard never starts mid-change.
     """
     intergreen = plan.yellow_s + plan.all_red_s
     cycle = sum(plan.green_s) + intergreen * plan.n_stages
-    pos = (t_s - plan.offset_s) % cycle
+    pos = float(math.floor((t_s - plan.offset_s) % cycle))
     for k, green in enumerate(plan.green_s):
         if pos < green:
             return k, pos
@@ -109,6 +110,10 @@ class GuardedPort:
         Time the guards take over; each starts in its first green stage.
     foes
         Optional conflict matrices per intersection, to verify the plans.
+    align_offsets
+        Start each fixed-time plan where its offset puts it at ``start_s``.
+    clock
+        The current time (e.g. SUMO's); commands are dated with it.
     """
 
     def __init__(
@@ -119,8 +124,11 @@ class GuardedPort:
         start_s: float,
         foes: Mapping[str, Sequence[Sequence[bool]]] | None = None,
         align_offsets: bool = False,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         self.display = display
+        self.clock = clock
+        self.now_s = start_s
         self.ids = list(plans)
         self.index = {tls: k for k, tls in enumerate(self.ids)}
         self.guards = []
@@ -137,6 +145,7 @@ class GuardedPort:
             )
         self.next_s = np.array([g.next_change_s() for g in self.guards], dtype=np.float64)
         self.commands = 0
+        self.late_changes = 0  # changes shown after they were due (must stay 0)
         for tls, guard in zip(self.ids, self.guards, strict=True):
             self.display.set_signal_state(tls, guard.state)
 
@@ -153,30 +162,30 @@ class GuardedPort:
 
     # ------------------------------------------------------------------ commands
     def apply_timing(self, tls_id: str, *, green_s: Sequence[float]) -> list[float]:
-        out = self.guard(tls_id).set_timing(self.now_s, green_s)
+        out = self.guard(tls_id).set_timing(self._now(), green_s)
         self._touched(tls_id)
         return out
 
     def hold(self, tls_id: str, *, until_s: float) -> float:
-        out = self.guard(tls_id).hold(self.now_s, until_s)
+        out = self.guard(tls_id).hold(self._now(), until_s)
         self._touched(tls_id)
         return out
 
     def force_off(self, tls_id: str) -> float:
-        out = self.guard(tls_id).force_off(self.now_s)
+        out = self.guard(tls_id).force_off(self._now())
         self._touched(tls_id)
         return out
 
     def skip(self, tls_id: str, *, stage: int) -> None:
-        self.guard(tls_id).skip(self.now_s, stage)
+        self.guard(tls_id).skip(self._now(), stage)
         self._touched(tls_id)
 
     def request_priority(self, tls_id: str, *, stage: int, max_hold_s: float | None = None) -> None:
-        self.guard(tls_id).request_priority(self.now_s, stage, max_hold_s=max_hold_s)
+        self.guard(tls_id).request_priority(self._now(), stage, max_hold_s=max_hold_s)
         self._touched(tls_id)
 
     def cancel_priority(self, tls_id: str) -> None:
-        self.guard(tls_id).cancel_priority(self.now_s)
+        self.guard(tls_id).cancel_priority(self._now())
         self._touched(tls_id)
 
     def local_mode(self, tls_id: str, mode: LocalMode) -> None:
@@ -185,7 +194,12 @@ class GuardedPort:
         )
 
     # ------------------------------------------------------------------ time
-    now_s: float = 0.0
+    now_s: float = 0.0  # the time of the last advance()
+
+    def _now(self) -> float:
+        """The time a command takes effect: the display's clock when it has one (a
+        command given between two advance() calls must not be dated in the past)."""
+        return self.clock() if self.clock is not None else self.now_s
 
     def next_change_s(self) -> float:
         """The earliest time any guarded signal changes state."""
@@ -195,6 +209,7 @@ class GuardedPort:
         """Show every state change due by ``t_s``; returns how many signals changed."""
         self.now_s = t_s
         due = np.flatnonzero(self.next_s <= t_s + 1e-9)
+        self.late_changes += int(np.count_nonzero(self.next_s[due] < t_s - 1e-6))
         for k in due:
             guard = self.guards[k]
             shown = guard.advance(t_s)

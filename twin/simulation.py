@@ -160,7 +160,14 @@ def simulate(
     n_ticks = math.ceil(sim.duration_s / sim.control_interval_s - 1e-9)
     series_every = round(sim.series_interval_s / sim.control_interval_s)
     step_hook = behaviour.on_step if behaviour.needs_step_hook else None
-    hook = (lambda s: step_hook(ctx)) if step_hook else None
+    hook = None
+    if step_hook is not None:
+
+        def hook(s: SumoSession) -> None:
+            step_hook(ctx)
+            if control is not None:  # a command from the hook may be due right now:
+                control.advance(s.time_s)  # show it this step, never late
+
     with session:
         if control is not None:
             control.start(session, t_s=sim.begin_s)
@@ -181,6 +188,8 @@ def simulate(
             if control is not None:
                 control.on_tick(t_s, session, st)
             behaviour.on_interval(ctx)
+            if control is not None:
+                control.advance(t_s)  # commands just given may be due now
             if tick % series_every == 0 or tick == n_ticks:
                 session.read_queues()
                 per_tls, _ = group_sum_max(st.lane_halting_veh, st.lane_tls)

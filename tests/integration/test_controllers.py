@@ -111,6 +111,8 @@ def test_what_sumo_shows_is_safe(district_city: City, tmp_path: Path, controller
     assert out["metrics"]["controllers"][controller] == len(district_city.manifest.signals)
     greens_checked = _check_safety(district_city, out["timeline"])
     assert greens_checked > 100  # the check saw real signal changes
+    if controller != "actuated":
+        assert out["metrics"]["guard_late_changes"] == 0
     if controller == "adaptive":
         assert out["series"]["signal_timings"] > 0
     if controller in ("adaptive", "max_pressure"):
