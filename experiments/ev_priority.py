@@ -4,7 +4,8 @@
 
 Per seed: a run without EVs (same demand, same guarded fixed-time signals), then the
 same run with two ambulances dispatched from the two fire stations to seeded random
-calls and on to the nearest hospital, under ``none``, ``field`` (30 % of signals with
+calls and on to the nearest hospital (``--quick``: district city, 3 seeds; full:
+suwon-scale, 10 seeds), under ``none``, ``field`` (30 % of signals with
 roadside units) and ``center`` (smooth recovery), plus ``center`` with immediate
 recovery. Reported per mode: the EVs' seconds per km and time to hospital (means over
 EVs and seeds), other vehicles' mean delay change against the no-EV run of the same
@@ -143,6 +144,12 @@ def table(result: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="3 seeds on the district city")
+    parser.add_argument(
+        "--preset",
+        default=None,
+        choices=["district", "suwon-scale"],
+        help="city (default: district with --quick, suwon-scale without)",
+    )
     parser.add_argument("--seeds", type=int, default=None)
     parser.add_argument("--duration-s", type=float, default=2400.0)
     parser.add_argument("--period", default="am_peak")
@@ -157,7 +164,8 @@ def main(argv: list[str] | None = None) -> int:
 
     n_seeds = args.seeds or (3 if args.quick else 10)
     data_dir = load_settings(data_dir=args.data_dir).data_dir
-    city = build_city("district", seed=1, cities_dir=data_dir / "cities")
+    preset = args.preset or ("district" if args.quick else "suwon-scale")
+    city = build_city(preset, seed=1, cities_dir=data_dir / "cities")
     cases = [
         (mode, seed, args.duration_s, args.period, str(city.path))
         for seed in range(1, n_seeds + 1)
@@ -170,25 +178,22 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(row)
             bar.advance(task)
     result = summarise(rows)
+    result["city"] = city.name
     out_dir = args.json.parent if args.json else Path("out")
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "ev_priority_table.md").write_text(table(result), encoding="utf-8")
     shares: dict[str, Any] = {}
-    for preset in ("district", "suwon-scale"):
-        c = (
-            city
-            if preset == "district"
-            else build_city(preset, seed=1, cities_dir=data_dir / "cities")
-        )
+    for name in ("district", "suwon-scale"):
+        c = build_city(name, seed=1, cities_dir=data_dir / "cities")
         for limit_s in (600.0, 180.0):
             without = reachability(c, priority=False, limit_s=limit_s)
             with_ = reachability(c, priority=True, limit_s=limit_s)
-            shares[f"{preset}_{limit_s / 60:.0f}min"] = {
+            shares[f"{name}_{limit_s / 60:.0f}min"] = {
                 "without_priority": round(without.share_within, 4),
                 "center_priority": round(with_.share_within, 4),
             }
             if limit_s == 600.0:
-                plot_reachability(c, without, with_, out_dir / f"reachability_{preset}.png")
+                plot_reachability(c, without, with_, out_dir / f"reachability_{name}.png")
     result["reachability_share"] = shares
     result["suwon_reported"] = SUWON
     result["runs"] = sorted(rows, key=lambda r: (r["mode"], r["seed"]))
