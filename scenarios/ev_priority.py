@@ -76,6 +76,10 @@ class EvPrioritySpec(ScenarioSpec):
     gps: GpsSpec = GpsSpec()
     horizon_m: float = Field(default=2000.0, gt=0.0, le=10_000.0)
     max_hold_s: float = Field(default=60.0, gt=0.0, le=300.0)
+    # added to the lead time; 15 s from a sweep (3/10/15/20 s) on seeds 1-3 (the
+    # benchmark evaluates on other seeds): the center asks early enough that the
+    # conflicting minimum green (pedestrian clearance) has run out when the EV arrives
+    lead_margin_s: float = Field(default=15.0, ge=0.0, le=60.0)
     reroute_every_s: float = Field(default=60.0, ge=10.0, le=600.0)
     control: ControlSpec = ControlSpec(guard_fixed=True)
 
@@ -354,7 +358,7 @@ class EvPriority:
         blend = 0.5 if speed > 0 and link is not None else 1.0 if speed > 0 else 0.0
         v_est = blend * speed + (1 - blend) * (link or 0.0)
         pairs = self._pair_arrays(ctx, ahead, s_now, v_est, t)
-        plan = preemption_plan(**pairs)
+        plan = preemption_plan(**pairs, margin_s=self.spec.lead_margin_s)
         others = self._other_requests(ev, ahead)
         granted = resolve_conflicts(
             signal_index=np.concatenate([pairs_index(ahead), others["signal_index"]]),
