@@ -151,6 +151,12 @@ def main(argv: list[str] | None = None) -> int:
         help="city (default: district with --quick, suwon-scale without)",
     )
     parser.add_argument("--seeds", type=int, default=None)
+    parser.add_argument(
+        "--first-seed",
+        type=int,
+        default=101,
+        help="seeds 1-3 tuned lead_margin_s; evaluate on others",
+    )
     parser.add_argument("--duration-s", type=float, default=2400.0)
     parser.add_argument("--period", default="am_peak")
     parser.add_argument("--workers", type=int, default=2)
@@ -168,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     city = build_city(preset, seed=1, cities_dir=data_dir / "cities")
     cases = [
         (mode, seed, args.duration_s, args.period, str(city.path))
-        for seed in range(1, n_seeds + 1)
+        for seed in range(args.first_seed, args.first_seed + n_seeds)
         for mode in ("baseline", *MODES)
     ]
     rows = []
