@@ -144,7 +144,9 @@ def test_write_trips_round_trips(model: DemandModel, tmp_path: Path) -> None:
     trips = sample_trips(model, period="night", duration_s=600.0, seed=2)
     path = write_trips(trips, tmp_path / "t.rou.xml")
     root = ElementTree.parse(path).getroot()
-    assert {v.get("id") for v in root.iter("vType")} == {"car", "truck"}
+    assert {v.get("id") for v in root.iter("vType")} == {"car", "truck", "ambulance", "fire_truck"}
+    emergency = {v.get("id") for v in root.iter("vType") if v.get("vClass") == "emergency"}
+    assert emergency == {"ambulance", "fire_truck"}
     written = list(root.iter("trip"))
     assert [w.get("id") for w in written] == [t.id for t in trips]
     for w, t in zip(written, trips, strict=True):
