@@ -144,6 +144,8 @@ class GuardedPort:
                 )
             )
         self.next_s = np.array([g.next_change_s() for g in self.guards], dtype=np.float64)
+        self._handover: dict[int, str] = {}  # guard index -> program to hand back to
+        self.released: set[str] = set()
         self.commands = 0
         self.late_changes = 0  # changes shown after they were due (must stay 0)
         for tls, guard in zip(self.ids, self.guards, strict=True):
@@ -157,7 +159,9 @@ class GuardedPort:
 
     def _touched(self, tls_id: str) -> None:
         k = self.index[tls_id]
-        self.next_s[k] = self.guards[k].next_change_s()
+        if self.ids[k] in self.released:
+            raise ValueError(f"{tls_id} was handed back to its local program")
+        self._reschedule(k)
         self.commands += 1
 
     # ------------------------------------------------------------------ commands
@@ -189,9 +193,29 @@ class GuardedPort:
         self._touched(tls_id)
 
     def local_mode(self, tls_id: str, mode: LocalMode) -> None:
-        raise NotImplementedError(
-            f"{tls_id} is under guarded control; local modes are set before the run starts"
-        )
+        """Hand the signal back to its controller's own program (``plan``: the fixed-time
+        plan, program ``"0"``; ``actuated``: program ``"actuated"``, which must be loaded).
+
+        The guard stops driving it once its current green has had its minimum and the
+        change (yellow, all-red) is done: only then is the signal switched, so the
+        hand-over itself never cuts an interval.
+        """
+        program = {"plan": "0", "actuated": "actuated"}.get(mode)
+        if program is None:
+            raise ValueError(f"local mode {mode!r}; allowed: plan, actuated")
+        k = self.index[tls_id]
+        self._handover[k] = program
+        self.commands += 1
+        self._reschedule(k)
+
+    def _reschedule(self, k: int) -> None:
+        """Next visit of guard ``k``: its next change, or sooner for a pending hand-over
+        (the moment its green has had its minimum)."""
+        guard = self.guards[k]
+        when = guard.next_change_s()
+        if k in self._handover and guard.interval == "green":
+            when = min(when, max(guard.min_end_s(), self._now()))
+        self.next_s[k] = when
 
     # ------------------------------------------------------------------ time
     now_s: float = 0.0  # the time of the last advance()
@@ -210,12 +234,18 @@ class GuardedPort:
         self.now_s = t_s
         due = np.flatnonzero(self.next_s <= t_s + 1e-9)
         self.late_changes += int(np.count_nonzero(self.next_s[due] < t_s - 1e-6))
-        for k in due:
+        for k in map(int, due):
             guard = self.guards[k]
             shown = guard.advance(t_s)
             if shown:
                 self.display.set_signal_state(self.ids[k], shown[-1][1])
-            self.next_s[k] = guard.next_change_s()
+            if k in self._handover and guard.interval == "green" and guard.min_end_s() <= t_s:
+                # a green that has had its minimum: the local program takes over from here
+                self.display.set_program(self.ids[k], self._handover.pop(k))
+                self.released.add(self.ids[k])
+                self.next_s[k] = math.inf
+            else:
+                self._reschedule(k)
         return int(due.size)
 
     def stage_of(self, tls_id: str) -> tuple[str, int]:
