@@ -26,8 +26,8 @@ city_app = typer.Typer(no_args_is_help=True, help="Build and inspect city models
 runs_app = typer.Typer(no_args_is_help=True, help="List and show recorded runs.")
 app.add_typer(city_app, name="city")
 app.add_typer(runs_app, name="runs")
-err = Console(stderr=True)
-out = Console()
+err = Console(stderr=True, soft_wrap=True)
+out = Console(soft_wrap=True)  # never break a path across lines
 log = logging.getLogger("twin")
 
 DataDir = Annotated[
@@ -198,7 +198,8 @@ def runs_list(
         typer.echo(json.dumps([r.to_dict() for r in records], default=str))
         return
     table = Table(title="Runs")
-    for col in ("id", "status", "scenario", "city", "seed", "mean delay s", "created"):
+    table.add_column("id", no_wrap=True)  # what users copy: never cut
+    for col in ("status", "scenario", "city", "seed", "mean delay s", "created"):
         table.add_column(col)
     for r in records:
         delay = (r.metrics or {}).get("mean_delay_s")
