@@ -352,7 +352,7 @@ class EvPriority:
         if not ahead:
             return
         speed = ev.tracker.speed_mps or 0.0
-        link = self._link_speed(ctx, ev, s_now)
+        link = self._link_speed(ev, s_now)
         if speed <= 0 and link is None:
             return
         blend = 0.5 if speed > 0 and link is not None else 1.0 if speed > 0 else 0.0
@@ -361,7 +361,7 @@ class EvPriority:
         plan = preemption_plan(**pairs, margin_s=self.spec.lead_margin_s)
         others = self._other_requests(ev, ahead)
         granted = resolve_conflicts(
-            signal_index=np.concatenate([pairs_index(ahead), others["signal_index"]]),
+            signal_index=np.concatenate([np.arange(len(ahead)), others["signal_index"]]),
             stage=np.concatenate([np.array([s.stage for s in ahead]), others["stage"]]),
             eta_s=np.concatenate([plan.eta_s, others["eta_s"]]),
             severity=np.concatenate([np.full(len(ahead), ev.spec.severity), others["severity"]]),
@@ -399,7 +399,8 @@ class EvPriority:
             "request": np.ones(len(rows), dtype=np.bool_),
         }
 
-    def _link_speed(self, ctx: RunContext, ev: _Ev, s_m: float) -> float | None:
+    def _link_speed(self, ev: _Ev, s_m: float) -> float:
+        """Speed limit of the route edge the EV is on (the link speed ETA blends in)."""
         assert ev.matcher is not None
         i = ev.matcher.edge_index_at(s_m)
         edge = ev.route[min(i, len(ev.route) - 1)]
@@ -413,6 +414,7 @@ class EvPriority:
         green = np.zeros(n, dtype=np.bool_)
         elapsed = np.zeros(n)
         min_green = np.zeros(n)
+        intergreen = np.zeros(n, dtype=np.bool_)
         yellow = np.zeros(n)
         all_red = np.zeros(n)
         left = np.zeros(n)
@@ -431,6 +433,7 @@ class EvPriority:
             yellow[j], all_red[j] = plan.yellow_s, plan.all_red_s
             left[j] = 0.0 if in_green else max(guard.next_change_s() - t, 0.0)
             lanes[j] = len(sig.approach_lanes)
+            intergreen[j] = not in_green
         return {
             "ev_s_m": np.full(n, s_now),
             "stop_s_m": np.array([sig.stop_s_m for sig in ahead]),
@@ -440,7 +443,7 @@ class EvPriority:
             "min_green_s": min_green,
             "yellow_s": yellow,
             "all_red_s": all_red,
-            "in_intergreen": np.array([self.port.guard(s.tls).interval != "green" for s in ahead]),
+            "in_intergreen": intergreen,
             "intergreen_left_s": left,
             "queue_veh": queue,
             "lanes": lanes,
@@ -659,10 +662,6 @@ class EvPriority:
             "recovery_mean_s": float(np.nanmean(self.recovery_s)) if self.recovery_s else math.nan,
             "ev": per_ev,
         }
-
-
-def pairs_index(ahead: list[_SignalOnRoute]) -> np.ndarray:
-    return np.arange(len(ahead), dtype=np.int64)
 
 
 register(ScenarioKind(name="ev_priority", spec=EvPrioritySpec, behaviour=EvPriority))

@@ -261,10 +261,8 @@ class SumoSession:
         return True
 
     def read_queues(self) -> None:
-        get = self.sumo.lane.getLastStepHaltingNumber
-        halting = self.state.lane_halting_veh
-        for k, lane in enumerate(self.state.lane_ids):
-            halting[k] = get(lane)
+        """Halting vehicles on every signalized incoming lane, into the state arrays."""
+        self.read_lane_halting(self.state.lane_ids, self.state.lane_halting_veh)
 
     def track(self, vehicle_ids: Sequence[str]) -> None:
         """Follow these vehicles through subscriptions (position, speed, edge)."""
