@@ -24,11 +24,24 @@ class RunContext:
     metrics: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class PreparedInputs:
+    """What a scenario's optional ``prepare(city, *, seed, run_dir)`` returns before SUMO
+    starts: the city to run on (e.g. a variant with contraflow lanes) and extra SUMO
+    route / additional files (e.g. evacuee trips)."""
+
+    city: Any
+    routes: tuple[Path, ...] = ()
+    additional: tuple[Path, ...] = ()
+
+
 class ScenarioBehaviour(Protocol):
     """A scenario's behaviour during a run (template methods, all optional work).
 
     ``needs_step_hook``: call :meth:`on_step` after every SUMO step (costly; only for
     scenarios that must act within a control interval, e.g. following an EV).
+    A behaviour may also define ``prepare(city, *, seed, run_dir) -> PreparedInputs``,
+    called before demand is written and SUMO starts.
     """
 
     needs_step_hook: bool

@@ -23,7 +23,7 @@ import pandas as pd
 
 from signal_control.aggregate import group_sum_max
 from twin.events import EventBus
-from twin.hooks import RunContext
+from twin.hooks import PreparedInputs, RunContext
 from twin.metrics import queue_metrics, statistics_metrics, summary_series, trip_metrics
 from twin.sumo_session import SessionConfig, SumoSession
 
@@ -140,9 +140,20 @@ def simulate(
     """
     wall0 = time.perf_counter()
     run_dir.mkdir(parents=True, exist_ok=True)
+    prepared: PreparedInputs | None = None
+    prepare = getattr(behaviour, "prepare", None)
+    if prepare is not None:  # the scenario may edit the network or add demand
+        prepared = prepare(city, seed=seed, run_dir=run_dir)
+        city = prepared.city
     control = make_control(spec, city)
     if config is None:
         config = session_config(spec, city, seed=seed, run_dir=run_dir)
+    if prepared is not None:
+        config = replace(
+            config,
+            routes=(*config.routes, *prepared.routes),
+            additional=(*config.additional, *prepared.additional),
+        )
     extra_xml = control.extra_additional_xml() if control is not None else None
     if extra_xml:
         programs = run_dir / "programs.add.xml"

@@ -131,6 +131,7 @@ class SumoSession:
         self._sumo: Any = None
         self._vehicle_vars: tuple[int, ...] = ()
         self._subscribed: set[str] = set()
+        self._lane_disallowed: dict[str, tuple[str, ...]] = {}
         self.detector_period_s = detector_period_s
 
     # ------------------------------------------------------------------ lifecycle
@@ -357,6 +358,76 @@ class SumoSession:
 
     def vehicle_present(self, vehicle_id: str) -> bool:
         return vehicle_id in self.sumo.vehicle.getIDList()
+
+    def vehicle_ids(self) -> list[str]:
+        """Every vehicle in the network now."""
+        return list(self.sumo.vehicle.getIDList())
+
+    def edge_vehicle_ids(self, edge_id: str) -> list[str]:
+        """Vehicles on ``edge_id`` in the last step."""
+        return list(self.sumo.edge.getLastStepVehicleIDs(edge_id))
+
+    def lane_position_m(self, vehicle_id: str) -> float:
+        return float(self.sumo.vehicle.getLanePosition(vehicle_id))
+
+    def vehicle_route(self, vehicle_id: str) -> tuple[list[str], int]:
+        """The vehicle's route and the index of the edge it is on."""
+        v = self.sumo.vehicle
+        return list(v.getRoute(vehicle_id)), int(v.getRouteIndex(vehicle_id))
+
+    def reroute(self, vehicle_id: str) -> list[str]:
+        """SUMO's own rerouting on *current* travel times (closed edges are avoided);
+        returns the remaining route. When no route exists SUMO keeps the old one."""
+        v = self.sumo.vehicle
+        try:
+            v.rerouteTraveltime(vehicle_id, True)
+        except Exception as exc:
+            log.warning("rerouting %s failed: %s", vehicle_id, exc)
+        route, index = list(v.getRoute(vehicle_id)), int(v.getRouteIndex(vehicle_id))
+        return route[max(index, 0) :]
+
+    def change_target(self, vehicle_id: str, edge_id: str) -> bool:
+        """New destination edge, routed by SUMO on current travel times; ``False`` when
+        SUMO finds no route (the vehicle keeps its old one)."""
+        try:
+            self.sumo.vehicle.changeTarget(vehicle_id, edge_id)
+        except Exception as exc:
+            log.info("vehicle %s cannot reach %s: %s", vehicle_id, edge_id, exc)
+            return False
+        return True
+
+    def remove_vehicle(self, vehicle_id: str) -> None:
+        self.sumo.vehicle.remove(vehicle_id)
+
+    # ------------------------------------------------------------------ network edits
+    def close_lanes(self, lane_ids: Sequence[str]) -> None:
+        """Close lanes to every vehicle class (an incident, a closed access). Vehicles
+        plan around them; routing avoids an edge whose lanes are all closed."""
+        lane = self.sumo.lane
+        for lane_id in lane_ids:
+            if lane_id not in self._lane_disallowed:
+                self._lane_disallowed[lane_id] = tuple(lane.getDisallowed(lane_id))
+            lane.setDisallowed(lane_id, ["all"])
+
+    def reopen_lanes(self, lane_ids: Sequence[str]) -> None:
+        """Give closed lanes back the permissions they had before :meth:`close_lanes`."""
+        lane = self.sumo.lane
+        for lane_id in lane_ids:
+            before = self._lane_disallowed.pop(lane_id, None)
+            if before is not None:
+                lane.setDisallowed(lane_id, list(before))
+
+    def set_lane_allowed(self, lane_ids: Sequence[str], classes: Sequence[str]) -> None:
+        """Only these vehicle classes may use the lanes (e.g. ``["emergency"]``)."""
+        lane = self.sumo.lane
+        for lane_id in lane_ids:
+            if lane_id not in self._lane_disallowed:
+                self._lane_disallowed[lane_id] = tuple(lane.getDisallowed(lane_id))
+            lane.setAllowed(lane_id, list(classes))
+
+    def set_edge_max_speed(self, edge_id: str, speed_mps: float) -> None:
+        """Speed limit of every lane of the edge (a capacity drop, a flooded street)."""
+        self.sumo.edge.setMaxSpeed(edge_id, float(speed_mps))
 
     # ------------------------------------------------------------------ state files
     def save_state(self, path: Path) -> Path:
