@@ -41,7 +41,8 @@ class ScenarioBehaviour(Protocol):
     ``needs_step_hook``: call :meth:`on_step` after every SUMO step (costly; only for
     scenarios that must act within a control interval, e.g. following an EV).
     A behaviour may also define ``prepare(city, *, seed, run_dir) -> PreparedInputs``,
-    called before demand is written and SUMO starts.
+    called before demand is written and SUMO starts, and ``series() -> dict[str,
+    DataFrame]``, its own time series, stored with the run after :meth:`finish`.
     """
 
     needs_step_hook: bool

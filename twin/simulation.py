@@ -234,6 +234,9 @@ def simulate(
         "network": summary_series(config.summary, every_s=sim.series_interval_s),  # type: ignore[arg-type]
         "queues": queues,
     }
+    behaviour_series = getattr(behaviour, "series", None)
+    if behaviour_series is not None:  # a scenario's own time series (e.g. shelter occupancy)
+        series.update(behaviour_series())
     guard_log: list[dict[str, Any]] = []
     if control is not None:
         series.update({name: pd.DataFrame(rows) for name, rows in control.series().items()})
