@@ -375,6 +375,12 @@ class SumoSession:
         v = self.sumo.vehicle
         return list(v.getRoute(vehicle_id)), int(v.getRouteIndex(vehicle_id))
 
+    def vehicles_on_route(self, vehicle_ids: Sequence[str]) -> list[tuple[str, int]]:
+        """For each vehicle (in the network): the edge it is on (``:...`` inside a
+        junction) and its route index."""
+        v = self.sumo.vehicle
+        return [(str(v.getRoadID(vid)), int(v.getRouteIndex(vid))) for vid in vehicle_ids]
+
     def reroute(self, vehicle_id: str) -> list[str]:
         """SUMO's own rerouting on *current* travel times (closed edges are avoided);
         returns the remaining route. When no route exists SUMO keeps the old one."""
