@@ -45,5 +45,5 @@ def kinds() -> list[str]:
 
 def _load_builtin() -> None:
     # each module registers its kind when imported
-    for module in ("scenarios.baseline", "scenarios.ev_priority"):
+    for module in ("scenarios.baseline", "scenarios.ev_priority", "scenarios.evacuation"):
         importlib.import_module(module)

@@ -1,0 +1,609 @@
+"""Disaster evacuation of a hazard zone: staged departures, shelters, contraflow,
+evacuation signal plans, clearance curves.
+
+A warning at ``warning_s`` tells the households of a zone (the city's flood zone, or a
+polygon given in the scenario) to leave. Their vehicles (households per km² x
+vehicles per household x evacuating share) start on the zone's streets, weighted by
+street length, at times drawn from a departure curve: ``simultaneous``, ``staged``
+(sub-zones told in waves, nearest the hazard first), ``rayleigh`` or ``lognormal``
+response curves. The warning reaches each sub-zone through a SimPy process. They
+drive fixed routes to shelters:
+
+- ``nearest``: the shelter nearest by free-flow time; a full shelter turns them away;
+- ``capacity_aware``: the nearest, and when a shelter fills (SimPy intake) everyone
+  still heading there is sent on to the next nearest shelter with room;
+- ``system_optimal``: a min-cost flow plan (networkx) over the street graph with lane
+  capacities and shelter capacities, one fixed route per vehicle.
+
+Measures: ``contraflow`` on the main outbound road (a network variant built by
+netconvert, :mod:`city_models.variants`; from the warning on, the one lane left inbound
+serves emergency vehicles only), ``evacuation_signals`` (through the guarded controller
+port: long greens for the stages that carry evacuees, in proportion to their flow,
+minimum greens elsewhere, re-applied every ``signal_update_s``), ``close_inbound``
+(entries into the zone closed to all but emergency vehicles). An optional spreading
+hazard floods the zone's streets outward from a source point: speed first, then closed.
+Background traffic keeps running; its delay is the run's trip metrics (evacuees are
+excluded from them).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Generator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+import simpy
+from pydantic import Field, model_validator
+
+from scenarios.registry import ScenarioKind, register
+from scenarios.spec import ControlSpec, ScenarioSpec, _Spec
+from twin.errors import CityError, ScenarioError
+from twin.hooks import PreparedInputs, RunContext
+
+log = logging.getLogger(__name__)
+
+EMERGENCY_CLASSES = ("emergency", "authority")
+EVACUEE_VTYPE = '  <vType id="evacuee" vClass="passenger" color="1,0.55,0"/>\n'
+
+
+class DepartureSpec(_Spec):
+    """When the evacuees leave, counted from the warning."""
+
+    curve: Literal["simultaneous", "staged", "rayleigh", "lognormal"] = "simultaneous"
+    spread_s: float = Field(default=120.0, ge=0.0, le=3600.0)  # simultaneous / each wave
+    waves: int = Field(default=3, ge=1, le=12)  # staged: sub-zones
+    wave_gap_s: float = Field(default=600.0, ge=0.0, le=7200.0)
+    rayleigh_scale_s: float = Field(default=900.0, gt=0.0, le=14_400.0)
+    lognormal_median_s: float = Field(default=1200.0, gt=0.0, le=14_400.0)
+    lognormal_sigma: float = Field(default=0.6, gt=0.0, le=3.0)
+
+
+class MeasuresSpec(_Spec):
+    """Network measures for the evacuation."""
+
+    contraflow: bool = False
+    # outbound edges that take the opposite lanes; empty: the main outbound road
+    contraflow_edges: list[str] = Field(default_factory=list, max_length=30)
+    contraflow_max_length_m: float = Field(default=2000.0, gt=0.0, le=10_000.0)
+    evacuation_signals: bool = False
+    signal_update_s: float = Field(default=300.0, ge=30.0, le=3600.0)
+    cycle_stretch: float = Field(default=1.25, ge=1.0, le=2.0)
+    min_signal_flow_veh: int = Field(default=10, ge=1, le=10_000)
+    close_inbound: bool = False
+
+
+class HazardSpec(_Spec):
+    """A spreading hazard (flood rising street by street), off by default."""
+
+    spreading: bool = False
+    source_xy: tuple[float, float] | None = None  # default: the zone's centroid
+    onset_s: float = Field(default=300.0, ge=0.0, le=14_400.0)  # after the warning
+    front_speed_mps: float = Field(default=0.5, gt=0.0, le=20.0)
+    flooded_speed_mps: float = Field(default=3.0, gt=0.0, le=20.0)
+    close_after_s: float = Field(default=300.0, ge=0.0, le=7200.0)
+
+
+class EvacuationSpec(ScenarioSpec):
+    kind: Literal["evacuation"] = "evacuation"
+    zone: str = "flood_1"
+    zone_polygon_xy: list[tuple[float, float]] | None = Field(default=None, min_length=3)
+    warning_s: float = Field(default=300.0, ge=0.0)
+    households_per_km2: float = Field(default=2000.0, gt=0.0, le=50_000.0)
+    vehicles_per_household: float = Field(default=1.0, gt=0.0, le=5.0)
+    evacuating_share: float = Field(default=0.6, gt=0.0, le=1.0)
+    departure: DepartureSpec = DepartureSpec()
+    assignment: Literal["nearest", "capacity_aware", "system_optimal"] = "capacity_aware"
+    system_horizon_s: float = Field(default=1800.0, ge=60.0, le=14_400.0)
+    shelters: list[str] = Field(default_factory=list)  # empty: every shelter of the city
+    shelter_capacity_veh: dict[str, int] = Field(default_factory=dict)  # overrides
+    measures: MeasuresSpec = MeasuresSpec()
+    hazard: HazardSpec = HazardSpec()
+    control: ControlSpec = ControlSpec(guard_fixed=True)
+
+    @model_validator(mode="after")
+    def _check(self) -> EvacuationSpec:
+        if not self.sim.begin_s <= self.warning_s < self.sim.end_s:
+            raise ValueError(
+                f"warning_s = {self.warning_s:g} is outside the run "
+                f"[{self.sim.begin_s:g}, {self.sim.end_s:g})"
+            )
+        bad = {k: v for k, v in self.shelter_capacity_veh.items() if v <= 0}
+        if bad:
+            raise ValueError(
+                f"shelter_capacity_veh must be > 0 for every shelter (got {bad}); "
+                "leave a shelter out of 'shelters' instead"
+            )
+        if self.measures.evacuation_signals and not self.control.guard_fixed:
+            raise ValueError("control.guard_fixed must be true for measures.evacuation_signals")
+        return self
+
+
+@dataclass
+class _Evacuee:
+    id: str
+    origin: str
+    pos_m: float
+    wave: int
+    depart_s: float
+    shelter: str
+    route: list[str]
+    departed_s: float = math.nan
+    left_zone_s: float = math.nan
+    arrived_s: float = math.nan
+    index: int = 0
+    order: list[str] = field(default_factory=list)  # shelters nearest first
+
+
+class Evacuation:
+    """The behaviour of an ``evacuation`` run (see the module doc)."""
+
+    needs_step_hook = False
+
+    def __init__(self, spec: ScenarioSpec) -> None:
+        assert isinstance(spec, EvacuationSpec)
+        self.spec = spec
+        self.vehicles: dict[str, _Evacuee] = {}
+        self.special_vehicles: set[str] = set()
+        self.not_scheduled = 0  # departures drawn after the end of the run
+        self.contraflow_edges: list[str] = []
+        self.reversed_edges: list[str] = []
+        self.rows: list[tuple[float, int, int, int, int]] = []
+        self.events: list[str] = []
+        self.signal_tls: dict[str, np.ndarray] = {}
+        self.closed_edges: set[str] = set()
+
+    # ------------------------------------------------------------------ before SUMO
+    def prepare(self, city: Any, *, seed: int, run_dir: Path) -> PreparedInputs:
+        from city_models.graph import edge_graph
+        from city_models.variants import contraflow_city, opposite_edges
+        from scenarios import evacuation_plan as plan
+
+        spec = self.spec
+        poly, zone_edges = self._zone(city)
+        self.zone_polygon = poly
+        self.zone_area_km2 = plan.polygon_area_km2(poly)
+        self.capacity_veh = self._shelters(city)
+        shelter_edges = {p.id: p.edge for p in city.manifest.pois if p.id in self.capacity_veh}
+        rng = np.random.default_rng(seed + 4241)
+        n = plan.evacuee_vehicles(
+            self.zone_area_km2,
+            households_per_km2=spec.households_per_km2,
+            vehicles_per_household=spec.vehicles_per_household,
+            share=spec.evacuating_share,
+        )
+        run_city = city
+        blocked: set[str] = set()
+        m = spec.measures
+        if m.contraflow:
+            edges = list(m.contraflow_edges)
+            if edges:
+                self._check_contraflow_edges(city, edges, zone_edges)
+            else:
+                base = edge_graph(city.net)
+                homes = self._home_edges(city.net, base, zone_edges, shelter_edges)
+                routes = plan.shelter_routes(base, set(homes), shelter_edges)
+                nearest = [(o, next(iter(r.values()))) for o, r in routes.items() if r]
+                edges = plan.default_contraflow_edges(
+                    city.net,
+                    set(zone_edges),
+                    [r for _o, r in nearest],
+                    weights=[city.net.edges[o].length_m for o, _r in nearest],
+                    max_length_m=m.contraflow_max_length_m,
+                )
+                if not edges:
+                    raise ScenarioError(
+                        f"Scenario {spec.name!r}: field 'measures.contraflow' found no "
+                        "multi-lane two-way exit from the zone; name the road in "
+                        "'measures.contraflow_edges'."
+                    )
+            try:
+                run_city = contraflow_city(city, edges)
+                pairs = opposite_edges(city, edges)
+            except CityError as exc:
+                raise ScenarioError(
+                    f"Scenario {spec.name!r}: field 'measures.contraflow_edges': {exc}"
+                ) from exc
+            self.contraflow_edges = sorted(pairs)
+            self.reversed_edges = sorted(
+                e for b in pairs.values() for e in (b, f"{b}_pocket") if e in run_city.net.edges
+            )
+            blocked |= set(self.reversed_edges)
+        if m.close_inbound:
+            blocked |= set(self._inbound_edges(run_city.net, zone_edges))
+        self.zone_edges = set(zone_edges)
+        self.net = run_city.net
+        graph = plan.routing_graph(edge_graph(run_city.net), blocked)
+        homes = self._home_edges(run_city.net, graph, zone_edges, shelter_edges)
+        origins = plan.sample_origins(run_city.net, homes, n, rng)
+        source = spec.hazard.source_xy or plan.polygon_centroid(poly)
+        self.source_xy = source
+        waves = plan.sub_zone_waves(run_city.net, origins.edge, source, spec.departure.waves)
+        d = spec.departure
+        delays = plan.departure_delays_s(
+            d.curve, n, rng, waves=waves, spread_s=d.spread_s, wave_gap_s=d.wave_gap_s,
+            rayleigh_scale_s=d.rayleigh_scale_s, lognormal_median_s=d.lognormal_median_s,
+            lognormal_sigma=d.lognormal_sigma,
+        )  # fmt: skip
+        routes_by_origin = plan.shelter_routes(graph, set(origins.edge), shelter_edges)
+        optimal: dict[str, list[tuple[str | None, list[str]]]] = {}
+        if spec.assignment == "system_optimal":
+            counts: dict[str, int] = {}
+            for o in origins.edge:
+                counts[o] = counts.get(o, 0) + 1
+            optimal = plan.system_optimal_routes(
+                graph, counts, shelter_edges, self.capacity_veh, horizon_s=spec.system_horizon_s
+            )
+        for k in range(n):
+            o = origins.edge[k]
+            order = list(routes_by_origin[o])
+            shelter, route = order[0], routes_by_origin[o][order[0]]
+            if optimal:
+                planned, planned_route = optimal[o].pop()
+                if planned is not None:
+                    shelter, route = planned, planned_route
+            vid = f"evac_{k}"
+            self.vehicles[vid] = _Evacuee(
+                vid, o, float(origins.pos_m[k]), int(waves[k]),
+                round(spec.warning_s + float(delays[k]), 2), shelter, list(route), order=order,
+            )  # fmt: skip
+        self.special_vehicles = set(self.vehicles)
+        self.shelter_edges = shelter_edges
+        path = self._write_routes(run_dir / "evacuees.rou.xml")
+        log.info("evacuation: %d vehicles from %.2f km², %d edges", n, self.zone_area_km2,
+                 len(homes))  # fmt: skip
+        return PreparedInputs(city=run_city, routes=(path,))
+
+    def _zone(self, city: Any) -> tuple[list[tuple[float, float]], list[str]]:
+        from scenarios.evacuation_plan import edges_in_polygon
+
+        spec = self.spec
+        if spec.zone_polygon_xy is not None:
+            poly = [tuple(p) for p in spec.zone_polygon_xy]
+            edges = edges_in_polygon(city.net, poly)  # type: ignore[arg-type]
+            field_name = "zone_polygon_xy"
+        else:
+            zones = {z.id: z for z in city.manifest.zones}
+            if spec.zone not in zones:
+                raise ScenarioError(
+                    f"Scenario {spec.name!r}: field 'zone' = {spec.zone!r} is not a zone of city "
+                    f"{city.name}; allowed: {', '.join(sorted(zones)) or '(none)'} "
+                    "(or give 'zone_polygon_xy')."
+                )
+            zone = zones[spec.zone]
+            poly = [tuple(p) for p in zone.polygon_xy]
+            edges = [e for e in zone.edges if e in city.net.edges]
+            field_name = "zone"
+        homes = [e for e in edges if not e.endswith("_pocket")]
+        if not homes:
+            raise ScenarioError(
+                f"Scenario {spec.name!r}: field '{field_name}' contains no street of city "
+                f"{city.name} (a street counts when both its ends lie inside the polygon); "
+                f"the city spans x, y = {city.net.bbox_xy}."
+            )
+        return poly, edges  # type: ignore[return-value]
+
+    def _shelters(self, city: Any) -> dict[str, int]:
+        spec = self.spec
+        pois = {p.id: p for p in city.manifest.pois if p.role == "shelter"}
+        names = spec.shelters or sorted(pois)
+        for fld, ids in (("shelters", names), ("shelter_capacity_veh", spec.shelter_capacity_veh)):
+            unknown = sorted(set(ids) - set(pois))
+            if unknown:
+                raise ScenarioError(
+                    f"Scenario {spec.name!r}: field '{fld}' names {', '.join(unknown)}, not "
+                    f"shelters of city {city.name}; allowed: {', '.join(sorted(pois))}."
+                )
+        caps: dict[str, int] = {}
+        for sid in names:
+            cap = spec.shelter_capacity_veh.get(sid, pois[sid].capacity_veh or 0)
+            if cap <= 0:
+                raise ScenarioError(
+                    f"Scenario {spec.name!r}: shelter {sid!r} of city {city.name} has capacity "
+                    f"{cap}; give it a capacity > 0 in 'shelter_capacity_veh' or leave it out "
+                    "of 'shelters'."
+                )
+            caps[sid] = int(cap)
+        if not caps:
+            raise ScenarioError(f"Scenario {spec.name!r}: city {city.name} has no shelters.")
+        return caps
+
+    def _check_contraflow_edges(self, city: Any, edges: list[str], zone: list[str]) -> None:
+        unknown = [e for e in edges if e not in city.net.edges]
+        if unknown:
+            exits = sorted(
+                e.id
+                for e in city.net.edges.values()
+                if e.id not in zone
+                and e.lanes >= 2
+                and any(city.net.edges[z].to_node == e.from_node for z in zone)
+            )
+            raise ScenarioError(
+                f"Scenario {self.spec.name!r}: field 'measures.contraflow_edges' names "
+                f"{', '.join(map(repr, unknown))}, not streets of city {city.name}; outbound "
+                f"multi-lane exits of the zone are e.g. {', '.join(exits[:6])}."
+            )
+
+    @staticmethod
+    def _home_edges(net: Any, graph: Any, zone_edges: list[str],
+                    shelter_edges: dict[str, str]) -> list[str]:  # fmt: skip
+        """Zone streets vehicles can start on and leave from (a route to a shelter)."""
+        import networkx as nx
+
+        targets = {s for s in shelter_edges.values() if s in graph}
+        reach: set[str] = set()
+        for t in targets:
+            reach |= nx.ancestors(graph, t) | {t}
+        return [e for e in zone_edges if not e.endswith("_pocket") and e in reach]
+
+    @staticmethod
+    def _inbound_edges(net: Any, zone_edges: list[str]) -> list[str]:
+        zone = set(zone_edges)
+        nodes = {net.edges[z].from_node for z in zone} | {net.edges[z].to_node for z in zone}
+        return sorted(
+            e.id
+            for e in net.edges.values()
+            if e.id not in zone and e.to_node in nodes and e.from_node not in nodes
+        )
+
+    def _write_routes(self, path: Path) -> Path:
+        with path.open("w", encoding="utf-8") as fh:
+            fh.write("<routes>\n" + EVACUEE_VTYPE)
+            for ev in sorted(self.vehicles.values(), key=lambda v: (v.depart_s, v.id)):
+                if ev.depart_s >= self.spec.sim.end_s:
+                    self.not_scheduled += 1
+                    continue
+                fh.write(
+                    f'  <vehicle id="{ev.id}" type="evacuee" depart="{ev.depart_s:.2f}" '
+                    f'departPos="{ev.pos_m:.2f}" departLane="best" departSpeed="0">\n'
+                    f'    <route edges="{" ".join(ev.route)}"/>\n  </vehicle>\n'
+                )
+            fh.write("</routes>\n")
+        return path
+
+    # ------------------------------------------------------------------ during the run
+    def setup(self, ctx: RunContext) -> None:
+        from scenarios.shelters import ShelterIntake
+
+        spec = self.spec
+        on_full = self._on_full(ctx) if spec.assignment == "capacity_aware" else None
+        self.intake = ShelterIntake(ctx.bus.env, self.capacity_veh, on_full=on_full)
+        self.pending = sorted(self.vehicles.values(), key=lambda v: (v.depart_s, v.id))
+        self.waiting: list[_Evacuee] = []  # due, not yet in the network
+        self.en_route: dict[str, _Evacuee] = {}
+        self.port = None
+        if spec.measures.evacuation_signals:
+            if ctx.control is None or ctx.control.port is None:
+                raise ScenarioError(
+                    "measures.evacuation_signals needs guarded signals (control.guard_fixed)."
+                )
+            self.port = ctx.control.port
+        ctx.bus.at(spec.warning_s, lambda: self._warn(ctx), name="evacuation_warning")
+        ctx.bus.record(
+            "evacuation_setup",
+            vehicles=len(self.vehicles),
+            zone_area_km2=round(self.zone_area_km2, 3),
+            assignment=spec.assignment,
+            departure=spec.departure.curve,
+            contraflow=self.contraflow_edges,
+        )
+
+    def _warn(self, ctx: RunContext) -> None:
+        spec, m = self.spec, self.spec.measures
+        ctx.bus.process(self._propagate(ctx))
+        if self.reversed_edges:  # the lane left inbound: emergency vehicles only
+            self._restrict(ctx, self.reversed_edges, "contraflow")
+        if m.close_inbound:
+            self._restrict(ctx, self._inbound_edges(self.net, sorted(self.zone_edges)), "inbound")
+        if self.port is not None:
+            ctx.bus.process(self._signal_plans(ctx))
+        if spec.hazard.spreading:
+            ctx.bus.process(self._hazard(ctx))
+
+    def _propagate(self, ctx: RunContext) -> Generator[simpy.Event, Any, None]:
+        """The warning reaches each sub-zone (one at once, or wave after wave)."""
+        d = self.spec.departure
+        waves = d.waves if d.curve == "staged" else 1
+        gap = d.wave_gap_s if d.curve == "staged" else 0.0
+        for k in range(waves):
+            if k:
+                yield ctx.bus.env.timeout(gap)
+            told = sum(1 for v in self.vehicles.values() if waves == 1 or v.wave == k)
+            ctx.bus.record("warning_received", sub_zone=k, vehicles=told)
+
+    def _restrict(self, ctx: RunContext, edges: list[str], why: str) -> None:
+        lanes = [f"{e}_{k}" for e in edges for k in range(self.net.edges[e].lanes)]
+        ctx.session.set_lane_allowed(lanes, EMERGENCY_CLASSES)
+        self.closed_edges |= set(edges)
+        rerouted = 0
+        for vid in ctx.session.vehicle_ids():
+            route, index = ctx.session.vehicle_route(vid)
+            if any(e in self.closed_edges for e in route[index + 1 :]):
+                ctx.session.reroute(vid)
+                rerouted += 1
+        ctx.bus.record(f"{why}_closed", edges=len(edges), rerouted=rerouted)
+
+    def _signal_plans(self, ctx: RunContext) -> Generator[simpy.Event, Any, None]:
+        """Evacuation greens through the guarded port, re-weighted every update by the
+        evacuees still to pass each signal; the plan comes back when they are through."""
+        from scenarios.evacuation_plan import evacuation_greens, stage_flows
+
+        m = self.spec.measures
+        assert self.port is not None
+        signals = {s.id: s for s in ctx.city.manifest.signals}
+        while True:
+            remaining = [
+                v.route[v.index :] for v in self.vehicles.values() if math.isnan(v.arrived_s)
+            ]
+            flows = stage_flows(self.net, list(signals.values()), remaining)
+            active = {t: f for t, f in flows.items() if f.sum() >= m.min_signal_flow_veh}
+            for tls in sorted(set(self.signal_tls) - set(active)):  # evacuees are through
+                self.port.apply_timing(tls, green_s=list(self.port.guard(tls).plan.green_s))
+            for tls, f in sorted(active.items()):
+                gp = self.port.guard(tls).plan
+                greens = evacuation_greens(gp.green_s, gp.min_green_s, gp.max_green_s, f,
+                                           cycle_stretch=m.cycle_stretch)  # fmt: skip
+                self.port.apply_timing(tls, green_s=greens)
+            self.signal_tls = active
+            ctx.bus.record("evacuation_signals", signals=len(active))
+            if not remaining:
+                return
+            yield ctx.bus.env.timeout(m.signal_update_s)
+
+    def _hazard(self, ctx: RunContext) -> Generator[simpy.Event, Any, None]:
+        """The flood spreads from the source: each street slows, then closes."""
+        from scenarios.evacuation_plan import edge_mid_xy
+
+        h = self.spec.hazard
+        dist = sorted(
+            (math.dist(edge_mid_xy(self.net, e), self.source_xy), e) for e in self.zone_edges
+        )
+        env = ctx.bus.env
+        start = env.now
+        for d_m, edge in dist:
+            due = start + h.onset_s + d_m / h.front_speed_mps
+            if due > env.now:
+                yield env.timeout(due - env.now)
+            ctx.session.set_edge_max_speed(edge, h.flooded_speed_mps)
+            ctx.bus.record("street_flooded", edge=edge)
+            ctx.bus.at(env.now + h.close_after_s, lambda e=edge: self._close(ctx, e),
+                       name=f"street_closed {edge}")  # fmt: skip
+
+    def _close(self, ctx: RunContext, edge: str) -> None:
+        lanes = [f"{edge}_{k}" for k in range(self.net.edges[edge].lanes)]
+        ctx.session.close_lanes(lanes)
+        self.closed_edges.add(edge)
+        for ev in self.en_route.values():
+            if edge in ev.route[ev.index + 1 :]:
+                ctx.session.reroute(ev.id)
+                ev.route = ctx.session.vehicle_route(ev.id)[0]
+
+    def _on_full(self, ctx: RunContext) -> Any:
+        def spill(shelter: str) -> None:
+            moved = 0
+            for ev in list(self.en_route.values()) + self.waiting:
+                if ev.shelter == shelter and self._redirect(ctx, ev):
+                    moved += 1
+            ctx.bus.record("shelter_full", shelter=shelter, redirected=moved)
+
+        return spill
+
+    def _redirect(self, ctx: RunContext, ev: _Evacuee) -> bool:
+        """Send ``ev`` on to the nearest shelter (in its order) that still has room."""
+        for sid in ev.order:
+            if sid != ev.shelter and self.intake.room_veh(sid) > 0:
+                if ev.id in self.en_route:
+                    if not ctx.session.change_target(ev.id, self.shelter_edges[sid]):
+                        continue
+                    ev.route, ev.index = ctx.session.vehicle_route(ev.id)
+                ev.shelter = sid
+                return True
+        return False
+
+    def on_step(self, ctx: RunContext) -> None:
+        return None
+
+    def on_interval(self, ctx: RunContext) -> None:
+        session = ctx.session
+        t = session.time_s
+        present = set(session.vehicle_ids())
+        while self.pending and self.pending[0].depart_s <= t:
+            self.waiting.append(self.pending.pop(0))
+        still: list[_Evacuee] = []
+        for ev in self.waiting:
+            if ev.id in present:
+                ev.departed_s = t
+                self.en_route[ev.id] = ev
+                if self.spec.assignment == "capacity_aware" and self.intake.room_veh(
+                    ev.shelter
+                ) <= 0:
+                    self._redirect(ctx, ev)
+            else:
+                still.append(ev)
+        self.waiting = still
+        gone = [ev for vid, ev in self.en_route.items() if vid not in present]
+        for ev in gone:
+            if ev.index >= len(ev.route) - 2:  # seen on (or next to) its last edge
+                ev.arrived_s = t
+                if math.isnan(ev.left_zone_s):
+                    ev.left_zone_s = t
+                del self.en_route[ev.id]
+                self.intake.arrive(ev.id, ev.shelter)
+        live = [ev for ev in self.en_route.values() if ev.id in present]
+        for ev, (road, index) in zip(live, session.vehicles_on_route([e.id for e in live]),
+                                     strict=True):  # fmt: skip
+            ev.index = index
+            if math.isnan(ev.left_zone_s) and road and not road.startswith(":"):
+                if road not in self.zone_edges:
+                    ev.left_zone_s = t
+        self.rows.append(
+            (
+                t,
+                sum(1 for v in self.vehicles.values() if not math.isnan(v.departed_s)),
+                sum(1 for v in self.vehicles.values() if not math.isnan(v.left_zone_s)),
+                sum(1 for v in self.vehicles.values() if not math.isnan(v.arrived_s)),
+                len(self.intake.admitted),
+            )
+        )
+
+    # ------------------------------------------------------------------ results
+    def series(self) -> dict[str, pd.DataFrame]:
+        n = max(len(self.vehicles), 1)
+        curve = pd.DataFrame(
+            self.rows, columns=["t_s", "departed_veh", "left_zone_veh", "arrived_veh",
+                                "sheltered_veh"]
+        )  # fmt: skip
+        curve["evacuated_share"] = curve["left_zone_veh"] / n
+        curve["sheltered_share"] = curve["sheltered_veh"] / n
+        return {"evacuation": curve, "shelter_occupancy": self.intake.occupancy()}
+
+    def finish(self, ctx: RunContext) -> dict[str, Any]:
+        ctx.bus.advance_to(ctx.bus.now_s)  # intake processes started this tick
+        spec = self.spec
+        vs = list(self.vehicles.values())
+        n = len(vs)
+        w = spec.warning_s
+        left = np.array([v.left_zone_s for v in vs])
+        arrived = np.array([v.arrived_s for v in vs])
+        all_left = n > 0 and not np.isnan(left).any()
+        all_arrived = n > 0 and not np.isnan(arrived).any()
+        done = [v for v in vs if not math.isnan(v.arrived_s)]
+        level = self.intake.level_veh()
+        curve = self.series()["evacuation"]
+        every = curve[curve["t_s"] % 60.0 < 1e-6]
+        return {
+            "evacuees_veh": n,
+            "zone_area_km2": round(self.zone_area_km2, 4),
+            "zone_clearance_s": float(np.max(left) - w) if all_left else math.nan,
+            "network_clearance_s": float(np.max(arrived) - w) if all_arrived else math.nan,
+            "zone_left_share": float(np.sum(~np.isnan(left)) / n) if n else math.nan,
+            "shelter_share": len(self.intake.admitted) / n if n else math.nan,
+            "reached_shelter_veh": len(done),
+            "mean_evacuation_time_s": (
+                float(np.mean([v.arrived_s - v.depart_s for v in done])) if done else math.nan
+            ),
+            "mean_time_to_leave_zone_s": (
+                float(np.nanmean(left - np.array([v.depart_s for v in vs])))
+                if n and not np.isnan(left).all()
+                else math.nan
+            ),
+            "not_departed_veh": sum(1 for v in vs if math.isnan(v.departed_s)),
+            "stuck_veh": len(self.en_route),
+            "not_reaching_shelter_veh": n - len(done),
+            "left_without_shelter_veh": len(self.intake.turned_away),
+            "shelter_capacity_veh": dict(self.capacity_veh),
+            "shelter_occupancy_veh": level,
+            "contraflow_edges": self.contraflow_edges,
+            "evacuation_signals": len(self.signal_tls),
+            "evacuated_share_curve": [
+                [float(t), round(float(s), 4)]
+                for t, s in zip(every["t_s"], every["evacuated_share"], strict=True)
+            ],
+        }
+
+
+register(ScenarioKind(name="evacuation", spec=EvacuationSpec, behaviour=Evacuation))
