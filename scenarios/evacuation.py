@@ -28,6 +28,7 @@ excluded from them).
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from collections.abc import Generator
@@ -155,6 +156,7 @@ class Evacuation:
         self.rows: list[tuple[float, int, int, int, int]] = []
         self.events: list[str] = []
         self.signal_tls: dict[str, np.ndarray] = {}
+        self.signals_max = 0  # most signals on evacuation plans at once
         self.closed_edges: set[str] = set()
 
     # ------------------------------------------------------------------ before SUMO
@@ -449,6 +451,7 @@ class Evacuation:
                                            cycle_stretch=m.cycle_stretch)  # fmt: skip
                 self.port.apply_timing(tls, green_s=greens)
             self.signal_tls = active
+            self.signals_max = max(self.signals_max, len(active))
             ctx.bus.record("evacuation_signals", signals=len(active))
             if not remaining:
                 return
@@ -470,8 +473,11 @@ class Evacuation:
                 yield env.timeout(due - env.now)
             ctx.session.set_edge_max_speed(edge, h.flooded_speed_mps)
             ctx.bus.record("street_flooded", edge=edge)
-            ctx.bus.at(env.now + h.close_after_s, lambda e=edge: self._close(ctx, e),
-                       name=f"street_closed {edge}")  # fmt: skip
+            ctx.bus.at(
+                env.now + h.close_after_s,
+                functools.partial(self._close, ctx, edge),
+                name=f"street_closed {edge}",
+            )
 
     def _close(self, ctx: RunContext, edge: str) -> None:
         lanes = [f"{edge}_{k}" for k in range(self.net.edges[edge].lanes)]
@@ -518,9 +524,10 @@ class Evacuation:
             if ev.id in present:
                 ev.departed_s = t
                 self.en_route[ev.id] = ev
-                if self.spec.assignment == "capacity_aware" and self.intake.room_veh(
-                    ev.shelter
-                ) <= 0:
+                if (
+                    self.spec.assignment == "capacity_aware"
+                    and self.intake.room_veh(ev.shelter) <= 0
+                ):
                     self._redirect(ctx, ev)
             else:
                 still.append(ev)
@@ -537,9 +544,9 @@ class Evacuation:
         for ev, (road, index) in zip(live, session.vehicles_on_route([e.id for e in live]),
                                      strict=True):  # fmt: skip
             ev.index = index
-            if math.isnan(ev.left_zone_s) and road and not road.startswith(":"):
-                if road not in self.zone_edges:
-                    ev.left_zone_s = t
+            outside = road and not road.startswith(":") and road not in self.zone_edges
+            if outside and math.isnan(ev.left_zone_s):
+                ev.left_zone_s = t
         self.rows.append(
             (
                 t,
@@ -598,7 +605,7 @@ class Evacuation:
             "shelter_capacity_veh": dict(self.capacity_veh),
             "shelter_occupancy_veh": level,
             "contraflow_edges": self.contraflow_edges,
-            "evacuation_signals": len(self.signal_tls),
+            "evacuation_signals_max": self.signals_max,
             "evacuated_share_curve": [
                 [float(t), round(float(s), 4)]
                 for t, s in zip(every["t_s"], every["evacuated_share"], strict=True)

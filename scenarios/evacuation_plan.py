@@ -13,7 +13,7 @@ from __future__ import annotations
 import itertools
 import logging
 import math
-from collections import Counter
+from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -21,6 +21,7 @@ import networkx as nx
 import numpy as np
 
 from city_models.features import _inside
+from city_models.graph import _street_ends as street_ends
 from twin.sumo_net import NetInfo
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,9 @@ Polygon = Sequence[tuple[float, float]]
 def polygon_area_km2(poly: Polygon) -> float:
     """Area of a simple polygon (shoelace) [km²]."""
     pts = list(poly)
-    twice = sum(x0 * y1 - x1 * y0 for (x0, y0), (x1, y1) in zip(pts, pts[1:] + pts[:1], strict=True))
+    twice = sum(
+        x0 * y1 - x1 * y0 for (x0, y0), (x1, y1) in zip(pts, pts[1:] + pts[:1], strict=True)
+    )
     return abs(twice) / 2.0 / 1e6
 
 
@@ -232,16 +235,17 @@ def default_contraflow_edges(
     street while it carries at least half of that exit's evacuees, up to
     ``max_length_m``. Returns SUMO edge ids (outbound)."""
     w = list(weights) if weights is not None else [1.0] * len(routes)
-    exits: Counter[str] = Counter()
+    exits: dict[str, float] = defaultdict(float)
     for r, wr in zip(routes, w, strict=True):
         first_out = next((e for e in r if e not in zone_edges), None)
         if first_out is not None:
             exits[first_out] += wr
 
+    ends = street_ends(net)
+    reverse = {(b, a) for a, b in ends.values()}
+
     def has_opposite(e: str) -> bool:
-        edge = net.edges[e.removesuffix("_pocket")]
-        return any(o.from_node == edge.to_node and o.to_node == edge.from_node
-                   for o in net.edges.values())  # fmt: skip
+        return ends[e] in reverse
 
     ranked = [
         e
@@ -257,7 +261,7 @@ def default_contraflow_edges(
     users = [(list(r), wr) for r, wr in zip(routes, w, strict=True) if start in r]
     current = start
     while length < max_length_m:
-        succ: Counter[str] = Counter()
+        succ: dict[str, float] = defaultdict(float)
         for r, wr in users:
             i = r.index(current)
             if i + 1 < len(r):
