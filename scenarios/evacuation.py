@@ -34,7 +34,7 @@ import math
 from collections.abc import Generator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -101,7 +101,8 @@ class EvacuationSpec(ScenarioSpec):
     assignment: Literal["nearest", "capacity_aware", "system_optimal"] = "capacity_aware"
     system_horizon_s: float = Field(default=1800.0, ge=60.0, le=14_400.0)
     shelters: list[str] = Field(default_factory=list)  # empty: every shelter of the city
-    shelter_capacity_veh: dict[str, int] = Field(default_factory=dict)  # overrides
+    # capacity overrides; a shelter without places is left out of 'shelters' instead
+    shelter_capacity_veh: dict[str, Annotated[int, Field(gt=0)]] = Field(default_factory=dict)
     measures: MeasuresSpec = MeasuresSpec()
     hazard: HazardSpec = HazardSpec()
     control: ControlSpec = ControlSpec(guard_fixed=True)
@@ -112,12 +113,6 @@ class EvacuationSpec(ScenarioSpec):
             raise ValueError(
                 f"warning_s = {self.warning_s:g} is outside the run "
                 f"[{self.sim.begin_s:g}, {self.sim.end_s:g})"
-            )
-        bad = {k: v for k, v in self.shelter_capacity_veh.items() if v <= 0}
-        if bad:
-            raise ValueError(
-                f"shelter_capacity_veh must be > 0 for every shelter (got {bad}); "
-                "leave a shelter out of 'shelters' instead"
             )
         if self.measures.evacuation_signals and not self.control.guard_fixed:
             raise ValueError("control.guard_fixed must be true for measures.evacuation_signals")
@@ -218,6 +213,7 @@ class Evacuation:
         if m.close_inbound:
             blocked |= set(self._inbound_edges(run_city.net, zone_edges))
         self.zone_edges = set(zone_edges)
+        self.run_city = run_city
         self.net = run_city.net
         graph = plan.routing_graph(edge_graph(run_city.net), blocked)
         homes = self._home_edges(run_city.net, graph, zone_edges, shelter_edges)
@@ -605,6 +601,7 @@ class Evacuation:
             "shelter_capacity_veh": dict(self.capacity_veh),
             "shelter_occupancy_veh": level,
             "contraflow_edges": self.contraflow_edges,
+            "network": self.run_city.name,
             "evacuation_signals_max": self.signals_max,
             "evacuated_share_curve": [
                 [float(t), round(float(s), 4)]
