@@ -487,7 +487,8 @@ class Evacuation:
     def _on_full(self, ctx: RunContext) -> Any:
         def spill(shelter: str) -> None:
             moved = 0
-            for ev in list(self.en_route.values()) + self.waiting:
+            # (those not on the road yet are redirected when they enter it)
+            for ev in list(self.en_route.values()):
                 if ev.shelter == shelter and self._redirect(ctx, ev):
                     moved += 1
             ctx.bus.record("shelter_full", shelter=shelter, redirected=moved)
@@ -498,10 +499,9 @@ class Evacuation:
         """Send ``ev`` on to the nearest shelter (in its order) that still has room."""
         for sid in ev.order:
             if sid != ev.shelter and self.intake.room_veh(sid) > 0:
-                if ev.id in self.en_route:
-                    if not ctx.session.change_target(ev.id, self.shelter_edges[sid]):
-                        continue
-                    ev.route, ev.index = ctx.session.vehicle_route(ev.id)
+                if not ctx.session.change_target(ev.id, self.shelter_edges[sid]):
+                    continue
+                ev.route, ev.index = ctx.session.vehicle_route(ev.id)
                 ev.shelter = sid
                 return True
         return False
