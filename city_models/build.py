@@ -31,6 +31,7 @@ from city_models.features import (
     strongly_connected_edges,
 )
 from city_models.geo import xy_to_lonlat
+from city_models.graph import path_usage
 from city_models.layout import make_layout, write_plain_xml
 from city_models.manifest import (
     MANIFEST_NAME,
@@ -190,7 +191,7 @@ def _build_into(
     )
     flood = make_flood_zone(net, preset=preset)
     pois = make_pois(net, preset=preset, core=core, flood_polygon=flood_polygon(net), rng=rng)
-    vms = make_vms(net, preset=preset, core=core)
+    vms = make_vms(net, preset=preset, core=core, usage=path_usage(net, seed=seed))
     zones_axis = max(4, preset.n_lines // 4)
     demand = make_demand_model(
         net,

@@ -158,8 +158,11 @@ def make_pois(
     return pois
 
 
-def make_vms(net: NetInfo, *, preset: CityPreset, core: set[str]) -> list[VmsSpec]:
-    """Signs on arterials, 150 m upstream of arterial x arterial junctions, spread out."""
+def make_vms(
+    net: NetInfo, *, preset: CityPreset, core: set[str], usage: dict[str, float]
+) -> list[VmsSpec]:
+    """Signs on arterials, 150 m upstream of arterial x arterial junctions, on the most
+    used approaches (``usage`` per edge id), spread out, in every heading."""
     majors = {
         t.node
         for t in net.tls.values()
@@ -174,11 +177,16 @@ def make_vms(net: NetInfo, *, preset: CityPreset, core: set[str]) -> list[VmsSpe
         and f"{e.id}_pocket" in net.edges
         and net.edges[f"{e.id}_pocket"].to_node in majors
     ]
+    # busiest approaches first (``usage``: e.g. the share of shortest paths through the
+    # edge), spread out: >= 600 m from a sign facing the same way, 150 m from any
+    ranked = sorted(candidates, key=lambda e: (-usage.get(e.id, 0.0), e.id))
     chosen: list[EdgeInfo] = []
-    for e in sorted(candidates, key=lambda e: e.id):  # greedy spread, deterministic
+    for e in ranked:
         if len(chosen) >= preset.n_vms:
             break
-        if all(math.dist(_mid(e), _mid(c)) > 400.0 for c in chosen):
+        near = [math.dist(_mid(e), _mid(c)) for c in chosen]
+        same = [d for d, c in zip(near, chosen, strict=True) if _heading(c) == _heading(e)]
+        if all(d > 600.0 for d in same) and all(d > 150.0 for d in near):
             chosen.append(e)
     out = []
     for k, e in enumerate(chosen):
@@ -201,6 +209,15 @@ def make_vms(net: NetInfo, *, preset: CityPreset, core: set[str]) -> list[VmsSpe
             )
         )
     return out
+
+
+def _heading(edge: EdgeInfo) -> str:
+    """Compass heading of a street (E, N, S or W) from its end points."""
+    (x0, y0), (x1, y1) = edge.shape_xy[0], edge.shape_xy[-1]
+    dx, dy = x1 - x0, y1 - y0
+    if abs(dx) >= abs(dy):
+        return "E" if dx > 0 else "W"
+    return "N" if dy > 0 else "S"
 
 
 def flood_polygon(net: NetInfo) -> list[tuple[float, float]]:

@@ -209,6 +209,19 @@ def edge_graph(city_or_net: City | NetInfo) -> nx.DiGraph:
     return graph
 
 
+def path_usage(city_or_net: City | NetInfo, *, seed: int, samples: int = 150) -> dict[str, float]:
+    """Share of fastest paths (free flow) through each edge: networkx betweenness of the
+    :func:`edge_graph`, estimated from ``samples`` seeded source edges. A proxy for how
+    busy a street is before any demand is known (where to put a VMS)."""
+    graph = edge_graph(city_or_net)
+    k = min(samples, graph.number_of_nodes())
+    free = nx.get_node_attributes(graph, "free_flow_s")
+    for a, b, data in graph.edges(data=True):
+        data["cost_s"] = free[b]
+    scores: dict[str, float] = nx.betweenness_centrality(graph, k=k, weight="cost_s", seed=seed)
+    return scores
+
+
 # --------------------------------------------------------------------------- routing
 
 

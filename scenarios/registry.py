@@ -45,5 +45,10 @@ def kinds() -> list[str]:
 
 def _load_builtin() -> None:
     # each module registers its kind when imported
-    for module in ("scenarios.baseline", "scenarios.ev_priority", "scenarios.evacuation"):
+    for module in (
+        "scenarios.baseline",
+        "scenarios.ev_priority",
+        "scenarios.vms_diversion",
+        "scenarios.evacuation",
+    ):
         importlib.import_module(module)

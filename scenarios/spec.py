@@ -26,6 +26,11 @@ class DemandSpec(_Spec):
 
     period: Period = "am_peak"
     scale: float = Field(default=1.0, gt=0.0, le=5.0)
+    # "at_departure": SUMO routes each trip when it departs, on the travel times it
+    # measures then (every driver has a live navigation app); "habitual": every trip
+    # is routed once before the run on free-flow times (duarouter) and keeps its route
+    # unless something in the run (a sign, the police) makes the driver change it
+    routing: Literal["at_departure", "habitual"] = "at_departure"
 
 
 class SimSpec(_Spec):

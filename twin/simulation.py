@@ -53,6 +53,8 @@ def session_config(spec: Any, city: Any, *, seed: int, run_dir: Path) -> Session
         begin_s=spec.sim.begin_s,
     )
     routes = write_trips(trips, run_dir / "demand.rou.xml")
+    if getattr(spec.demand, "routing", "at_departure") == "habitual":
+        routes = habitual_routes(city.net_path, routes, seed=seed)
     return SessionConfig(
         net=city.net_path,
         routes=(routes,),
@@ -67,6 +69,22 @@ def session_config(spec: Any, city: Any, *, seed: int, run_dir: Path) -> Session
         statistics=run_dir / "statistics.xml",
         error_log=run_dir / "sumo_errors.log",
     )
+
+
+def habitual_routes(net: Path, trips: Path, *, seed: int) -> Path:
+    """Route every trip once on free-flow travel times (duarouter); trips it cannot
+    route are left out, as SUMO would leave them out at insertion."""
+    from twin.sumo_net import run_tool
+
+    out = trips.with_name("demand_routed.rou.xml")
+    run_tool(
+        "duarouter",
+        ["-n", net, "--route-files", trips, "-o", out, "--ignore-errors", "true",
+         "--no-warnings", "true", "--no-step-log", "true", "--seed", str(seed),
+         "--write-trips", "false", "--alternatives-output", "NUL"],
+        what=f"routing the demand {trips.name}",
+    )  # fmt: skip
+    return out
 
 
 def make_session(

@@ -402,6 +402,18 @@ class SumoSession:
             return False
         return True
 
+    def avoid_edges(self, vehicle_id: str, edge_ids: Sequence[str], *, penalty_s: float) -> None:
+        """The driver believes these streets take ``penalty_s`` (e.g. a sign said "closed
+        ahead, detour"); SUMO's rerouting then weighs them so for this vehicle only."""
+        v = self.sumo.vehicle
+        for edge_id in edge_ids:
+            v.setAdaptedTraveltime(vehicle_id, edge_id, float(penalty_s))
+
+    def read_loop_counts(self, det_ids: Sequence[str]) -> list[int]:
+        """Vehicles counted by each induction loop in its last aggregation interval."""
+        get = self.sumo.inductionloop.getLastIntervalVehicleNumber
+        return [int(get(d)) for d in det_ids]
+
     def remove_vehicle(self, vehicle_id: str) -> None:
         self.sumo.vehicle.remove(vehicle_id)
 
@@ -430,6 +442,12 @@ class SumoSession:
             if lane_id not in self._lane_disallowed:
                 self._lane_disallowed[lane_id] = tuple(lane.getDisallowed(lane_id))
             lane.setAllowed(lane_id, list(classes))
+
+    def set_lane_max_speed(self, lane_ids: Sequence[str], speed_mps: float) -> None:
+        """Speed limit of single lanes (e.g. the lane left open past a crash scene). The
+        router's free-flow view of the edge keeps the fastest lane's limit."""
+        for lane_id in lane_ids:
+            self.sumo.lane.setMaxSpeed(lane_id, float(speed_mps))
 
     def set_edge_max_speed(self, edge_id: str, speed_mps: float) -> None:
         """Speed limit of every lane of the edge (a capacity drop, a flooded street)."""

@@ -1,0 +1,176 @@
+"""Incidents: lane closures, full closures and capacity drops on a street, in time.
+
+An incident is a SimPy process on the run's event bus: it starts (lanes close in SUMO,
+or the speed limit drops), the center *detects* it ``detection_delay_s`` later (until
+then no sign and no operator knows), it ends (lanes reopen, speed restored) and the
+center learns it is cleared ``clear_delay_s`` later. Vehicles in SUMO feel the incident
+from its start; the center's knowledge lags, as in a real control center.
+
+SUMO lane indices count from the right (0 = the kerb lane); crashes usually block the
+inner lanes, so ``closed_lanes = 2`` closes the two leftmost lanes.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Generator
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import simpy
+from pydantic import Field, model_validator
+
+from scenarios.spec import _Spec
+from twin.errors import ScenarioError
+from twin.hooks import RunContext
+
+log = logging.getLogger(__name__)
+
+
+class IncidentSpec(_Spec):
+    """One incident on one street (a SUMO edge)."""
+
+    id: str = Field(pattern=r"^[A-Za-z0-9_\-]+$", max_length=40)
+    kind: Literal["crash", "roadworks", "hazard"] = "crash"
+    edge: str
+    # how many lanes close, counted from the left (inner) lane; "all": full closure
+    closed_lanes: int | Literal["all"] = 2
+    # speed past the scene on the lanes left open (rubbernecking, police letting traffic
+    # by); a lane-level limit, so SUMO's router sees it only through measured speeds
+    speed_kph: float | None = Field(default=None, gt=0.0, le=130.0)
+    start_s: float = Field(ge=0.0)
+    end_s: float
+    detection_delay_s: float = Field(default=120.0, ge=0.0, le=3600.0)
+    clear_delay_s: float = Field(default=0.0, ge=0.0, le=3600.0)
+
+    @model_validator(mode="after")
+    def _check(self) -> IncidentSpec:
+        if self.end_s <= self.start_s:
+            raise ValueError(f"end_s ({self.end_s:g}) must be after start_s ({self.start_s:g})")
+        if self.closed_lanes != "all" and self.closed_lanes < 0:
+            raise ValueError(f"closed_lanes must be >= 0 or 'all' (got {self.closed_lanes})")
+        if self.closed_lanes == 0 and self.speed_kph is None:
+            raise ValueError("an incident closes lanes (closed_lanes) or drops the speed_kph")
+        return self
+
+    @property
+    def full(self) -> bool:
+        return self.closed_lanes == "all"
+
+
+def check_incidents(incidents: list[IncidentSpec], *, begin_s: float, end_s: float) -> None:
+    """Ids unique, every incident starts inside the run (pydantic model validator use)."""
+    ids = [inc.id for inc in incidents]
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"incidents ids must be unique (got {ids})")
+    for k, inc in enumerate(incidents):
+        if not begin_s <= inc.start_s < end_s:
+            raise ValueError(
+                f"incidents[{k}].start_s = {inc.start_s:g} is outside the run "
+                f"[{begin_s:g}, {end_s:g})"
+            )
+        if inc.end_s > end_s:
+            raise ValueError(
+                f"incidents[{k}].end_s = {inc.end_s:g} is after the run ends ({end_s:g})"
+            )
+
+
+def check_against_city(incidents: list[IncidentSpec], net: Any, *, scenario: str) -> None:
+    """Every incident is on a street of the city and closes lanes it has."""
+    for k, inc in enumerate(incidents):
+        edge = net.edges.get(inc.edge)
+        if edge is None:
+            streets = sorted(e for e in net.edges if not e.startswith(":"))[:4]
+            raise ScenarioError(
+                f"Scenario {scenario!r}: field 'incidents[{k}].edge' = {inc.edge!r} is not a "
+                f"street of the city; streets are SUMO edge ids such as {', '.join(streets)}."
+            )
+        if inc.closed_lanes != "all" and inc.closed_lanes > edge.lanes:
+            raise ScenarioError(
+                f"Scenario {scenario!r}: field 'incidents[{k}].closed_lanes' = "
+                f"{inc.closed_lanes}, but street {inc.edge} has {edge.lanes} lane(s); "
+                f"allowed: 0..{edge.lanes} or 'all'."
+            )
+
+
+@dataclass
+class IncidentState:
+    """What happens to one incident during a run, and what the center knows of it."""
+
+    spec: IncidentSpec
+    lanes: list[str]
+    open_lanes: list[str]
+    speed_mps: float  # the street's own limit, restored at the end
+    active: bool = False  # in SUMO
+    known: bool = False  # to the center
+    detected_s: float = math.nan
+    cleared_s: float = math.nan
+    known_cleared_s: float = math.nan
+
+    @property
+    def closes_street(self) -> bool:
+        return self.spec.full
+
+
+def closed_lane_ids(spec: IncidentSpec, n_lanes: int) -> list[str]:
+    """SUMO lane ids the incident closes: the ``closed_lanes`` leftmost, or all."""
+    count = n_lanes if spec.closed_lanes == "all" else int(spec.closed_lanes)
+    return [f"{spec.edge}_{k}" for k in range(n_lanes - count, n_lanes)]
+
+
+class Incidents:
+    """The run's incidents as SimPy processes acting on the SUMO session."""
+
+    def __init__(self, specs: list[IncidentSpec], net: Any) -> None:
+        self.states = [
+            IncidentState(
+                spec=s,
+                lanes=closed_lane_ids(s, net.edges[s.edge].lanes),
+                open_lanes=[
+                    f"{s.edge}_{k}"
+                    for k in range(net.edges[s.edge].lanes)
+                    if f"{s.edge}_{k}" not in closed_lane_ids(s, net.edges[s.edge].lanes)
+                ],
+                speed_mps=float(net.edges[s.edge].speed_mps),
+            )
+            for s in specs
+        ]
+
+    def start(self, ctx: RunContext) -> None:
+        for state in self.states:
+            ctx.bus.process(self._life(ctx, state))
+
+    def _life(self, ctx: RunContext, st: IncidentState) -> Generator[simpy.Event, Any, None]:
+        env, spec = ctx.bus.env, st.spec
+        yield env.timeout(max(spec.start_s - env.now, 0.0))
+        ctx.session.close_lanes(st.lanes)
+        if spec.speed_kph is not None:
+            ctx.session.set_lane_max_speed(st.open_lanes, spec.speed_kph / 3.6)
+        st.active = True
+        ctx.bus.record("incident_start", id=spec.id, edge=spec.edge, lanes_closed=len(st.lanes),
+                       full=spec.full)  # fmt: skip
+        # the center learns of it after the detection delay (unless it is over by then)
+        detect_at = spec.start_s + spec.detection_delay_s
+        if detect_at < spec.end_s:
+            yield env.timeout(detect_at - env.now)
+            st.known, st.detected_s = True, env.now
+            ctx.bus.record("incident_detected", id=spec.id, edge=spec.edge)
+        yield env.timeout(max(spec.end_s - env.now, 0.0))
+        ctx.session.reopen_lanes(st.lanes)
+        if spec.speed_kph is not None:
+            ctx.session.set_lane_max_speed(st.open_lanes, st.speed_mps)
+        st.active, st.cleared_s = False, env.now
+        ctx.bus.record("incident_end", id=spec.id, edge=spec.edge)
+        if st.known:
+            yield env.timeout(spec.clear_delay_s)
+            st.known, st.known_cleared_s = False, env.now
+            ctx.bus.record("incident_cleared_known", id=spec.id, edge=spec.edge)
+
+    def known(self) -> list[IncidentState]:
+        """Incidents the center knows about now."""
+        return [s for s in self.states if s.known]
+
+    def active_closures(self) -> list[IncidentState]:
+        """Full closures in force in SUMO now."""
+        return [s for s in self.states if s.active and s.closes_street]
