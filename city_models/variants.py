@@ -76,9 +76,7 @@ def opposite_edges(city: City, edge_ids: Sequence[str]) -> dict[str, str]:
     return out
 
 
-def _patch_edges(
-    source: Path, target: Path, pairs: dict[str, str]
-) -> dict[str, tuple[int, int]]:
+def _patch_edges(source: Path, target: Path, pairs: dict[str, str]) -> dict[str, tuple[int, int]]:
     """Write the plain edge file with contraflow; returns plain id -> (lanes before, after)."""
     tree = ET.parse(source)
     edges = {el.attrib["id"]: el for el in tree.getroot().iter("edge")}
