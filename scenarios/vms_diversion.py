@@ -6,10 +6,12 @@ variable message signs. Every ``logic.update_s`` the center decides each sign's
 message (:mod:`scenarios.vms` for the kinds and the display rules):
 
 - ``incident_detour``: a known incident lies ahead of the sign (within ``range_m`` of
-  driving) and, on the travel times measured now, the best route around it to the
-  street beyond it is faster than the way through it; the sign names the detour.
-- ``incident_warning``: an incident lies ahead but no detour is faster (or none
-  exists); the sign warns and gives the expected delay.
+  driving, on a path no more than 1.4 times the straight-line distance) and the delay
+  measured through it (travel times of its street and the 600 m behind it, against
+  free flow) has reached ``detour_min_delay_s``, or the street is closed; the sign
+  names the fastest detour to the street beyond the incident on current travel times.
+- ``incident_warning``: an incident lies ahead but the delay is still small, or no
+  detour exists; the sign warns and gives the measured delay.
 - ``travel_time``: no incident: the travel time to a landmark (``logic.landmark``).
 - ``ev_clear``: an emergency vehicle under priority will pass the sign within
   ``ev_warn_s`` (the EV-only sign near the hospital in Suwon): keep the lane clear.
@@ -71,6 +73,7 @@ log = logging.getLogger(__name__)
 AVOID_PENALTY_S = 1e6  # what a diverting driver believes the incident street costs
 UPSTREAM_QUEUE_M = 600.0  # the queue "upstream of the incident": this far back
 MAX_EDGE_TIME_S = 600.0  # cap of one street's measured travel time
+MAX_CIRCUITY = 1.4  # driving / straight-line distance for an incident to count as "ahead"
 
 
 class ComplianceSpec(_Spec):
@@ -85,7 +88,7 @@ class ComplianceSpec(_Spec):
 class SignLogicSpec(_Spec):
     update_s: float = Field(default=30.0, ge=5.0, le=600.0)
     min_display_s: float = Field(default=60.0, ge=0.0, le=1800.0)
-    range_m: float = Field(default=2500.0, gt=0.0, le=20_000.0)
+    range_m: float = Field(default=2000.0, gt=0.0, le=20_000.0)
     # advise a detour once the measured delay through the incident reaches this
     detour_min_delay_s: float = Field(default=60.0, ge=0.0, le=3600.0)
     landmark: str | None = "hospital_1"  # a POI id for travel-time messages; None: blank
@@ -211,8 +214,19 @@ class VmsDiversion:
                 self.graph, sign.edge, cutoff=spec.logic.range_m,
                 weight=lambda _u, v, _d: length[v],
             )  # fmt: skip
-            self.reach_m[sid] = {s.state.spec.id: dist[s.state.spec.edge] for s in self.sites
-                                 if s.state.spec.edge in dist}  # fmt: skip
+            here = (self.sign_spec[sid].x, self.sign_spec[sid].y)
+            self.reach_m[sid] = {}
+            for site in self.sites:
+                edge = site.state.spec.edge
+                if edge not in dist:
+                    continue
+                # from the sign to the end of the incident's street, driving and flying
+                drive_m = dist[edge] + self.net.edges[sign.edge].length_m - self.sign_spec[sid].pos_m
+                crow_m = max(math.dist(here, self.net.edges[edge].shape_xy[-1]), 100.0)
+                # ahead = within range, and no loop needed to get there (a sign just past
+                # the incident reaches it only by going round the block)
+                if drive_m <= MAX_CIRCUITY * crow_m:
+                    self.reach_m[sid][site.state.spec.id] = drive_m
         self.incidents.start(ctx)
         ctx.bus.record("vms_setup", signs=len(self.signs), incidents=len(self.sites))
 
