@@ -577,7 +577,7 @@ class Evacuation:
         done = [v for v in vs if not math.isnan(v.arrived_s)]
         level = self.intake.level_veh()
         curve = self.series()["evacuation"]
-        every = curve[curve["t_s"] % 60.0 < 1e-6]
+        every = curve[curve["t_s"] % 300.0 < 1e-6]  # the full curve is the series
         return {
             "evacuees_veh": n,
             "zone_area_km2": round(self.zone_area_km2, 4),
