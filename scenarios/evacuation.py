@@ -506,6 +506,22 @@ class Evacuation:
                 return True
         return False
 
+    def _spill_ahead(self, ctx: RunContext, live: list[_Evacuee]) -> None:
+        """Cars on the last edges before a shelter with fewer places left than cars
+        arriving: those farthest back go on to the next shelter with room (so that no
+        car is turned away while another shelter has places)."""
+        arriving: dict[str, list[_Evacuee]] = {}
+        for ev in live:
+            if ev.index >= len(ev.route) - 2:
+                arriving.setdefault(ev.shelter, []).append(ev)
+        for sid, evs in sorted(arriving.items()):
+            excess = len(evs) - self.intake.room_veh(sid)
+            if excess > 0:
+                evs.sort(key=lambda v: (v.index, v.id))
+                moved = sum(self._redirect(ctx, ev) for ev in evs[:excess])
+                if moved:
+                    ctx.bus.record("shelter_spill_ahead", shelter=sid, redirected=moved)
+
     def on_step(self, ctx: RunContext) -> None:
         return None
 
@@ -543,6 +559,8 @@ class Evacuation:
             outside = road and not road.startswith(":") and road not in self.zone_edges
             if outside and math.isnan(ev.left_zone_s):
                 ev.left_zone_s = t
+        if self.spec.assignment == "capacity_aware":
+            self._spill_ahead(ctx, live)
         self.rows.append(
             (
                 t,
