@@ -95,7 +95,8 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
             continue
         entry = {k: _mean([r[k] for r in sel]) for k in KEYS}
         changes = [
-            100.0 * (r["mean_delay_s"] - base[r["seed"]]["mean_delay_s"])
+            100.0
+            * (r["mean_delay_s"] - base[r["seed"]]["mean_delay_s"])
             / base[r["seed"]]["mean_delay_s"]
             for r in sel
             if r["seed"] in base
@@ -137,7 +138,8 @@ def main(argv: list[str] | None = None) -> int:
             bar.advance(task)
     result = summarise(rows)
     result["city"] = city.name
-    result["runs"] = sorted(rows, key=lambda r: (r["seed"], -1 if r["level"] is None else r["level"]))
+    order = {None: -1.0, **{level: level for level in LEVELS}}
+    result["runs"] = sorted(rows, key=lambda r: (r["seed"], order[r["level"]]))
     out_dir = args.json.parent if args.json else Path("out")
     out_dir.mkdir(parents=True, exist_ok=True)
     plot_compliance(result, out_dir / "vms_compliance.png")

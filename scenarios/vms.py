@@ -90,3 +90,8 @@ def warning_text(street: str, lanes_closed: int, full: bool, delay_min: float) -
 
 def travel_time_text(landmark: str, minutes: float) -> str:
     return f"To {landmark}: {minutes:.0f} min"
+
+
+def ev_text(kind: str) -> str:
+    what = "Fire truck" if kind == "fire_truck" else "Ambulance"
+    return f"{what} approaching: keep the left lane clear."

@@ -45,10 +45,11 @@ import numpy as np
 import pandas as pd
 from pydantic import Field, model_validator
 
+from scenarios.ev_priority import EvPriority, EvPrioritySpec, EvSpec, GpsSpec
 from scenarios.incidents import (
+    Incidents,
     IncidentSpec,
     IncidentState,
-    Incidents,
     check_against_city,
     check_incidents,
 )
@@ -60,6 +61,7 @@ from scenarios.vms import (
     MessageKind,
     SignState,
     detour_text,
+    ev_text,
     may_change,
     show,
     travel_time_text,
@@ -73,6 +75,7 @@ log = logging.getLogger(__name__)
 AVOID_PENALTY_S = 1e6  # what a diverting driver believes the incident street costs
 UPSTREAM_QUEUE_M = 600.0  # the queue "upstream of the incident": this far back
 MAX_EDGE_TIME_S = 600.0  # cap of one street's measured travel time
+EV_MIN_SPEED_MPS = 5.0  # ETA to a sign of an EV standing at a red light
 MAX_CIRCUITY = 1.4  # driving / straight-line distance for an incident to count as "ahead"
 
 
@@ -96,17 +99,44 @@ class SignLogicSpec(_Spec):
 
 class VmsDiversionSpec(ScenarioSpec):
     kind: Literal["vms_diversion"] = "vms_diversion"
-    incidents: list[IncidentSpec] = Field(min_length=1, max_length=20)
+    incidents: list[IncidentSpec] = Field(default_factory=list, max_length=20)
     vms: bool = True  # false: no sign shows anything (the "no VMS" case)
     signs: list[str] | Literal["all"] = "all"
     compliance: ComplianceSpec = ComplianceSpec()
     logic: SignLogicSpec = SignLogicSpec()
     demand: DemandSpec = DemandSpec(period="pm_peak")
+    # emergency vehicles under priority (scenarios.ev_priority) and the EV-only message
+    evs: list[EvSpec] = Field(default_factory=list, max_length=20)
+    ev_mode: Literal["none", "field", "center"] = "center"
+    ev_signs: list[str] | Literal["all"] = "all"  # which signs show the EV message
+    ev_warn_s: float = Field(default=60.0, gt=0.0, le=600.0)  # EV this close (ETA): show
+    ev_gps: GpsSpec = GpsSpec()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _guard_for_evs(cls, raw: Any) -> Any:
+        """With emergency vehicles the signals run through the guard (priority needs it)."""
+        if isinstance(raw, dict) and raw.get("evs"):
+            control = dict(raw.get("control") or {})
+            control.setdefault("guard_fixed", True)
+            return {**raw, "control": control}
+        return raw
 
     @model_validator(mode="after")
     def _check(self) -> VmsDiversionSpec:
+        if self.evs and not self.control.guard_fixed and self.control.default == "fixed":
+            raise ValueError("control.guard_fixed must be true: EV priority needs guarded signals")
+        if not self.incidents and not self.evs:
+            raise ValueError("a vms_diversion scenario needs incidents, evs, or both")
         check_incidents(self.incidents, begin_s=self.sim.begin_s, end_s=self.sim.end_s)
         return self
+
+    def ev_spec(self) -> EvPrioritySpec:
+        """The EV-priority part of this run, as an ``ev_priority`` spec."""
+        keep = ("name", "seed", "city", "demand", "sim")
+        control = self.control.model_copy(update={"guard_fixed": True})
+        return EvPrioritySpec(**{k: getattr(self, k) for k in keep}, evs=self.evs,
+                              mode=self.ev_mode, gps=self.ev_gps, control=control)  # fmt: skip
 
 
 @dataclass
@@ -141,11 +171,15 @@ def _draw(seed: int, *parts: str) -> float:
 class VmsDiversion:
     """The behaviour of a ``vms_diversion`` run (see the module doc)."""
 
-    needs_step_hook = False
-
     def __init__(self, spec: ScenarioSpec) -> None:
         assert isinstance(spec, VmsDiversionSpec)
         self.spec = spec
+        self.ev = EvPriority(spec.ev_spec()) if spec.evs else None
+        self.needs_step_hook = self.ev is not None  # following an EV needs every step
+        self.special_vehicles = set(self.ev.special_vehicles) if self.ev else set()
+        self.ev_signs: set[str] = set()
+        self.resume: dict[str, Message] = {}  # what a sign showed before an EV message
+        self.cleared: set[tuple[str, int, str]] = set()
         self.signs: dict[str, SignState] = {}
         self.sign_spec: dict[str, Any] = {}
         self.drivers: dict[tuple[str, str], _Driver] = {}  # (vehicle, incident)
@@ -221,13 +255,25 @@ class VmsDiversion:
                 if edge not in dist:
                     continue
                 # from the sign to the end of the incident's street, driving and flying
-                drive_m = dist[edge] + self.net.edges[sign.edge].length_m - self.sign_spec[sid].pos_m
+                sign_to_end_m = self.net.edges[sign.edge].length_m - self.sign_spec[sid].pos_m
+                drive_m = dist[edge] + sign_to_end_m
                 crow_m = max(math.dist(here, self.net.edges[edge].shape_xy[-1]), 100.0)
                 # ahead = within range, and no loop needed to get there (a sign just past
                 # the incident reaches it only by going round the block)
                 if drive_m <= MAX_CIRCUITY * crow_m:
                     self.reach_m[sid][site.state.spec.id] = drive_m
         self.incidents.start(ctx)
+        if self.ev is not None:
+            ev_signs = list(self.signs) if spec.ev_signs == "all" else spec.ev_signs
+            unknown = [s for s in ev_signs if s not in by_id]
+            if unknown:
+                raise ScenarioError(
+                    f"Scenario {spec.name!r}: field 'ev_signs' names {', '.join(unknown)}, "
+                    f"not a sign of city {city.name}; allowed: 'all' or "
+                    f"{', '.join(sorted(by_id))}."
+                )
+            self.ev_signs = {s for s in ev_signs if s in self.signs}
+            self.ev.setup(ctx)
         ctx.bus.record("vms_setup", signs=len(self.signs), incidents=len(self.sites))
 
     def _site(self, st: IncidentState) -> _IncidentSite:
@@ -250,15 +296,20 @@ class VmsDiversion:
         return _IncidentSite(st, street, queue_edges, straight or beyond, loops)
 
     # ------------------------------------------------------------------ each tick
-    def on_step(self, ctx: RunContext) -> None:  # no per-step work
-        return
+    def on_step(self, ctx: RunContext) -> None:
+        if self.ev is not None:
+            self.ev.on_step(ctx)
 
     def on_interval(self, ctx: RunContext) -> None:
         t = ctx.session.time_s
+        if self.ev is not None:
+            self.ev.on_interval(ctx)
         self._police_diversion(ctx)
         if self.signs and t >= self.next_update_s:
             self.next_update_s = t + self.spec.logic.update_s
             self._update_signs(ctx, t)
+        if self.ev_signs:
+            self._update_ev_signs(ctx, t)
         if self.signs:
             self._drivers_read_signs(ctx, t)
         self._measure(ctx, t)
@@ -284,18 +335,57 @@ class VmsDiversion:
     # ------------------------------------------------------------------ sign logic
     def _update_signs(self, ctx: RunContext, t: float) -> None:
         # SUMO's estimate is length / mean speed: a stopped car makes it explode; cap it
-        times = {e: min(tt, MAX_EDGE_TIME_S)
-                 for e, tt in ctx.session.edge_travel_times(list(self.net.edges)).items()}  # fmt: skip
+        measured = ctx.session.edge_travel_times(list(self.net.edges))
+        times = {e: min(tt, MAX_EDGE_TIME_S) for e, tt in measured.items()}
         for sid, sign in self.signs.items():
             desired = self._desired(sid, sign, times)
-            if may_change(sign, desired, t, min_display_s=self.spec.logic.min_display_s):
-                changed_kind = desired.kind != sign.message.kind
-                show(sign, desired, t)
-                self.sign_log.append({"t_s": t, "sign": sid, "kind": desired.kind,
-                                      "incident": desired.incident or "", "text": desired.text})  # fmt: skip
-                if changed_kind:
-                    ctx.bus.record("vms_message", sign=sid, message=desired.kind,
-                                   text=desired.text, incident=desired.incident)  # fmt: skip
+            if sign.message.kind == "ev_clear":
+                self.resume[sid] = desired  # shown once the emergency vehicle has passed
+            elif may_change(sign, desired, t, min_display_s=self.spec.logic.min_display_s):
+                self._show(ctx, sid, desired, t)
+
+    def _show(self, ctx: RunContext, sid: str, message: Message, t: float) -> None:
+        sign = self.signs[sid]
+        changed_kind = message.kind != sign.message.kind
+        show(sign, message, t)
+        row = {"t_s": t, "sign": sid, "kind": message.kind, "text": message.text}
+        self.sign_log.append({**row, "incident": message.incident or ""})
+        if changed_kind:
+            ctx.bus.record("vms_message", sign=sid, message=message.kind, text=message.text,
+                           incident=message.incident)  # fmt: skip
+
+    def _update_ev_signs(self, ctx: RunContext, t: float) -> None:
+        """The EV-only message: on while an emergency vehicle under priority will pass
+        the sign within ``ev_warn_s`` (from the center's GPS track), off once it passed."""
+        assert self.ev is not None
+        for sid in sorted(self.ev_signs):
+            sign = self.signs[sid]
+            approaching = self._ev_approaching(sid, t)
+            if approaching is not None and sign.message.kind != "ev_clear":
+                self.resume[sid] = sign.message
+                self._show(ctx, sid, Message("ev_clear", ev_text(approaching)), t)
+            elif approaching is None and sign.message.kind == "ev_clear":
+                self._show(ctx, sid, self.resume.pop(sid, BLANK), t)
+
+    def _ev_approaching(self, sid: str, t: float) -> str | None:
+        assert self.ev is not None
+        sign = self.sign_spec[sid]
+        for ev in self.ev.evs.values():
+            tracker, matcher = ev.tracker, ev.matcher
+            if tracker is None or matcher is None or not math.isnan(ev.arrived_s):
+                continue
+            if sign.edge not in ev.route or tracker.is_stale(t):
+                continue
+            s_ev = tracker.position_s_m(t)
+            if s_ev is None:
+                continue
+            edge_len = self.net.edges[sign.edge].length_m
+            s_sign = matcher.stop_line_s_m(ev.route.index(sign.edge)) - (edge_len - sign.pos_m)
+            gap_m = s_sign - s_ev
+            speed = max(tracker.speed_mps or 0.0, EV_MIN_SPEED_MPS)
+            if 0.0 <= gap_m <= speed * self.spec.ev_warn_s:
+                return ev.spec.kind
+        return None
 
     def _desired(self, sid: str, sign: SignState, times: dict[str, float]) -> Message:
         from city_models.graph import fastest_route, route_time
@@ -363,6 +453,9 @@ class VmsDiversion:
                 if key in self.seen:
                     continue
                 self.seen.add(key)
+                if msg.kind == "ev_clear":
+                    self._clear_lane(ctx, vid, sid)
+                    continue
                 if msg.kind == "travel_time":
                     if vid not in self.replanned and _draw(ctx.seed, vid, "tt") < p.travel_time:
                         self.replanned.add(vid)
@@ -381,6 +474,19 @@ class VmsDiversion:
                 self.drivers[(vid, msg.incident)] = _Driver(
                     vid, msg.incident, sid, msg.kind, t, diverted
                 )
+
+    def _clear_lane(self, ctx: RunContext, vid: str, sid: str) -> None:
+        """A compliant driver in the inner lane of a multi-lane street moves one lane
+        right for as long as the message lasts, leaving the inner lane to the EV."""
+        if vid in self.special_vehicles:
+            return
+        if _draw(ctx.seed, vid, "ev") >= self.spec.compliance.ev_clear:
+            return
+        lanes = self.net.edges[self.signs[sid].edge].lanes
+        lane = ctx.session.lane_index(vid)
+        if lanes > 1 and lane == lanes - 1:
+            ctx.session.keep_lane(vid, lane - 1, duration_s=self.spec.ev_warn_s)
+            self.cleared.add((sid, self.signs[sid].episode, vid))
 
     # ------------------------------------------------------------------ measures
     def _measure(self, ctx: RunContext, t: float) -> None:
@@ -408,8 +514,13 @@ class VmsDiversion:
 
         per_incident = {s.state.spec.id: self._incident_metrics(s) for s in self.sites}
         kinds = pd.Series([r["kind"] for r in self.sign_log], dtype=object)
-        first = next(iter(per_incident.values()))
+        keys = ("throughput_veh", "queue_max_veh", "queue_mean_veh", "recovery_s")
+        nan: dict[str, Any] = dict.fromkeys(keys, math.nan)
+        first = next(iter(per_incident.values()), nan)
+        ev = self.ev.finish(ctx) if self.ev is not None else {}
         return {
+            **ev,
+            "ev_lane_cleared_veh": len(self.cleared),
             "vms_enabled": bool(self.signs),
             "vms_signs": len(self.signs),
             "vms_messages": {str(k): int(v) for k, v in kinds.value_counts().items()},

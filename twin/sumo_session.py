@@ -414,6 +414,15 @@ class SumoSession:
         get = self.sumo.inductionloop.getLastIntervalVehicleNumber
         return [int(get(d)) for d in det_ids]
 
+    def lane_index(self, vehicle_id: str) -> int:
+        """Index of the lane the vehicle drives in (0 = the kerb lane)."""
+        return int(self.sumo.vehicle.getLaneIndex(vehicle_id))
+
+    def keep_lane(self, vehicle_id: str, lane_index: int, *, duration_s: float) -> None:
+        """Ask the driver to move to / stay in ``lane_index`` for ``duration_s`` (SUMO
+        changes lanes when it safely can)."""
+        self.sumo.vehicle.changeLane(vehicle_id, int(lane_index), float(duration_s))
+
     def remove_vehicle(self, vehicle_id: str) -> None:
         self.sumo.vehicle.remove(vehicle_id)
 

@@ -147,9 +147,7 @@ def test_unknown_sign_and_landmark_are_named(district_city: City, tmp_path: Path
     assert "logic.landmark" in str(info.value) and "hospital_1" in str(info.value)
 
 
-def test_prepare_puts_loops_across_the_incident_street(
-    district_city: City, tmp_path: Path
-) -> None:
+def test_prepare_puts_loops_across_the_incident_street(district_city: City, tmp_path: Path) -> None:
     b = _behaviour(_shipped())
     prepared = b.prepare(district_city, seed=1, run_dir=tmp_path)
     text = prepared.additional[0].read_text()
