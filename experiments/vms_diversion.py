@@ -11,6 +11,11 @@ demand, and drivers' decisions use common random numbers, so the levels differ o
 in who diverts. ``delay_change_pct`` is paired by seed against ``no_vms``
 (negative = better). Writes ``vms_compliance.png`` (delay vs compliance) next to the
 JSON.
+
+``ev_vms``: the EV-only message. Two ambulances under center priority whose calls lie
+just past a sign (PM peak x2, no incident); the sign tells drivers to keep the inner
+lane clear as an ambulance approaches. Paired by seed: drivers ignore it (compliance 0)
+vs 60 % follow it.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from rich.progress import Progress
 from experiments._output import emit_json
 
 LEVELS = (0.0, 0.1, 0.25, 0.5, 0.75, 1.0)
+EV_COMPLIANCE = 0.6  # drivers who clear the lane when the EV-only message says so
 KEYS = (
     "mean_delay_s",
     "total_delay_h",
@@ -59,6 +65,68 @@ def scenario(level: float | None, seed: int) -> dict[str, Any]:
         raw["compliance"] = {**raw.get("compliance", {}), "incident_detour": level,
                              "incident_warning": level}  # fmt: skip
     return raw
+
+
+def ev_scenario(city: Any, seed: int, ev_compliance: float) -> dict[str, Any]:
+    """Two ambulances whose calls lie just past a sign on their way (so the EV-only
+    message can matter), under center priority; no incident."""
+    from city_models.graph import edge_graph, fastest_route
+
+    graph = edge_graph(city.net)
+    evs = []
+    for k, station in enumerate(("fire_station_1", "fire_station_2")):
+        start = next(p.edge for p in city.manifest.pois if p.id == station)
+        calls = [
+            beyond
+            for vms in city.manifest.vms
+            for beyond in sorted(graph.successors(f"{vms.edge}_pocket"))
+            if vms.edge in fastest_route(graph, start, beyond)
+        ]
+        if calls:
+            evs.append({"id": f"amb{k + 1}", "dispatch_s": 300.0 + 300.0 * k,
+                        "station": station, "call_edge": calls[0], "on_scene_s": 30.0})  # fmt: skip
+    return {
+        "name": "ev-vms", "kind": "vms_diversion", "seed": seed,
+        "demand": {"period": "pm_peak", "scale": 2.0}, "sim": {"duration_s": 1800.0},
+        "compliance": {"ev_clear": ev_compliance}, "evs": evs,
+    }  # fmt: skip
+
+
+def run_ev_case(case: tuple[float, int, str]) -> dict[str, Any]:
+    ev_compliance, seed, city_path = case
+    from city_models.build import load_city
+    from scenarios.loader import parse_scenario
+    from scenarios.registry import get_kind
+    from twin.simulation import simulate
+
+    city = load_city(Path(city_path))
+    spec = parse_scenario(ev_scenario(city, seed, ev_compliance), source="ev-vms")
+    with tempfile.TemporaryDirectory(prefix="evvms-") as tmp:
+        m = simulate(
+            spec, city, get_kind(spec.kind).behaviour(spec), seed=seed, run_dir=Path(tmp)
+        ).metrics
+    keys = ("ev_s_per_km", "ev_stopped_s", "ev_arrived", "ev_lane_cleared_veh", "mean_delay_s")
+    return {"ev_compliance": ev_compliance, "seed": seed, **{k: m.get(k) for k in keys}}
+
+
+def summarise_ev(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    off = {r["seed"]: r for r in rows if r["ev_compliance"] == 0.0}
+    on = {r["seed"]: r for r in rows if r["ev_compliance"] > 0.0}
+    paired = sorted(set(off) & set(on))
+    change = [
+        100.0 * (on[s]["ev_s_per_km"] - off[s]["ev_s_per_km"]) / off[s]["ev_s_per_km"]
+        for s in paired
+    ]
+    return {
+        "ev_s_per_km_message_ignored": _mean([off[s]["ev_s_per_km"] for s in paired]),
+        "ev_s_per_km_message_followed": _mean([on[s]["ev_s_per_km"] for s in paired]),
+        "ev_change_pct": _mean(change),
+        "ev_stopped_s_ignored": _mean([off[s]["ev_stopped_s"] for s in paired]),
+        "ev_stopped_s_followed": _mean([on[s]["ev_stopped_s"] for s in paired]),
+        "lane_cleared_veh": _mean([on[s]["ev_lane_cleared_veh"] for s in paired]),
+        "ev_compliance": sorted({r["ev_compliance"] for r in on.values()}),
+        "seeds": paired,
+    }
 
 
 def run_case(case: tuple[float | None, int, str]) -> dict[str, Any]:
@@ -120,6 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--data-dir", type=Path, default=None)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--no-ev", action="store_true", help="skip the EV-only message runs")
     args = parser.parse_args(argv)
     from city_models.build import build_city
     from twin.config import load_settings
@@ -130,13 +199,22 @@ def main(argv: list[str] | None = None) -> int:
     city = build_city("district", seed=1, cities_dir=data_dir / "cities")
     seeds = range(args.first_seed, args.first_seed + n_seeds)
     cases = [(level, seed, str(city.path)) for seed in seeds for level in (None, *LEVELS)]
-    rows = []
+    ev_cases = [(c, seed, str(city.path)) for seed in seeds for c in (0.0, EV_COMPLIANCE)]
+    rows: list[dict[str, Any]] = []
+    ev_rows: list[dict[str, Any]] = []
     with mp.get_context("spawn").Pool(args.workers, maxtasksperchild=1) as pool, Progress() as bar:
         task = bar.add_task("vms compliance sweep", total=len(cases))
         for row in pool.imap_unordered(run_case, cases):
             rows.append(row)
             bar.advance(task)
+        if not args.no_ev:
+            task = bar.add_task("EV-only message", total=len(ev_cases))
+            for row in pool.imap_unordered(run_ev_case, ev_cases):
+                ev_rows.append(row)
+                bar.advance(task)
     result = summarise(rows)
+    if ev_rows:
+        result["ev_vms"] = summarise_ev(ev_rows)
     result["city"] = city.name
     order = {None: -1.0, **{level: level for level in LEVELS}}
     result["runs"] = sorted(rows, key=lambda r: (r["seed"], order[r["level"]]))
