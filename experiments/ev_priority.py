@@ -23,13 +23,13 @@ import math
 import multiprocessing as mp
 import statistics
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from rich.progress import Progress
 
 from experiments._output import emit_json
+from experiments._run import simulate_raw
 
 MODES = ("none", "field", "center", "center_immediate")
 SUWON = {"before_s_per_km": 200.0, "after_s_per_km": 87.0, "reduction_pct": 56.5}
@@ -60,17 +60,8 @@ def _spec(mode: str, seed: int, duration_s: float, period: str) -> dict[str, Any
 
 def run_case(case: tuple[str, int, float, str, str]) -> dict[str, Any]:
     mode, seed, duration_s, period, city_path = case
-    from city_models.build import load_city
-    from scenarios.loader import parse_scenario
-    from scenarios.registry import get_kind
-    from twin.simulation import simulate
-
-    city = load_city(Path(city_path))
-    spec = parse_scenario(_spec(mode, seed, duration_s, period))
-    with tempfile.TemporaryDirectory(prefix="ev-") as tmp:
-        result = simulate(
-            spec, city, get_kind(spec.kind).behaviour(spec), seed=seed, run_dir=Path(tmp)
-        )
+    raw = _spec(mode, seed, duration_s, period)
+    result = simulate_raw(raw, city_path, seed=seed, source=f"ev_priority {mode}")
     m = result.metrics
     keys = (
         "mean_delay_s",

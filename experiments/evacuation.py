@@ -32,6 +32,7 @@ from typing import Any
 from rich.progress import Progress
 
 from experiments._output import emit_json
+from experiments._run import simulate_raw
 
 DEPARTURES = ("simultaneous", "staged")
 MEASURES = ("none", "contraflow", "contraflow_signals")
@@ -60,17 +61,8 @@ def _spec(departure: str, measures: str, seed: int, duration_s: float) -> dict[s
 
 def run_case(case: tuple[str, str, int, float, str]) -> dict[str, Any]:
     departure, measures, seed, duration_s, city_path = case
-    from city_models.build import load_city
-    from scenarios.loader import parse_scenario
-    from scenarios.registry import get_kind
-    from twin.simulation import simulate
-
-    city = load_city(Path(city_path))
-    spec = parse_scenario(_spec(departure, measures, seed, duration_s))
-    with tempfile.TemporaryDirectory(prefix="evac-") as tmp:
-        result = simulate(
-            spec, city, get_kind(spec.kind).behaviour(spec), seed=seed, run_dir=Path(tmp)
-        )
+    raw = _spec(departure, measures, seed, duration_s)
+    result = simulate_raw(raw, city_path, seed=seed, source=f"evacuation {departure}+{measures}")
     m = result.metrics
     curve = result.series["evacuation"]
     keys = (

@@ -25,7 +25,6 @@ import math
 import multiprocessing as mp
 import statistics
 import sys
-import tempfile
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -33,6 +32,7 @@ from typing import Any
 from rich.progress import Progress
 
 from experiments._output import emit_json
+from experiments._run import simulate_raw
 
 LEVELS = (0.0, 0.1, 0.25, 0.5, 0.75, 1.0)
 EV_COMPLIANCE = 0.6  # drivers who clear the lane when the EV-only message says so
@@ -95,16 +95,10 @@ def ev_scenario(city: Any, seed: int, ev_compliance: float) -> dict[str, Any]:
 def run_ev_case(case: tuple[float, int, str]) -> dict[str, Any]:
     ev_compliance, seed, city_path = case
     from city_models.build import load_city
-    from scenarios.loader import parse_scenario
-    from scenarios.registry import get_kind
-    from twin.simulation import simulate
 
     city = load_city(Path(city_path))
-    spec = parse_scenario(ev_scenario(city, seed, ev_compliance), source="ev-vms")
-    with tempfile.TemporaryDirectory(prefix="evvms-") as tmp:
-        m = simulate(
-            spec, city, get_kind(spec.kind).behaviour(spec), seed=seed, run_dir=Path(tmp)
-        ).metrics
+    raw = ev_scenario(city, seed, ev_compliance)
+    m = simulate_raw(raw, city, seed=seed, source="ev-vms").metrics
     keys = ("ev_s_per_km", "ev_stopped_s", "ev_arrived", "ev_lane_cleared_veh", "mean_delay_s")
     return {"ev_compliance": ev_compliance, "seed": seed, **{k: m.get(k) for k in keys}}
 
@@ -131,18 +125,9 @@ def summarise_ev(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 def run_case(case: tuple[float | None, int, str]) -> dict[str, Any]:
     level, seed, city_path = case
-    from city_models.build import load_city
-    from scenarios.loader import parse_scenario
-    from scenarios.registry import get_kind
-    from twin.simulation import simulate
-
-    city = load_city(Path(city_path))
-    spec = parse_scenario(scenario(level, seed), source="vms_diversion sweep")
-    with tempfile.TemporaryDirectory(prefix="vms-") as tmp:
-        result = simulate(
-            spec, city, get_kind(spec.kind).behaviour(spec), seed=seed, run_dir=Path(tmp)
-        )
-    return {"level": level, "seed": seed, **{k: result.metrics.get(k) for k in KEYS}}
+    raw = scenario(level, seed)
+    m = simulate_raw(raw, city_path, seed=seed, source="vms_diversion sweep").metrics
+    return {"level": level, "seed": seed, **{k: m.get(k) for k in KEYS}}
 
 
 def _mean(values: list[Any]) -> float:

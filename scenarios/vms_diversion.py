@@ -520,7 +520,7 @@ class VmsDiversion:
         ev = self.ev.finish(ctx) if self.ev is not None else {}
         return {
             **ev,
-            "ev_lane_cleared_veh": len(self.cleared),
+            **({"ev_lane_cleared_veh": len(self.cleared)} if self.ev is not None else {}),
             "vms_enabled": bool(self.signs),
             "vms_signs": len(self.signs),
             "vms_messages": {str(k): int(v) for k, v in kinds.value_counts().items()},
