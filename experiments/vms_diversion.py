@@ -200,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     result = summarise(rows)
     if ev_rows:
         result["ev_vms"] = summarise_ev(ev_rows)
+        result["ev_runs"] = sorted(ev_rows, key=lambda r: (r["seed"], r["ev_compliance"]))
     result["city"] = city.name
     order = {None: -1.0, **{level: level for level in LEVELS}}
     result["runs"] = sorted(rows, key=lambda r: (r["seed"], order[r["level"]]))
