@@ -162,7 +162,8 @@ def make_vms(
     net: NetInfo, *, preset: CityPreset, core: set[str], usage: dict[str, float]
 ) -> list[VmsSpec]:
     """Signs on arterials, 150 m upstream of arterial x arterial junctions, on the most
-    used approaches (``usage`` per edge id), spread out, in every heading."""
+    used approaches (``usage`` per edge id), spread out: at least 600 m from a sign
+    facing the same way and 150 m from any other. Headings are not balanced."""
     majors = {
         t.node
         for t in net.tls.values()

@@ -216,7 +216,7 @@ def path_usage(city_or_net: City | NetInfo, *, seed: int, samples: int = 150) ->
     graph = edge_graph(city_or_net)
     k = min(samples, graph.number_of_nodes())
     free = nx.get_node_attributes(graph, "free_flow_s")
-    for a, b, data in graph.edges(data=True):
+    for _a, b, data in graph.edges(data=True):
         data["cost_s"] = free[b]
     scores: dict[str, float] = nx.betweenness_centrality(graph, k=k, weight="cost_s", seed=seed)
     return scores

@@ -99,7 +99,7 @@ def run_ev_case(case: tuple[float, int, str]) -> dict[str, Any]:
     city = load_city(Path(city_path))
     raw = ev_scenario(city, seed, ev_compliance)
     m = simulate_raw(raw, city, seed=seed, source="ev-vms").metrics
-    keys = ("ev_s_per_km", "ev_stopped_s", "ev_arrived", "ev_lane_cleared_veh", "mean_delay_s")
+    keys = ("ev_s_per_km", "ev_stopped_s", "ev_arrived", "ev_lane_clear_asked_veh", "mean_delay_s")
     return {"ev_compliance": ev_compliance, "seed": seed, **{k: m.get(k) for k in keys}}
 
 
@@ -117,7 +117,7 @@ def summarise_ev(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "ev_change_pct": _mean(change),
         "ev_stopped_s_ignored": _mean([off[s]["ev_stopped_s"] for s in paired]),
         "ev_stopped_s_followed": _mean([on[s]["ev_stopped_s"] for s in paired]),
-        "lane_cleared_veh": _mean([on[s]["ev_lane_cleared_veh"] for s in paired]),
+        "lane_cleared_veh": _mean([on[s]["ev_lane_clear_asked_veh"] for s in paired]),
         "ev_compliance": sorted({r["ev_compliance"] for r in on.values()}),
         "seeds": paired,
     }

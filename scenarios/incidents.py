@@ -64,6 +64,13 @@ def check_incidents(incidents: list[IncidentSpec], *, begin_s: float, end_s: flo
     ids = [inc.id for inc in incidents]
     if len(set(ids)) != len(ids):
         raise ValueError(f"incidents ids must be unique (got {ids})")
+    for i, a in enumerate(incidents):  # one street, one incident at a time
+        for j, b in enumerate(incidents[:i]):
+            if a.edge == b.edge and a.start_s < b.end_s and b.start_s < a.end_s:
+                raise ValueError(
+                    f"incidents[{j}] and incidents[{i}] overlap in time on street {a.edge}; "
+                    "describe them as one incident"
+                )
     for k, inc in enumerate(incidents):
         if not begin_s <= inc.start_s < end_s:
             raise ValueError(
@@ -110,7 +117,8 @@ class IncidentState:
 
     @property
     def closes_street(self) -> bool:
-        return self.spec.full
+        """Every lane closed, by ``"all"`` or by counting them all."""
+        return bool(self.lanes) and not self.open_lanes
 
 
 def closed_lane_ids(spec: IncidentSpec, n_lanes: int) -> list[str]:
@@ -149,7 +157,7 @@ class Incidents:
             ctx.session.set_lane_max_speed(st.open_lanes, spec.speed_kph / 3.6)
         st.active = True
         ctx.bus.record("incident_start", id=spec.id, edge=spec.edge, lanes_closed=len(st.lanes),
-                       full=spec.full)  # fmt: skip
+                       full=st.closes_street)  # fmt: skip
         # the center learns of it after the detection delay (unless it is over by then)
         detect_at = spec.start_s + spec.detection_delay_s
         if detect_at < spec.end_s:

@@ -33,9 +33,9 @@ then has no route to its destination is taken out of the network and counted as
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -67,7 +67,7 @@ from scenarios.vms import (
     travel_time_text,
     warning_text,
 )
-from twin.errors import ScenarioError
+from twin.errors import CityError, ScenarioError
 from twin.hooks import PreparedInputs, RunContext
 
 log = logging.getLogger(__name__)
@@ -164,8 +164,11 @@ class _IncidentSite:
 
 
 def _draw(seed: int, *parts: str) -> float:
-    """A uniform number in [0, 1) fixed by (seed, parts): common random numbers."""
-    return zlib.crc32(":".join((str(seed), *parts)).encode()) / 2**32
+    """A uniform number in [0, 1) fixed by (seed, parts): common random numbers. A
+    cryptographic hash, so neighbouring ids and seeds give independent draws (a CRC
+    would not: it is linear)."""
+    key = ":".join((str(seed), *parts)).encode()
+    return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "big") / 2**64
 
 
 class VmsDiversion:
@@ -260,18 +263,17 @@ class VmsDiversion:
                 crow_m = max(math.dist(here, self.net.edges[edge].shape_xy[-1]), 100.0)
                 # ahead = within range, and no loop needed to get there (a sign just past
                 # the incident reaches it only by going round the block)
-                if drive_m <= MAX_CIRCUITY * crow_m:
+                if drive_m <= min(spec.logic.range_m, MAX_CIRCUITY * crow_m):
                     self.reach_m[sid][site.state.spec.id] = drive_m
+        ev_signs = chosen if spec.ev_signs == "all" else spec.ev_signs
+        unknown = [s for s in ev_signs if s not in chosen]
+        if unknown:
+            raise ScenarioError(
+                f"Scenario {spec.name!r}: field 'ev_signs' names {', '.join(unknown)}, not "
+                f"one of the run's signs; allowed: 'all' or {', '.join(sorted(chosen))}."
+            )
         self.incidents.start(ctx)
         if self.ev is not None:
-            ev_signs = list(self.signs) if spec.ev_signs == "all" else spec.ev_signs
-            unknown = [s for s in ev_signs if s not in by_id]
-            if unknown:
-                raise ScenarioError(
-                    f"Scenario {spec.name!r}: field 'ev_signs' names {', '.join(unknown)}, "
-                    f"not a sign of city {city.name}; allowed: 'all' or "
-                    f"{', '.join(sorted(by_id))}."
-                )
             self.ev_signs = {s for s in ev_signs if s in self.signs}
             self.ev.setup(ctx)
         ctx.bus.record("vms_setup", signs=len(self.signs), incidents=len(self.sites))
@@ -320,8 +322,8 @@ class VmsDiversion:
             closed = st.spec.edge
             for up in self.graph.predecessors(closed):
                 for vid in ctx.session.edge_vehicle_ids(up):
-                    if vid in self.forced:
-                        continue
+                    if vid in self.forced or vid in self.special_vehicles:
+                        continue  # (an EV under priority keeps the center's route)
                     route, i = ctx.session.vehicle_route(vid)
                     if i + 1 >= len(route) or route[i + 1] != closed:
                         continue
@@ -397,21 +399,22 @@ class VmsDiversion:
             # measured delay through the incident: its street and the queue behind it
             free = sum(self.graph.nodes[e]["free_flow_s"] for e in site.queue_edges)
             delay_s = max(sum(times.get(e, 0.0) for e in site.queue_edges) - free, 0.0)
-            if inc.full or delay_s >= self.spec.logic.detour_min_delay_s:
+            full = site.state.closes_street
+            if full or delay_s >= self.spec.logic.detour_min_delay_s:
                 detour = self._detour(sign.edge, site, times)
                 if detour is not None:
                     street = self._detour_street(detour, sign.edge)
                     return Message("incident_detour",
-                                   detour_text(site.street, street, lanes, inc.full),
+                                   detour_text(site.street, street, lanes, full),
                                    incident=inc.id, avoid_edges=(inc.edge,))  # fmt: skip
             return Message("incident_warning",
-                           warning_text(site.street, lanes, inc.full, delay_s / 60.0),
+                           warning_text(site.street, lanes, full, delay_s / 60.0),
                            incident=inc.id, avoid_edges=(inc.edge,))  # fmt: skip
         if self.landmark is None:
             return BLANK
         try:
             route = fastest_route(self.graph, sign.edge, self.landmark.edge, edge_time_s=times)
-        except Exception:
+        except CityError:  # the landmark cannot be reached from this sign
             return BLANK
         minutes = route_time(self.graph, route, edge_time_s=times) / 60.0
         return Message("travel_time", travel_time_text(self.landmark.name, minutes))
@@ -426,7 +429,7 @@ class VmsDiversion:
         for target in site.beyond:
             try:
                 route = fastest_route(blocked, start, target, edge_time_s=times)
-            except Exception:
+            except CityError:  # no way round to this street
                 continue
             cost = route_time(self.graph, route, edge_time_s=times)
             if best is None or cost < best[0]:
@@ -450,7 +453,7 @@ class VmsDiversion:
                 continue
             for vid in session.edge_vehicle_ids(sign.edge):
                 key = (sid, sign.episode, vid)
-                if key in self.seen:
+                if key in self.seen or vid in self.special_vehicles:
                     continue
                 self.seen.add(key)
                 if msg.kind == "ev_clear":
@@ -508,8 +511,13 @@ class VmsDiversion:
         diverted = [d for d in affected if d.diverted]
         stayed = [d for d in affected if not d.diverted]
 
+        def arrived(ds: list[_Driver]) -> list[_Driver]:
+            # taken out as unreachable is not an arrival
+            gone = self.unreachable
+            return [d for d in ds if not math.isnan(d.arrived_s) and d.vehicle not in gone]
+
         def trip(ds: list[_Driver]) -> float:
-            vals = [d.arrived_s - d.seen_s for d in ds if not math.isnan(d.arrived_s)]
+            vals = [d.arrived_s - d.seen_s for d in arrived(ds)]
             return round(float(np.mean(vals)), 2) if vals else math.nan
 
         per_incident = {s.state.spec.id: self._incident_metrics(s) for s in self.sites}
@@ -520,7 +528,7 @@ class VmsDiversion:
         ev = self.ev.finish(ctx) if self.ev is not None else {}
         return {
             **ev,
-            **({"ev_lane_cleared_veh": len(self.cleared)} if self.ev is not None else {}),
+            **({"ev_lane_clear_asked_veh": len(self.cleared)} if self.ev is not None else {}),
             "vms_enabled": bool(self.signs),
             "vms_signs": len(self.signs),
             "vms_messages": {str(k): int(v) for k, v in kinds.value_counts().items()},
@@ -528,8 +536,12 @@ class VmsDiversion:
             "diverted_veh": len(diverted),
             "diverted_share": round(len(diverted) / len(affected), 4) if affected else 0.0,
             "replanned_on_travel_time_veh": len(self.replanned),
+            # from reading the sign to arrival, over those who arrived (n, and how many
+            # were still driving at the end, so a reader sees what the mean leaves out)
             "detour_trip_s": trip(diverted),
             "closed_route_trip_s": trip(stayed),
+            "detour_arrived_veh": len(arrived(diverted)),
+            "closed_route_arrived_veh": len(arrived(stayed)),
             "unreachable_veh": len(self.unreachable),
             "police_diverted_veh": len(self.forced) - len(self.unreachable),
             "incident_throughput_veh": first["throughput_veh"],

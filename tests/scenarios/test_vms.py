@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from city_models.build import City
-from scenarios.incidents import IncidentSpec, closed_lane_ids
+from scenarios.incidents import Incidents, IncidentSpec, closed_lane_ids
 from scenarios.loader import library_scenarios, parse_scenario
 from scenarios.vms import BLANK, Message, SignState, may_change, show
 from scenarios.vms_diversion import VmsDiversion, VmsDiversionSpec, _draw, recovery_time_s
@@ -95,6 +95,25 @@ def test_bad_incident_is_refused_naming_the_field(patch: dict[str, Any], field: 
     assert "vms.toml" in str(info.value) and field in str(info.value)
 
 
+def test_overlapping_incidents_on_one_street_are_refused() -> None:
+    raw = _shipped()
+    second = {**raw["incidents"][0], "id": "crash2", "start_s": 1200.0, "end_s": 3000.0}
+    raw["incidents"].append(second)
+    with pytest.raises(ScenarioError) as info:
+        parse_scenario(raw, source="vms.toml")
+    assert "overlap" in str(info.value) and second["edge"] in str(info.value)
+
+
+def test_closing_every_lane_by_number_is_a_full_closure(district_city: City) -> None:
+    edge = _shipped()["incidents"][0]["edge"]
+    lanes = district_city.net.edges[edge].lanes
+    by_number = IncidentSpec(id="c", edge=edge, closed_lanes=lanes, start_s=0, end_s=10)
+    partial = IncidentSpec(id="c", edge=edge, closed_lanes=lanes - 1, start_s=0, end_s=10)
+    states = Incidents([by_number, partial], district_city.net).states
+    assert states[0].closes_street and not states[0].open_lanes
+    assert not states[1].closes_street and states[1].open_lanes == [f"{edge}_0"]
+
+
 @pytest.mark.parametrize("value", [-0.1, 1.5])
 def test_compliance_outside_0_1_is_refused(value: float) -> None:
     raw = _shipped()
@@ -147,6 +166,16 @@ def test_unknown_sign_and_landmark_are_named(district_city: City, tmp_path: Path
     assert "logic.landmark" in str(info.value) and "hospital_1" in str(info.value)
 
 
+def test_ev_sign_must_be_one_of_the_runs_signs(district_city: City, tmp_path: Path) -> None:
+    raw = _shipped()
+    raw["signs"] = ["vms_1"]
+    raw["ev_signs"] = ["vms_2"]
+    b = _behaviour(raw)
+    with pytest.raises(ScenarioError) as info:
+        b.setup(_ctx(district_city, b, tmp_path))
+    assert "'ev_signs'" in str(info.value) and "vms_2" in str(info.value)
+
+
 def test_prepare_puts_loops_across_the_incident_street(district_city: City, tmp_path: Path) -> None:
     b = _behaviour(_shipped())
     prepared = b.prepare(district_city, seed=1, run_dir=tmp_path)
@@ -195,12 +224,18 @@ def test_recovery_time_is_when_the_queue_is_back_to_normal() -> None:
     assert math.isnan(never)
 
 
-def test_compliance_draw_is_fixed_and_nested() -> None:
-    draws = [_draw(7, f"veh{k}", "crash1") for k in range(2000)]
-    assert all(0.0 <= d < 1.0 for d in draws)
-    assert draws == [_draw(7, f"veh{k}", "crash1") for k in range(2000)]
-    assert abs(np.mean(np.array(draws) < 0.25) - 0.25) < 0.03  # about uniform
-    low = {k for k, d in enumerate(draws) if d < 0.25}
-    high = {k for k, d in enumerate(draws) if d < 0.5}
-    assert low < high  # who diverts at 25 % also diverts at 50 %
-    assert _draw(8, "veh1", "crash1") != _draw(7, "veh1", "crash1")
+def test_compliance_draw_is_fixed_uniform_and_independent() -> None:
+    ids = [f"t{k}" for k in range(4000)]  # SUMO trip ids: neighbours differ by a digit
+    draws = np.array([_draw(7, v, "crash1") for v in ids])
+    assert ((draws >= 0.0) & (draws < 1.0)).all()
+    assert draws.tolist() == [_draw(7, v, "crash1") for v in ids]  # fixed: common numbers
+    assert abs(np.mean(draws < 0.25) - 0.25) < 0.03  # about uniform
+    # independent: neighbouring trips, other seeds, other purposes (a CRC fails these)
+    assert abs(np.corrcoef(draws[:-1], draws[1:])[0, 1]) < 0.1
+    other_seed = np.array([_draw(8, v, "crash1") for v in ids])
+    assert abs(np.corrcoef(draws, other_seed)[0, 1]) < 0.1
+    other_use = np.array([_draw(7, v, "tt") for v in ids])
+    assert abs(np.corrcoef(draws, other_use)[0, 1]) < 0.1
+    # a coin per driver, not a quota: 100 consecutive trips at 50 % vary like a binomial
+    per_block = (draws < 0.5).reshape(40, 100).sum(axis=1)
+    assert 2.5 < per_block.std() < 8.0  # binomial: 5
