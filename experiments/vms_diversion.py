@@ -45,6 +45,8 @@ KEYS = (
     "diverted_share",
     "detour_trip_s",
     "closed_route_trip_s",
+    "detour_arrived_veh",
+    "closed_route_arrived_veh",
     "incident_throughput_veh",
     "incident_queue_max_veh",
     "incident_queue_mean_veh",
@@ -117,7 +119,7 @@ def summarise_ev(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "ev_change_pct": _mean(change),
         "ev_stopped_s_ignored": _mean([off[s]["ev_stopped_s"] for s in paired]),
         "ev_stopped_s_followed": _mean([on[s]["ev_stopped_s"] for s in paired]),
-        "lane_cleared_veh": _mean([on[s]["ev_lane_clear_asked_veh"] for s in paired]),
+        "lane_clear_asked_veh": _mean([on[s]["ev_lane_clear_asked_veh"] for s in paired]),
         "ev_compliance": sorted({r["ev_compliance"] for r in on.values()}),
         "seeds": paired,
     }
