@@ -88,14 +88,15 @@ def strongly_connected_edges(net: NetInfo) -> set[str]:
     return {e.id for e in net.edges.values() if e.from_node in core and e.to_node in core}
 
 
-def _mid(edge: EdgeInfo) -> tuple[float, float]:
+def edge_mid_xy(edge: EdgeInfo) -> tuple[float, float]:
+    """Midpoint of a street's end points [m]."""
     (x0, y0), (x1, y1) = edge.shape_xy[0], edge.shape_xy[-1]
     return (x0 + x1) / 2, (y0 + y1) / 2
 
 
 def _nearest(candidates: list[EdgeInfo], target: tuple[float, float], used: set[str]) -> EdgeInfo:
     free = [e for e in candidates if e.id not in used and e.id.removesuffix("_pocket") not in used]
-    return min(free, key=lambda e: math.dist(_mid(e), target))
+    return min(free, key=lambda e: math.dist(edge_mid_xy(e), target))
 
 
 def _class_edges(net: NetInfo, core: set[str], classes: set[str]) -> list[EdgeInfo]:
@@ -131,7 +132,7 @@ def make_pois(
     for role, count, radius, classes, label in plan:
         candidates = _class_edges(net, core, classes)
         if role == "shelter":  # shelters stay out of the flood zone
-            candidates = [e for e in candidates if not _inside(_mid(e), flood_polygon)]
+            candidates = [e for e in candidates if not _inside(edge_mid_xy(e), flood_polygon)]
         phase = rng.uniform(0, 2 * math.pi)
         for k in range(count):
             angle = phase + 2 * math.pi * k / count
@@ -139,7 +140,7 @@ def make_pois(
             target = (cx + ring * span * math.cos(angle), cy + ring * span * math.sin(angle))
             edge = _nearest(candidates, target, used)
             used.add(edge.id)
-            x, y = _mid(edge)
+            x, y = edge_mid_xy(edge)
             lon, lat = xy_to_lonlat(x, y, lat0=preset.lat, lon0=preset.lon)
             pois.append(
                 PoiSpec(
@@ -185,7 +186,7 @@ def make_vms(
     for e in ranked:
         if len(chosen) >= preset.n_vms:
             break
-        near = [math.dist(_mid(e), _mid(c)) for c in chosen]
+        near = [math.dist(edge_mid_xy(e), edge_mid_xy(c)) for c in chosen]
         same = [d for d, c in zip(near, chosen, strict=True) if _heading(c) == _heading(e)]
         if all(d > 600.0 for d in same) and all(d > 150.0 for d in near):
             chosen.append(e)
@@ -231,11 +232,7 @@ def flood_polygon(net: NetInfo) -> list[tuple[float, float]]:
 
 def make_flood_zone(net: NetInfo, *, preset: CityPreset) -> ZoneSpec:
     poly = flood_polygon(net)
-    edges = sorted(
-        e.id
-        for e in net.edges.values()
-        if _inside(e.shape_xy[0], poly) and _inside(e.shape_xy[-1], poly)
-    )
+    edges = edges_in_polygon(net, poly)
     lonlat = [
         tuple(round(v, 7) for v in xy_to_lonlat(x, y, lat0=preset.lat, lon0=preset.lon))
         for x, y in poly
@@ -247,6 +244,15 @@ def make_flood_zone(net: NetInfo, *, preset: CityPreset) -> ZoneSpec:
         polygon_xy=poly,
         polygon_lonlat=lonlat,
         edges=edges,
+    )
+
+
+def edges_in_polygon(net: NetInfo, poly: list[tuple[float, float]]) -> list[str]:
+    """Streets with both ends inside the polygon (how a zone's streets are chosen)."""
+    return sorted(
+        e.id
+        for e in net.edges.values()
+        if _inside(e.shape_xy[0], poly) and _inside(e.shape_xy[-1], poly)
     )
 
 

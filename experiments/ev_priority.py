@@ -21,18 +21,20 @@ from __future__ import annotations
 import argparse
 import math
 import multiprocessing as mp
-import statistics
 import sys
 from pathlib import Path
 from typing import Any
 
 from rich.progress import Progress
 
-from experiments._output import emit_json
+from experiments._output import emit_json, finite_mean
 from experiments._run import simulate_raw
 
 MODES = ("none", "field", "center", "center_immediate")
 SUWON = {"before_s_per_km": 200.0, "after_s_per_km": 87.0, "reduction_pct": 56.5}
+
+
+_mean = finite_mean
 
 
 def _spec(mode: str, seed: int, duration_s: float, period: str) -> dict[str, Any]:
@@ -75,11 +77,6 @@ def run_case(case: tuple[str, int, float, str, str]) -> dict[str, Any]:
         "recovery_mean_s",
     )
     return {"mode": mode, "seed": seed, **{k: m.get(k) for k in keys}}
-
-
-def _mean(values: list[Any]) -> float:
-    vals = [float(v) for v in values if v is not None and not math.isnan(float(v))]
-    return round(statistics.fmean(vals), 2) if vals else math.nan
 
 
 def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:

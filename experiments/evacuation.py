@@ -21,9 +21,9 @@ counts say how many did). Beside the JSON: ``evacuation_curves.png``.
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import multiprocessing as mp
-import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -31,12 +31,15 @@ from typing import Any
 
 from rich.progress import Progress
 
-from experiments._output import emit_json
+from experiments._output import emit_json, finite_mean
 from experiments._run import simulate_raw
 
 DEPARTURES = ("simultaneous", "staged")
 MEASURES = ("none", "contraflow", "contraflow_signals")
 WARNING_S = 300.0
+
+
+_mean = functools.partial(finite_mean, empty=None)  # JSON null when no seed has it
 
 
 def _spec(departure: str, measures: str, seed: int, duration_s: float) -> dict[str, Any]:
@@ -88,11 +91,6 @@ def run_case(case: tuple[str, str, int, float, str]) -> dict[str, Any]:
 
 def _clean(v: Any) -> Any:
     return None if isinstance(v, float) and math.isnan(v) else v
-
-
-def _mean(values: list[Any]) -> float | None:
-    vals = [float(v) for v in values if v is not None and not math.isnan(float(v))]
-    return round(statistics.fmean(vals), 2) if vals else None
 
 
 def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:

@@ -21,9 +21,8 @@ vs 60 % follow it.
 from __future__ import annotations
 
 import argparse
-import math
+import functools
 import multiprocessing as mp
-import statistics
 import sys
 import tomllib
 from pathlib import Path
@@ -31,7 +30,7 @@ from typing import Any
 
 from rich.progress import Progress
 
-from experiments._output import emit_json
+from experiments._output import emit_json, finite_mean
 from experiments._run import simulate_raw
 
 LEVELS = (0.0, 0.1, 0.25, 0.5, 0.75, 1.0)
@@ -53,6 +52,9 @@ KEYS = (
     "recovery_s",
     "unreachable_veh",
 )
+
+
+_mean = functools.partial(finite_mean, digits=3)
 
 
 def scenario(level: float | None, seed: int) -> dict[str, Any]:
@@ -130,11 +132,6 @@ def run_case(case: tuple[float | None, int, str]) -> dict[str, Any]:
     raw = scenario(level, seed)
     m = simulate_raw(raw, city_path, seed=seed, source="vms_diversion sweep").metrics
     return {"level": level, "seed": seed, **{k: m.get(k) for k in KEYS}}
-
-
-def _mean(values: list[Any]) -> float:
-    vals = [float(v) for v in values if v is not None and not math.isnan(float(v))]
-    return round(statistics.fmean(vals), 3) if vals else math.nan
 
 
 def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:

@@ -257,7 +257,7 @@ class Evacuation:
         return PreparedInputs(city=run_city, routes=(path,))
 
     def _zone(self, city: Any) -> tuple[list[tuple[float, float]], list[str]]:
-        from scenarios.evacuation_plan import edges_in_polygon
+        from city_models.features import edges_in_polygon
 
         spec = self.spec
         if spec.zone_polygon_xy is not None:
@@ -455,11 +455,11 @@ class Evacuation:
 
     def _hazard(self, ctx: RunContext) -> Generator[simpy.Event, Any, None]:
         """The flood spreads from the source: each street slows, then closes."""
-        from scenarios.evacuation_plan import edge_mid_xy
+        from city_models.features import edge_mid_xy
 
         h = self.spec.hazard
         dist = sorted(
-            (math.dist(edge_mid_xy(self.net, e), self.source_xy), e) for e in self.zone_edges
+            (math.dist(edge_mid_xy(self.net.edges[e]), self.source_xy), e) for e in self.zone_edges
         )
         env = ctx.bus.env
         start = env.now

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import networkx as nx
 import numpy as np
 
-from city_models.features import _inside
+from city_models.features import edge_mid_xy
 from city_models.graph import _street_ends as street_ends
 from twin.sumo_net import NetInfo
 
@@ -46,21 +46,6 @@ def polygon_area_km2(poly: Polygon) -> float:
 def polygon_centroid(poly: Polygon) -> tuple[float, float]:
     xs, ys = zip(*poly, strict=True)
     return float(np.mean(xs)), float(np.mean(ys))
-
-
-def edges_in_polygon(net: NetInfo, poly: Polygon) -> list[str]:
-    """Edges with both ends inside the polygon (as the city's flood zone is made)."""
-    pts = list(poly)
-    return sorted(
-        e.id
-        for e in net.edges.values()
-        if _inside(e.shape_xy[0], pts) and _inside(e.shape_xy[-1], pts)
-    )
-
-
-def edge_mid_xy(net: NetInfo, edge_id: str) -> tuple[float, float]:
-    (x0, y0), (x1, y1) = net.edges[edge_id].shape_xy[0], net.edges[edge_id].shape_xy[-1]
-    return (x0 + x1) / 2, (y0 + y1) / 2
 
 
 def evacuee_vehicles(
@@ -92,7 +77,7 @@ def sub_zone_waves(
 ) -> np.ndarray:
     """Sub-zone (wave) of each origin: rings of equal count by distance from the hazard
     source, wave 0 nearest to it (the most exposed leave first)."""
-    d = np.array([math.dist(edge_mid_xy(net, e), source_xy) for e in origin_edges])
+    d = np.array([math.dist(edge_mid_xy(net.edges[e]), source_xy) for e in origin_edges])
     if len(d) == 0:
         return np.zeros(0, dtype=np.int64)
     rank = np.argsort(np.argsort(d, kind="stable"), kind="stable")

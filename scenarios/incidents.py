@@ -131,19 +131,15 @@ class Incidents:
     """The run's incidents as SimPy processes acting on the SUMO session."""
 
     def __init__(self, specs: list[IncidentSpec], net: Any) -> None:
-        self.states = [
-            IncidentState(
-                spec=s,
-                lanes=closed_lane_ids(s, net.edges[s.edge].lanes),
-                open_lanes=[
-                    f"{s.edge}_{k}"
-                    for k in range(net.edges[s.edge].lanes)
-                    if f"{s.edge}_{k}" not in closed_lane_ids(s, net.edges[s.edge].lanes)
-                ],
-                speed_mps=float(net.edges[s.edge].speed_mps),
+        self.states = []
+        for s in specs:
+            edge = net.edges[s.edge]
+            closed = closed_lane_ids(s, edge.lanes)
+            every = [f"{s.edge}_{k}" for k in range(edge.lanes)]
+            open_lanes = [lane for lane in every if lane not in closed]
+            self.states.append(
+                IncidentState(s, closed, open_lanes, speed_mps=float(edge.speed_mps))
             )
-            for s in specs
-        ]
 
     def start(self, ctx: RunContext) -> None:
         for state in self.states:

@@ -252,13 +252,13 @@ class VmsDiversion:
                 weight=lambda _u, v, _d: length[v],
             )  # fmt: skip
             here = (self.sign_spec[sid].x, self.sign_spec[sid].y)
+            sign_to_end_m = self.net.edges[sign.edge].length_m - self.sign_spec[sid].pos_m
             self.reach_m[sid] = {}
             for site in self.sites:
                 edge = site.state.spec.edge
                 if edge not in dist:
                     continue
                 # from the sign to the end of the incident's street, driving and flying
-                sign_to_end_m = self.net.edges[sign.edge].length_m - self.sign_spec[sid].pos_m
                 drive_m = dist[edge] + sign_to_end_m
                 crow_m = max(math.dist(here, self.net.edges[edge].shape_xy[-1]), 100.0)
                 # ahead = within range, and no loop needed to get there (a sign just past
