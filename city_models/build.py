@@ -42,10 +42,11 @@ from city_models.manifest import (
     read_manifest,
     write_manifest,
 )
+from city_models.net import NetInfo, read_net
 from city_models.presets import CityPreset, get_preset
 from city_models.signals import SignalPlan, design_plan, plans_to_xml
+from twin.engine.sumo_tools import run_tool, sumo_version
 from twin.errors import CityError
-from twin.sumo_net import NetInfo, read_net, run_tool, sumo_version
 
 log = logging.getLogger(__name__)
 

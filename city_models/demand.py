@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from city_models.manifest import DemandModel, TrafficZone
+from city_models.net import NetInfo
 from twin.errors import ScenarioError
-from twin.sumo_net import NetInfo
 
 # period -> share of the peak-hour total and its direction; start of the period (s of day)
 PERIODS: dict[str, dict[str, float | str]] = {

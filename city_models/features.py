@@ -14,8 +14,8 @@ import numpy as np
 
 from city_models.geo import xy_to_lonlat
 from city_models.manifest import DetectorSpec, PoiSpec, VmsSpec, ZoneSpec
+from city_models.net import EdgeInfo, NetInfo
 from city_models.presets import CityPreset
-from twin.sumo_net import EdgeInfo, NetInfo
 
 STOPLINE_SETBACK_M = 3.0
 

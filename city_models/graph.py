@@ -8,7 +8,7 @@ Two views of one network:
   allowed edge-to-edge moves, for routing. A route is a list of SUMO edge ids, as in a
   ``.rou.xml``; its cost is the travel time of every edge entered, the first included.
 
-SUMO's connections are lane-level and :class:`~twin.sumo_net.NetInfo` keeps only those of
+SUMO's connections are lane-level and :class:`~city_models.net.NetInfo` keeps only those of
 the traffic lights. At a signalized junction the allowed moves are exactly the TLS links.
 At an unsignalized junction every incoming -> outgoing pair is allowed except the U-turn
 back along the same street; this approximates netconvert's connections (built with
@@ -32,8 +32,8 @@ import networkx as nx
 
 from city_models.features import approach_edge
 from city_models.geo import xy_to_lonlat
+from city_models.net import NetInfo
 from twin.errors import CityError
-from twin.sumo_net import NetInfo
 
 if TYPE_CHECKING:
     from city_models.build import City

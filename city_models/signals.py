@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from city_models.net import LinkInfo, NetInfo, TlsInfo
 from city_models.presets import CityPreset
-from twin.sumo_net import LinkInfo, NetInfo, TlsInfo
 
 LANE_WIDTH_M = 3.2
 PROGRESSION_SPEED_MPS = 50 / 3.6

@@ -61,7 +61,7 @@ def _spec(level: str, controller: str, seed: int, duration_s: float) -> Any:
 
 
 def _tls_cycle_adaptation(config: Any, net: Path, work: Path, adaptive: Any) -> Path:
-    from twin.sumo_net import run_tool, sumo_tool, tool_env
+    from twin.engine.sumo_tools import run_tool, sumo_tool, tool_env
 
     routes = work / "routed.rou.xml"
     run_tool(
@@ -139,7 +139,7 @@ def run_case(case: tuple[str, str, int, float, str]) -> dict[str, Any]:
     level, controller, seed, duration_s, city_path = case
     from city_models.build import load_city
     from scenarios.registry import get_kind
-    from twin.simulation import session_config, simulate
+    from twin.app.compose import session_config, simulate
 
     city = load_city(Path(city_path))
     spec = _spec(level, controller, seed, duration_s)
@@ -152,7 +152,7 @@ def run_case(case: tuple[str, str, int, float, str]) -> dict[str, Any]:
             config = replace(config, additional=(*config.additional, extra))
             below = below_min_green(extra, city)
         result = simulate(
-            spec, city, get_kind("baseline").behaviour(spec), seed=seed, run_dir=work, config=config
+            spec, city, get_kind("baseline").make(spec), seed=seed, run_dir=work, config=config
         )
     out = {k: result.metrics.get(k) for k in KEYS}
     out["greens_below_min"], out["greens"] = below

@@ -5,7 +5,7 @@
 One city, one demand file, one detector file. Each repeat runs, interleaved (order
 alternating), plain ``sumo`` with exactly the command line the twin gives libsumo
 (same outputs: tripinfo, summary, statistics; same loops), and the twin's full
-:func:`twin.simulation.simulate` (libsumo in a fresh process: reads signals every
+:func:`twin.app.compose.simulate` (libsumo in a fresh process: reads signals every
 control interval, detector aggregates every detector period, queues every series
 interval, the SimPy bus, the scenario hooks, metric parsing). Reported: medians.
 
@@ -31,7 +31,7 @@ from experiments._output import emit_json
 
 
 def _plain(args: list[str]) -> float:
-    from twin.sumo_net import sumo_binary, tool_env
+    from twin.engine.sumo_tools import sumo_binary, tool_env
 
     t0 = time.perf_counter()
     subprocess.run(
@@ -50,11 +50,11 @@ def _twin_worker(
     from city_models.build import load_city
     from scenarios.loader import parse_scenario
     from scenarios.registry import get_kind
-    from twin.simulation import simulate
+    from twin.app.compose import simulate
 
     spec = parse_scenario(spec_raw)
     city = load_city(Path(city_path))
-    behaviour = get_kind(spec.kind).behaviour(spec)
+    behaviour = get_kind(spec.kind).make(spec)
     _ = city.manifest  # loading the city is setup, not simulation
     t0 = time.perf_counter()
     result = simulate(spec, city, behaviour, seed=seed, run_dir=Path(run_dir), config=config)
@@ -90,7 +90,7 @@ def measure(
 ) -> dict[str, Any]:
     from city_models.build import build_city
     from scenarios.loader import parse_scenario
-    from twin.simulation import session_config
+    from twin.app.compose import session_config
 
     city = build_city(preset, seed=1, cities_dir=data_dir / "cities")
     specs = {

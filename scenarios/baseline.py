@@ -2,32 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
-
+from scenarios.base import Context, Scenario
 from scenarios.registry import ScenarioKind, register
-from scenarios.spec import BaselineSpec, ScenarioSpec
-from twin.hooks import RunContext
+from scenarios.spec import BaselineSpec
 
 
-class Baseline:
+class Baseline(Scenario[BaselineSpec]):
     """Does nothing but let the network run; the reference every scenario compares to."""
 
-    needs_step_hook = False
-
-    def __init__(self, spec: ScenarioSpec) -> None:
-        self.spec = spec
-
-    def setup(self, ctx: RunContext) -> None:
+    def setup(self, ctx: Context[BaselineSpec]) -> None:
         ctx.bus.record("baseline_start", period=self.spec.demand.period)
 
-    def on_step(self, ctx: RunContext) -> None:
-        return None
 
-    def on_interval(self, ctx: RunContext) -> None:
-        return None
-
-    def finish(self, ctx: RunContext) -> dict[str, Any]:
-        return {}
-
-
-register(ScenarioKind(name="baseline", spec=BaselineSpec, behaviour=Baseline))
+register(ScenarioKind(name="baseline", spec=BaselineSpec, scenario=Baseline))

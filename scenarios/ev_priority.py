@@ -33,11 +33,12 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, model_validator
 
-from scenarios.gps import GpsEmulator, GpsModel, GpsTracker, RouteMatcher
+from scenarios.base import Context, Scenario
+from scenarios.gps import GpsEmulator, GpsModel
 from scenarios.registry import ScenarioKind, register
 from scenarios.spec import ControlSpec, ScenarioSpec, _Spec
+from twin.center.tracking import GpsTracker, RouteMatcher
 from twin.errors import ScenarioError
-from twin.hooks import RunContext
 
 log = logging.getLogger(__name__)
 
@@ -130,14 +131,13 @@ class _Ev:
     last_reroute_s: float = 0.0
 
 
-class EvPriority:
+class EvPriority(Scenario[EvPrioritySpec]):
     """The behaviour of an ``ev_priority`` run (see the module doc)."""
 
     needs_step_hook = True
 
-    def __init__(self, spec: ScenarioSpec) -> None:
-        assert isinstance(spec, EvPrioritySpec)
-        self.spec = spec
+    def __init__(self, spec: EvPrioritySpec) -> None:
+        super().__init__(spec)
         self.evs = {ev.id: _Ev(ev) for ev in spec.evs}
         self.special_vehicles = set(self.evs)
         self.field_signals: set[str] = set()
@@ -147,7 +147,7 @@ class EvPriority:
         self.conflicts = 0
 
     # ------------------------------------------------------------------ setup
-    def setup(self, ctx: RunContext) -> None:
+    def setup(self, ctx: Context[EvPrioritySpec]) -> None:
         from city_models.graph import edge_graph
 
         city, spec = ctx.city, self.spec
@@ -217,10 +217,10 @@ class EvPriority:
         return str(candidates[int(rng.integers(len(candidates)))])
 
     # ------------------------------------------------------------------ dispatch
-    def _travel_times(self, ctx: RunContext) -> dict[str, float]:
+    def _travel_times(self, ctx: Context[EvPrioritySpec]) -> dict[str, float]:
         return ctx.session.edge_travel_times(list(self.net.edges))
 
-    def _dispatch(self, ctx: RunContext, ev: _Ev) -> None:
+    def _dispatch(self, ctx: Context[EvPrioritySpec], ev: _Ev) -> None:
         from city_models.graph import fastest_route, nearest_poi_by_time
 
         times = self._travel_times(ctx)
@@ -285,7 +285,7 @@ class EvPriority:
             ev.signals.append(_SignalOnRoute(node, stage, ev.matcher.stop_line_s_m(i), lanes, i))
 
     # ------------------------------------------------------------------ each step
-    def on_step(self, ctx: RunContext) -> None:
+    def on_step(self, ctx: Context[EvPrioritySpec]) -> None:
         live = [ev for ev in self.evs.values() if ev.route and math.isnan(ev.arrived_s)]
         if not live:
             self._check_recovery(ctx)
@@ -330,7 +330,7 @@ class EvPriority:
         else:
             ev.moving = True
 
-    def _center(self, ctx: RunContext, ev: _Ev, t: float) -> None:
+    def _center(self, ctx: Context[EvPrioritySpec], ev: _Ev, t: float) -> None:
         from signal_control.preemption import preemption_plan, resolve_conflicts
 
         assert ev.tracker is not None
@@ -407,7 +407,12 @@ class EvPriority:
         return float(self.net.edges[edge].speed_mps)
 
     def _pair_arrays(
-        self, ctx: RunContext, ahead: list[_SignalOnRoute], s_now: float, v_est: float, t: float
+        self,
+        ctx: Context[EvPrioritySpec],
+        ahead: list[_SignalOnRoute],
+        s_now: float,
+        v_est: float,
+        t: float,
     ) -> dict[str, Any]:
         n = len(ahead)
         queue = np.zeros(n)
@@ -449,7 +454,7 @@ class EvPriority:
             "lanes": lanes,
         }
 
-    def _field(self, ctx: RunContext, ev: _Ev, t: float, x: float, y: float) -> None:
+    def _field(self, ctx: Context[EvPrioritySpec], ev: _Ev, t: float, x: float, y: float) -> None:
         """Roadside units: react only to an EV within radio range of their stop line."""
         assert ev.matcher is not None
         match = ev.matcher.match(x, y)  # the radio senses the vehicle itself, not GPS
@@ -466,7 +471,7 @@ class EvPriority:
 
     # ------------------------------------------------------------------ requests
     def _request(
-        self, ctx: RunContext, ev: _Ev, sig: _SignalOnRoute, t: float, *, eta_s: float
+        self, ctx: Context[EvPrioritySpec], ev: _Ev, sig: _SignalOnRoute, t: float, *, eta_s: float
     ) -> None:
         self.port.request_priority(sig.tls, stage=sig.stage, max_hold_s=self.spec.max_hold_s)
         ev.active[sig.tls] = t
@@ -481,7 +486,7 @@ class EvPriority:
             eta_s=eta_s,
         )
 
-    def _release(self, ctx: RunContext, ev: _Ev, tls: str, *, reason: str) -> None:
+    def _release(self, ctx: Context[EvPrioritySpec], ev: _Ev, tls: str, *, reason: str) -> None:
         t = ctx.session.time_s
         ev.active.pop(tls, None)
         if any(tls in other.active for other in self.evs.values()):
@@ -492,7 +497,7 @@ class EvPriority:
         )
         self._start_recovery(ctx, tls, t)
 
-    def _release_all(self, ctx: RunContext, ev: _Ev, *, reason: str) -> None:
+    def _release_all(self, ctx: Context[EvPrioritySpec], ev: _Ev, *, reason: str) -> None:
         for tls in list(ev.active):
             self._release(ctx, ev, tls, reason=reason)
 
@@ -502,7 +507,7 @@ class EvPriority:
 
         return plan_position(self.port.guard(tls).plan, t)
 
-    def _start_recovery(self, ctx: RunContext, tls: str, t: float) -> None:
+    def _start_recovery(self, ctx: Context[EvPrioritySpec], tls: str, t: float) -> None:
         from signal_control.preemption import recovery_greens
 
         guard = self.port.guard(tls)
@@ -558,7 +563,7 @@ class EvPriority:
         err = (actual - due) % cycle
         return float(err - cycle if err > cycle / 2 else err)
 
-    def _check_recovery(self, ctx: RunContext) -> None:
+    def _check_recovery(self, ctx: Context[EvPrioritySpec]) -> None:
         if not self.recovering:
             return
         t = ctx.session.time_s
@@ -574,7 +579,7 @@ class EvPriority:
                 self.recovery_s.append(t - since if in_sync else math.nan)
                 del self.recovering[tls]
 
-    def on_interval(self, ctx: RunContext) -> None:
+    def on_interval(self, ctx: Context[EvPrioritySpec]) -> None:
         t = ctx.session.time_s
         for ev in self.evs.values():
             for tls in ev.active:
@@ -593,7 +598,7 @@ class EvPriority:
             if en_route and t - ev.last_reroute_s >= self.spec.reroute_every_s:
                 self._reroute(ctx, ev)
 
-    def _reroute(self, ctx: RunContext, ev: _Ev) -> None:
+    def _reroute(self, ctx: Context[EvPrioritySpec], ev: _Ev) -> None:
         """Route guidance en route: after the scene, switch to a route at least 10 %
         faster on current travel times (holds on the old route are released)."""
         from city_models.graph import fastest_route, route_time
@@ -628,7 +633,7 @@ class EvPriority:
         )
 
     # ------------------------------------------------------------------ results
-    def finish(self, ctx: RunContext) -> dict[str, Any]:
+    def finish(self, ctx: Context[EvPrioritySpec]) -> dict[str, Any]:
         per_ev = {}
         for ev in self.evs.values():
             done = not math.isnan(ev.arrived_s)
@@ -664,4 +669,4 @@ class EvPriority:
         }
 
 
-register(ScenarioKind(name="ev_priority", spec=EvPrioritySpec, behaviour=EvPriority))
+register(ScenarioKind(name="ev_priority", spec=EvPrioritySpec, scenario=EvPriority))

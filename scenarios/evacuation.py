@@ -41,10 +41,11 @@ import pandas as pd
 import simpy
 from pydantic import Field, model_validator
 
+from city_models.build import City
+from scenarios.base import Context, PreparedInputs, Scenario
 from scenarios.registry import ScenarioKind, register
 from scenarios.spec import ControlSpec, ScenarioSpec, _Spec
 from twin.errors import CityError, ScenarioError
-from twin.hooks import PreparedInputs, RunContext
 
 log = logging.getLogger(__name__)
 
@@ -135,14 +136,13 @@ class _Evacuee:
     order: list[str] = field(default_factory=list)  # shelters nearest first
 
 
-class Evacuation:
+class Evacuation(Scenario[EvacuationSpec]):
     """The behaviour of an ``evacuation`` run (see the module doc)."""
 
     needs_step_hook = False
 
-    def __init__(self, spec: ScenarioSpec) -> None:
-        assert isinstance(spec, EvacuationSpec)
-        self.spec = spec
+    def __init__(self, spec: EvacuationSpec) -> None:
+        super().__init__(spec)
         self.vehicles: dict[str, _Evacuee] = {}
         self.special_vehicles: set[str] = set()
         self.not_scheduled = 0  # departures drawn after the end of the run
@@ -155,7 +155,7 @@ class Evacuation:
         self.closed_edges: set[str] = set()
 
     # ------------------------------------------------------------------ before SUMO
-    def prepare(self, city: Any, *, seed: int, run_dir: Path) -> PreparedInputs:
+    def prepare(self, city: City, *, seed: int, run_dir: Path) -> PreparedInputs:
         from city_models.graph import edge_graph
         from city_models.variants import contraflow_city, opposite_edges
         from scenarios import evacuation_plan as plan
@@ -364,7 +364,7 @@ class Evacuation:
         return path
 
     # ------------------------------------------------------------------ during the run
-    def setup(self, ctx: RunContext) -> None:
+    def setup(self, ctx: Context[EvacuationSpec]) -> None:
         from scenarios.shelters import ShelterIntake
 
         spec = self.spec
@@ -390,7 +390,7 @@ class Evacuation:
             contraflow=self.contraflow_edges,
         )
 
-    def _warn(self, ctx: RunContext) -> None:
+    def _warn(self, ctx: Context[EvacuationSpec]) -> None:
         spec, m = self.spec, self.spec.measures
         ctx.bus.process(self._propagate(ctx))
         if self.reversed_edges:  # the lane left inbound: emergency vehicles only
@@ -402,7 +402,7 @@ class Evacuation:
         if spec.hazard.spreading:
             ctx.bus.process(self._hazard(ctx))
 
-    def _propagate(self, ctx: RunContext) -> Generator[simpy.Event, Any, None]:
+    def _propagate(self, ctx: Context[EvacuationSpec]) -> Generator[simpy.Event, Any, None]:
         """The warning reaches each sub-zone (one at once, or wave after wave)."""
         d = self.spec.departure
         waves = d.waves if d.curve == "staged" else 1
@@ -413,7 +413,7 @@ class Evacuation:
             told = sum(1 for v in self.vehicles.values() if waves == 1 or v.wave == k)
             ctx.bus.record("warning_received", sub_zone=k, vehicles=told)
 
-    def _restrict(self, ctx: RunContext, edges: list[str], why: str) -> None:
+    def _restrict(self, ctx: Context[EvacuationSpec], edges: list[str], why: str) -> None:
         lanes = [f"{e}_{k}" for e in edges for k in range(self.net.edges[e].lanes)]
         ctx.session.set_lane_allowed(lanes, EMERGENCY_CLASSES)
         self.closed_edges |= set(edges)
@@ -425,7 +425,7 @@ class Evacuation:
                 rerouted += 1
         ctx.bus.record(f"{why}_closed", edges=len(edges), rerouted=rerouted)
 
-    def _signal_plans(self, ctx: RunContext) -> Generator[simpy.Event, Any, None]:
+    def _signal_plans(self, ctx: Context[EvacuationSpec]) -> Generator[simpy.Event, Any, None]:
         """Evacuation greens through the guarded port, re-weighted every update by the
         evacuees still to pass each signal; the plan comes back when they are through."""
         from scenarios.evacuation_plan import evacuation_greens, stage_flows
@@ -453,7 +453,7 @@ class Evacuation:
                 return
             yield ctx.bus.env.timeout(m.signal_update_s)
 
-    def _hazard(self, ctx: RunContext) -> Generator[simpy.Event, Any, None]:
+    def _hazard(self, ctx: Context[EvacuationSpec]) -> Generator[simpy.Event, Any, None]:
         """The flood spreads from the source: each street slows, then closes."""
         from city_models.features import edge_mid_xy
 
@@ -475,7 +475,7 @@ class Evacuation:
                 name=f"street_closed {edge}",
             )
 
-    def _close(self, ctx: RunContext, edge: str) -> None:
+    def _close(self, ctx: Context[EvacuationSpec], edge: str) -> None:
         lanes = [f"{edge}_{k}" for k in range(self.net.edges[edge].lanes)]
         ctx.session.close_lanes(lanes)
         self.closed_edges.add(edge)
@@ -484,7 +484,7 @@ class Evacuation:
                 ctx.session.reroute(ev.id)
                 ev.route = ctx.session.vehicle_route(ev.id)[0]
 
-    def _on_full(self, ctx: RunContext) -> Any:
+    def _on_full(self, ctx: Context[EvacuationSpec]) -> Any:
         def spill(shelter: str) -> None:
             moved = 0
             # (those not on the road yet are redirected when they enter it)
@@ -495,7 +495,7 @@ class Evacuation:
 
         return spill
 
-    def _redirect(self, ctx: RunContext, ev: _Evacuee) -> bool:
+    def _redirect(self, ctx: Context[EvacuationSpec], ev: _Evacuee) -> bool:
         """Send ``ev`` on to the nearest shelter (in its order) that still has room."""
         for sid in ev.order:
             if sid != ev.shelter and self.intake.room_veh(sid) > 0:
@@ -506,7 +506,7 @@ class Evacuation:
                 return True
         return False
 
-    def _spill_ahead(self, ctx: RunContext, live: list[_Evacuee]) -> None:
+    def _spill_ahead(self, ctx: Context[EvacuationSpec], live: list[_Evacuee]) -> None:
         """Cars on the last edges before a shelter with fewer places left than cars
         arriving: those farthest back go on to the next shelter with room (so that no
         car is turned away while another shelter has places)."""
@@ -522,10 +522,10 @@ class Evacuation:
                 if moved:
                     ctx.bus.record("shelter_spill_ahead", shelter=sid, redirected=moved)
 
-    def on_step(self, ctx: RunContext) -> None:
+    def on_step(self, ctx: Context[EvacuationSpec]) -> None:
         return None
 
-    def on_interval(self, ctx: RunContext) -> None:
+    def on_interval(self, ctx: Context[EvacuationSpec]) -> None:
         session = ctx.session
         t = session.time_s
         present = set(session.vehicle_ids())
@@ -582,7 +582,7 @@ class Evacuation:
         curve["sheltered_share"] = curve["sheltered_veh"] / n
         return {"evacuation": curve, "shelter_occupancy": self.intake.occupancy()}
 
-    def finish(self, ctx: RunContext) -> dict[str, Any]:
+    def finish(self, ctx: Context[EvacuationSpec]) -> dict[str, Any]:
         ctx.bus.advance_to(ctx.bus.now_s)  # intake processes started this tick
         spec = self.spec
         vs = list(self.vehicles.values())
@@ -628,4 +628,4 @@ class Evacuation:
         }
 
 
-register(ScenarioKind(name="evacuation", spec=EvacuationSpec, behaviour=Evacuation))
+register(ScenarioKind(name="evacuation", spec=EvacuationSpec, scenario=Evacuation))

@@ -22,7 +22,7 @@ import numpy as np
 
 from city_models.features import edge_mid_xy
 from city_models.graph import _street_ends as street_ends
-from twin.sumo_net import NetInfo
+from city_models.net import NetInfo
 
 log = logging.getLogger(__name__)
 

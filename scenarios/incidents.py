@@ -21,9 +21,9 @@ from typing import Any, Literal
 import simpy
 from pydantic import Field, model_validator
 
+from scenarios.base import Context
 from scenarios.spec import _Spec
 from twin.errors import ScenarioError
-from twin.hooks import RunContext
 
 log = logging.getLogger(__name__)
 
@@ -141,11 +141,11 @@ class Incidents:
                 IncidentState(s, closed, open_lanes, speed_mps=float(edge.speed_mps))
             )
 
-    def start(self, ctx: RunContext) -> None:
+    def start(self, ctx: Context[Any]) -> None:
         for state in self.states:
             ctx.bus.process(self._life(ctx, state))
 
-    def _life(self, ctx: RunContext, st: IncidentState) -> Generator[simpy.Event, Any, None]:
+    def _life(self, ctx: Context[Any], st: IncidentState) -> Generator[simpy.Event, Any, None]:
         env, spec = ctx.bus.env, st.spec
         yield env.timeout(max(spec.start_s - env.now, 0.0))
         ctx.session.close_lanes(st.lanes)

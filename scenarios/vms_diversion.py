@@ -45,6 +45,8 @@ import numpy as np
 import pandas as pd
 from pydantic import Field, model_validator
 
+from city_models.build import City
+from scenarios.base import Context, PreparedInputs, Scenario
 from scenarios.ev_priority import EvPriority, EvPrioritySpec, EvSpec, GpsSpec
 from scenarios.incidents import (
     Incidents,
@@ -68,7 +70,6 @@ from scenarios.vms import (
     warning_text,
 )
 from twin.errors import CityError, ScenarioError
-from twin.hooks import PreparedInputs, RunContext
 
 log = logging.getLogger(__name__)
 
@@ -171,12 +172,11 @@ def _draw(seed: int, *parts: str) -> float:
     return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "big") / 2**64
 
 
-class VmsDiversion:
+class VmsDiversion(Scenario[VmsDiversionSpec]):
     """The behaviour of a ``vms_diversion`` run (see the module doc)."""
 
-    def __init__(self, spec: ScenarioSpec) -> None:
-        assert isinstance(spec, VmsDiversionSpec)
-        self.spec = spec
+    def __init__(self, spec: VmsDiversionSpec) -> None:
+        super().__init__(spec)
         self.ev = EvPriority(spec.ev_spec()) if spec.evs else None
         self.needs_step_hook = self.ev is not None  # following an EV needs every step
         self.special_vehicles = set(self.ev.special_vehicles) if self.ev else set()
@@ -194,7 +194,7 @@ class VmsDiversion:
         self.next_update_s = -math.inf
 
     # ------------------------------------------------------------------ before SUMO
-    def prepare(self, city: Any, *, seed: int, run_dir: Path) -> PreparedInputs:
+    def prepare(self, city: City, *, seed: int, run_dir: Path) -> PreparedInputs:
         """Loops across every lane at the end of each incident street (throughput)."""
         net = city.net
         check_against_city(self.spec.incidents, net, scenario=self.spec.name)
@@ -214,7 +214,7 @@ class VmsDiversion:
         return PreparedInputs(city=city, additional=(path,))
 
     # ------------------------------------------------------------------ setup
-    def setup(self, ctx: RunContext) -> None:
+    def setup(self, ctx: Context[VmsDiversionSpec]) -> None:
         from city_models.graph import edge_graph
 
         spec, city = self.spec, ctx.city
@@ -298,11 +298,11 @@ class VmsDiversion:
         return _IncidentSite(st, street, queue_edges, straight or beyond, loops)
 
     # ------------------------------------------------------------------ each tick
-    def on_step(self, ctx: RunContext) -> None:
+    def on_step(self, ctx: Context[VmsDiversionSpec]) -> None:
         if self.ev is not None:
             self.ev.on_step(ctx)
 
-    def on_interval(self, ctx: RunContext) -> None:
+    def on_interval(self, ctx: Context[VmsDiversionSpec]) -> None:
         t = ctx.session.time_s
         if self.ev is not None:
             self.ev.on_interval(ctx)
@@ -316,7 +316,7 @@ class VmsDiversion:
             self._drivers_read_signs(ctx, t)
         self._measure(ctx, t)
 
-    def _police_diversion(self, ctx: RunContext) -> None:
+    def _police_diversion(self, ctx: Context[VmsDiversionSpec]) -> None:
         """At a full closure everybody about to enter it is sent round it."""
         for st in self.incidents.active_closures():
             closed = st.spec.edge
@@ -335,7 +335,7 @@ class VmsDiversion:
                         ctx.bus.record("vehicle_unreachable", vehicle=vid, closed_edge=closed)
 
     # ------------------------------------------------------------------ sign logic
-    def _update_signs(self, ctx: RunContext, t: float) -> None:
+    def _update_signs(self, ctx: Context[VmsDiversionSpec], t: float) -> None:
         # SUMO's estimate is length / mean speed: a stopped car makes it explode; cap it
         measured = ctx.session.edge_travel_times(list(self.net.edges))
         times = {e: min(tt, MAX_EDGE_TIME_S) for e, tt in measured.items()}
@@ -346,7 +346,7 @@ class VmsDiversion:
             elif may_change(sign, desired, t, min_display_s=self.spec.logic.min_display_s):
                 self._show(ctx, sid, desired, t)
 
-    def _show(self, ctx: RunContext, sid: str, message: Message, t: float) -> None:
+    def _show(self, ctx: Context[VmsDiversionSpec], sid: str, message: Message, t: float) -> None:
         sign = self.signs[sid]
         changed_kind = message.kind != sign.message.kind
         show(sign, message, t)
@@ -356,7 +356,7 @@ class VmsDiversion:
             ctx.bus.record("vms_message", sign=sid, message=message.kind, text=message.text,
                            incident=message.incident)  # fmt: skip
 
-    def _update_ev_signs(self, ctx: RunContext, t: float) -> None:
+    def _update_ev_signs(self, ctx: Context[VmsDiversionSpec], t: float) -> None:
         """The EV-only message: on while an emergency vehicle under priority will pass
         the sign within ``ev_warn_s`` (from the center's GPS track), off once it passed."""
         assert self.ev is not None
@@ -445,7 +445,7 @@ class VmsDiversion:
         return str(first or route[-1])
 
     # ------------------------------------------------------------------ drivers
-    def _drivers_read_signs(self, ctx: RunContext, t: float) -> None:
+    def _drivers_read_signs(self, ctx: Context[VmsDiversionSpec], t: float) -> None:
         session, p = ctx.session, self.spec.compliance
         for sid, sign in self.signs.items():
             msg = sign.message
@@ -478,7 +478,7 @@ class VmsDiversion:
                     vid, msg.incident, sid, msg.kind, t, diverted
                 )
 
-    def _clear_lane(self, ctx: RunContext, vid: str, sid: str) -> None:
+    def _clear_lane(self, ctx: Context[VmsDiversionSpec], vid: str, sid: str) -> None:
         """A compliant driver in the inner lane of a multi-lane street moves one lane
         right for as long as the message lasts, leaving the inner lane to the EV."""
         if vid in self.special_vehicles:
@@ -492,7 +492,7 @@ class VmsDiversion:
             self.cleared.add((sid, self.signs[sid].episode, vid))
 
     # ------------------------------------------------------------------ measures
-    def _measure(self, ctx: RunContext, t: float) -> None:
+    def _measure(self, ctx: Context[VmsDiversionSpec], t: float) -> None:
         session = ctx.session
         for site in self.sites:
             buf = np.zeros(len(site.queue_edges))
@@ -506,7 +506,7 @@ class VmsDiversion:
                 if d.vehicle not in present:
                     d.arrived_s = t  # to the control interval
 
-    def finish(self, ctx: RunContext) -> dict[str, Any]:
+    def finish(self, ctx: Context[VmsDiversionSpec]) -> dict[str, Any]:
         affected = list(self.drivers.values())
         diverted = [d for d in affected if d.diverted]
         stayed = [d for d in affected if not d.diverted]
@@ -601,4 +601,4 @@ def recovery_time_s(
     return float(t[ok.argmax()] - window_s - end_s)
 
 
-register(ScenarioKind(name="vms_diversion", spec=VmsDiversionSpec, behaviour=VmsDiversion))
+register(ScenarioKind(name="vms_diversion", spec=VmsDiversionSpec, scenario=VmsDiversion))

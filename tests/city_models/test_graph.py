@@ -25,8 +25,8 @@ from city_models.graph import (
     uniform_arrival_delay_s,
 )
 from city_models.manifest import PoiSpec
+from city_models.net import EdgeInfo, NetInfo
 from twin.errors import CityError
-from twin.sumo_net import EdgeInfo, NetInfo
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,7 @@ DURATION_S = 600.0
 def _observe(city_path: str, run_dir: str, controller: str) -> dict[str, Any]:
     from city_models.build import load_city
     from scenarios.loader import parse_scenario
-    from twin.simulation import simulate
+    from twin.app.compose import simulate
 
     city = load_city(Path(city_path))
     spec = parse_scenario({
@@ -122,8 +122,8 @@ def test_what_sumo_shows_is_safe(district_city: City, tmp_path: Path, controller
 def test_unknown_signal_in_by_signal_is_a_clear_error(district_city: City, tmp_path: Path) -> None:
     from scenarios.baseline import Baseline
     from scenarios.loader import parse_scenario
+    from twin.app.compose import simulate
     from twin.errors import ScenarioError
-    from twin.simulation import simulate
 
     spec = parse_scenario({"name": "x", "kind": "baseline",
                            "control": {"by_signal": {"no_such_signal": "adaptive"}}})  # fmt: skip

@@ -28,7 +28,7 @@ def _run(city_path: str, run_dir: str, raw: dict[str, Any], record: bool) -> dic
     from city_models.build import load_city
     from scenarios.ev_priority import EvPriority
     from scenarios.loader import parse_scenario
-    from twin.simulation import simulate
+    from twin.app.compose import simulate
 
     city = load_city(Path(city_path))
     spec = parse_scenario(raw)
@@ -109,8 +109,8 @@ def test_bad_ev_input_names_the_field(district_city: City, tmp_path: Path,
                                       change: dict[str, Any], needle: str) -> None:  # fmt: skip
     from scenarios.ev_priority import EvPriority
     from scenarios.loader import parse_scenario
+    from twin.app.compose import simulate
     from twin.errors import ScenarioError
-    from twin.simulation import simulate
 
     raw = _spec("center")
     raw["evs"][0].update(change)

@@ -34,7 +34,7 @@ def _run(city_path: str, run_dir: str, raw: dict[str, Any], record: bool) -> dic
     from city_models.build import load_city
     from scenarios.evacuation import Evacuation
     from scenarios.loader import parse_scenario
-    from twin.simulation import simulate
+    from twin.app.compose import simulate
 
     city = load_city(Path(city_path))
     spec = parse_scenario(raw)

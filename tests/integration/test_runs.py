@@ -11,14 +11,16 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from city_models.build import City, load_city
 from scenarios.loader import load_scenario
-from twin import runner
+from twin.app.compose import execute_request, run_request
 from twin.config import Settings
-from twin.store import RunStore
+from twin.engine.executors import LocalProcess, Progress
+from twin.engine.store import RunRecord, RunStore
 
 pytestmark = pytest.mark.sumo
 
@@ -41,11 +43,20 @@ def _scenario(tmp_path: Path, *, seed: int = 7, duration: int = 600) -> Path:
     return path
 
 
+def _execute(spec: Any, city: City, *, seed: int, settings: Settings,
+             progress: Progress | None = None) -> RunRecord:  # fmt: skip
+    executor = LocalProcess(settings, execute_request)
+    try:
+        return executor.run(run_request(spec, city, seed=seed), progress=progress)
+    finally:
+        executor.close()
+
+
 def _twin(*args: str, data: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "CITYTWIN_DATA": str(data)}
     env.pop("CITYTWIN_DB", None)
     return subprocess.run(
-        [sys.executable, "-m", "twin.cli", *args], capture_output=True, text=True, env=env,
+        [sys.executable, "-m", "twin.app.cli", *args], capture_output=True, text=True, env=env,
         timeout=300, check=False,
     )  # fmt: skip
 
@@ -79,9 +90,9 @@ def test_cli_run_json_contract_and_records(tmp_path: Path, district_city: City) 
 def test_same_seed_same_metrics_other_seed_differs(settings: Settings, district_city: City,
                                                    tmp_path: Path) -> None:  # fmt: skip
     spec = load_scenario(_scenario(tmp_path))
-    first = runner.execute(spec, district_city, seed=11, settings=settings)
-    second = runner.execute(spec, district_city, seed=11, settings=settings)
-    other = runner.execute(spec, district_city, seed=12, settings=settings)
+    first = _execute(spec, district_city, seed=11, settings=settings)
+    second = _execute(spec, district_city, seed=11, settings=settings)
+    other = _execute(spec, district_city, seed=12, settings=settings)
     assert first.status == second.status == other.status == "done"
     assert first.id != second.id
     assert first.metrics == second.metrics
@@ -116,7 +127,7 @@ def test_network_sumo_rejects_is_recorded_as_failed(settings: Settings, district
     net = broken / district_city.manifest.files.net
     net.write_bytes(content if case == "truncated" else gzip.compress(content))
     spec = load_scenario(_scenario(tmp_path))
-    record = runner.execute(spec, load_city(broken), seed=1, settings=settings)
+    record = _execute(spec, load_city(broken), seed=1, settings=settings)
     assert record.status == "failed"
     assert expected in (record.error or "")
     assert record.finished_at is not None
@@ -133,7 +144,7 @@ def test_worker_killed_mid_run_is_recorded(settings: Settings, district_city: Ci
                 os.kill(child.pid, signal.SIGKILL)  # type: ignore[arg-type]
                 killed.append(child.pid)  # type: ignore[arg-type]
 
-    record = runner.execute(spec, district_city, seed=1, settings=settings,
+    record = _execute(spec, district_city, seed=1, settings=settings,
                             progress=kill_on_first_progress)  # fmt: skip
     assert killed
     assert record.status == "failed"

@@ -34,7 +34,7 @@ def _in_process(fn: Any, *args: Any) -> Any:
 
 def _slices_and_state(city_path: str, run_dir: str) -> dict[str, Any]:
     from city_models.build import load_city
-    from twin.simulation import make_session, session_config
+    from twin.app.compose import make_session, session_config
 
     city = load_city(Path(city_path))
     cfg = session_config(_spec(), city, seed=3, run_dir=Path(run_dir))
@@ -80,7 +80,7 @@ def test_slices_hooks_arrays_and_state(district_city: City, tmp_path: Path) -> N
 def _run_backend(city_path: str, run_dir: str, backend: str) -> dict[str, Any]:
     from city_models.build import load_city
     from scenarios.baseline import Baseline
-    from twin.simulation import simulate
+    from twin.app.compose import simulate
 
     spec = _spec(duration_s=600.0, backend=backend)
     city = load_city(Path(city_path))
@@ -97,8 +97,8 @@ def test_libsumo_and_traci_agree(district_city: City, tmp_path: Path) -> None:
 
 def _two_sessions(city_path: str, run_dir: str) -> str:
     from city_models.build import load_city
+    from twin.app.compose import make_session, session_config
     from twin.errors import SumoError
-    from twin.simulation import make_session, session_config
 
     city = load_city(Path(city_path))
     cfg = session_config(_spec(), city, seed=3, run_dir=Path(run_dir))

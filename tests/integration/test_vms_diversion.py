@@ -34,12 +34,12 @@ def _run(city_path: str, run_dir: str, raw: dict[str, Any]) -> dict[str, Any]:
     from city_models.build import load_city
     from scenarios.loader import parse_scenario
     from scenarios.registry import get_kind
-    from twin.simulation import simulate
+    from twin.app.compose import simulate
 
     city = load_city(Path(city_path))
     spec = parse_scenario(raw)
     result = simulate(
-        spec, city, get_kind(spec.kind).behaviour(spec), seed=spec.seed, run_dir=Path(run_dir)
+        spec, city, get_kind(spec.kind).make(spec), seed=spec.seed, run_dir=Path(run_dir)
     )
     return {"metrics": result.metrics, "events": result.events, "series": result.series}
 

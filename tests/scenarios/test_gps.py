@@ -1,4 +1,4 @@
-"""Tests of the GPS chain of center-based EV priority (scenarios.gps); no SUMO needed."""
+"""Tests of the GPS chain of center-based EV priority; no SUMO needed."""
 
 from __future__ import annotations
 
@@ -10,17 +10,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from scenarios.gps import (
-    GpsEmulator,
-    GpsModel,
-    GpsReport,
-    GpsTracker,
-    Match,
-    RejectReason,
-    RouteMatcher,
-)
+from city_models.net import EdgeInfo
+from scenarios.gps import GpsEmulator, GpsModel
+from twin.center.tracking import GpsReport, GpsTracker, Match, RejectReason, RouteMatcher
 from twin.errors import ConfigError
-from twin.sumo_net import EdgeInfo
 
 
 @dataclass(frozen=True)
@@ -413,7 +406,7 @@ def test_tracker_rejects_with_reason(report: GpsReport, reason: RejectReason) ->
 
 def test_tracker_rejections_are_logged(caplog: pytest.LogCaptureFixture) -> None:
     tracker = _tracker_at()
-    with caplog.at_level("INFO", logger="scenarios.gps"):
+    with caplog.at_level("INFO", logger="twin.center.tracking"):
         tracker.update(rep(11.0, math.nan, 0.0))
     assert "non_finite" in caplog.text
 

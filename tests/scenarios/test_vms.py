@@ -18,9 +18,9 @@ from scenarios.incidents import Incidents, IncidentSpec, closed_lane_ids
 from scenarios.loader import library_scenarios, parse_scenario
 from scenarios.vms import BLANK, Message, SignState, may_change, show
 from scenarios.vms_diversion import VmsDiversion, VmsDiversionSpec, _draw, recovery_time_s
+from twin.engine.events import EventBus
+from twin.engine.run import RunContext
 from twin.errors import ScenarioError
-from twin.events import EventBus
-from twin.hooks import RunContext
 
 DETOUR = Message("incident_detour", "detour", incident="c1", avoid_edges=("e",))
 WARNING = Message("incident_warning", "warning", incident="c1", avoid_edges=("e",))
@@ -129,7 +129,7 @@ def _behaviour(raw: dict[str, Any]) -> VmsDiversion:
     return VmsDiversion(spec)
 
 
-def _ctx(city: City, behaviour: VmsDiversion, tmp_path: Path) -> RunContext:
+def _ctx(city: City, behaviour: VmsDiversion, tmp_path: Path) -> RunContext[City, Any]:
     return RunContext(session=None, bus=EventBus(), city=city, spec=behaviour.spec,  # type: ignore[arg-type]
                       seed=1, run_dir=tmp_path)  # fmt: skip
 

@@ -1,4 +1,4 @@
-"""Tests of the event bus (twin.events): SimPy advanced in lockstep with SUMO time."""
+"""Tests of the event bus (twin.engine.events): SimPy advanced in lockstep with SUMO time."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import simpy
 
-from twin.events import BusEvent, EventBus
+from twin.engine.events import BusEvent, EventBus
 
 
 def test_starts_at_the_given_time() -> None:

@@ -1,4 +1,4 @@
-"""Tests of the run store (twin.store) on a SQLite file."""
+"""Tests of the run store (twin.engine.store) on a SQLite file."""
 
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ import pandas as pd
 import pytest
 
 from twin.config import Settings
+from twin.engine.store import STATUSES, RunRecord, RunStore, jsonable, new_run_id
 from twin.errors import ConfigError, RunError, RunNotFoundError, TwinError
-from twin.store import STATUSES, RunRecord, RunStore, jsonable, new_run_id
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -190,7 +190,7 @@ def test_mark_failed_after_done_keeps_done(
 ) -> None:
     run_id = _create(store)
     store.mark_done(run_id, metrics={"delay_s": 1.0})
-    with caplog.at_level(logging.WARNING, logger="twin.store"):
+    with caplog.at_level(logging.WARNING, logger="twin.engine.store"):
         store.mark_failed(run_id, error="late error")
     rec = store.get(run_id)
     assert rec.status == "done"
@@ -310,7 +310,7 @@ def test_another_process_sees_runs(tmp_path: Path) -> None:
         mine = _create(store)
         code = (
             "import sys\n"
-            "from twin.store import RunStore\n"
+            "from twin.engine.store import RunStore\n"
             "s = RunStore(sys.argv[1])\n"
             "assert s.get(sys.argv[2]).status == 'running'\n"
             "rid = s.create_run(scenario_name='n', scenario_kind='k', spec={}, city_name='c',\n"
@@ -337,7 +337,7 @@ def test_processes_create_one_store_at_once(tmp_path: Path) -> None:
     url = _url(tmp_path)
     code = (
         "import sys\n"
-        "from twin.store import RunStore\n"
+        "from twin.engine.store import RunStore\n"
         "s = RunStore(sys.argv[1])\n"
         "s.create_run(scenario_name='n', scenario_kind='k', spec={}, city_name='c',\n"
         "    city_hash='h', seed=1, versions={})\n"

@@ -103,7 +103,8 @@ def run(
 ) -> None:
     """Run a scenario; records the run and prints its metrics."""
     from scenarios.loader import load_scenario
-    from twin import runner
+    from twin.app.compose import execute_request, run_request
+    from twin.engine.executors import LocalProcess
 
     settings = _settings(data_dir, db)
     spec = load_scenario(scenario)
@@ -121,8 +122,13 @@ def run(
         def on_progress(done_s: float, total_s: float) -> None:
             bar.update(task, completed=done_s, sim=f"{done_s:.0f}/{total_s:.0f} s sim")
 
-        record = runner.execute(spec, city, seed=run_seed, settings=settings,
-                                progress=on_progress, gui=gui)  # fmt: skip
+        executor = LocalProcess(settings, execute_request)
+        try:
+            record = executor.run(
+                run_request(spec, city, seed=run_seed, gui=gui), progress=on_progress
+            )
+        finally:
+            executor.close()
     files: dict[str, str] = {}
     if report and record.run_dir is not None:
         files = _write_report(record, settings)
@@ -136,7 +142,7 @@ def run(
 
 
 def _write_report(record: Any, settings: Settings) -> dict[str, str]:
-    from twin.store import RunStore
+    from twin.engine.store import RunStore
     from viz.summary import write_summary
 
     store = RunStore.from_settings(settings)
@@ -183,13 +189,13 @@ def _print_run(record: Any, files: dict[str, str]) -> None:
 @runs_app.command("list")
 def runs_list(
     limit: Annotated[int, typer.Option(help="How many, newest first.")] = 20,
-    status: Annotated[str | None, typer.Option(help="running | done | failed")] = None,
+    status: Annotated[str | None, typer.Option(help="queued | running | done | failed")] = None,
     data_dir: DataDir = None,
     db: DbUrl = None,
     as_json: JsonOut = False,
 ) -> None:
     """List recorded runs, newest first."""
-    from twin.store import RunStore
+    from twin.engine.store import RunStore
 
     store = RunStore.from_settings(_settings(data_dir, db))
     records = store.list(limit=limit, status=status)
@@ -217,7 +223,7 @@ def runs_show(
     as_json: JsonOut = False,
 ) -> None:
     """Show one run: its spec, versions, status, error and metrics."""
-    from twin.store import RunStore
+    from twin.engine.store import RunStore
 
     store = RunStore.from_settings(_settings(data_dir, db))
     record = store.get(run_id)

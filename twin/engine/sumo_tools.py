@@ -1,8 +1,9 @@
-"""SUMO's files and command-line tools: binaries, netconvert, reading a network.
+"""SUMO's files and command-line tools: binaries, netconvert, loading a network, outputs.
 
-With :mod:`twin.sumo_session` this is the only place that touches SUMO (here through
-``sumolib`` and the binaries of the ``eclipse-sumo`` wheel). Everything else receives
-plain records (:class:`NetInfo`) and never imports sumolib.
+With :mod:`twin.engine.sumo_session` this is the only place that touches SUMO (here
+through ``sumolib`` and the binaries of the ``eclipse-sumo`` wheel). The map's records
+(:class:`city_models.net.NetInfo`) are built from what :func:`load_sumolib_net` returns;
+nothing else imports sumolib.
 """
 
 from __future__ import annotations
@@ -10,11 +11,9 @@ from __future__ import annotations
 import gzip
 import itertools
 import logging
-import math
 import os
 import subprocess
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -143,73 +142,12 @@ def xml_problem(path: Path) -> str | None:
     return None
 
 
-# --------------------------------------------------------------------------- net records
+# --------------------------------------------------------------------------- networks
 
 
-@dataclass(frozen=True)
-class EdgeInfo:
-    """One normal (non-internal) edge."""
-
-    id: str
-    from_node: str
-    to_node: str
-    length_m: float
-    speed_mps: float
-    lanes: int
-    name: str
-    shape_xy: tuple[tuple[float, float], ...]
-
-
-@dataclass(frozen=True)
-class LinkInfo:
-    """One controlled connection of a traffic light (a signal group's lane-to-lane link)."""
-
-    index: int
-    from_edge: str
-    from_lane: str
-    to_edge: str
-    direction: str  # SUMO's dir: s, r, l, t (turnaround), R, L (partial)
-
-
-@dataclass(frozen=True)
-class PhaseInfo:
-    duration_s: float
-    state: str
-    min_dur_s: float
-    max_dur_s: float
-    name: str
-
-
-@dataclass(frozen=True)
-class TlsInfo:
-    """A signal: its links, which links conflict, and its programs' phases."""
-
-    id: str
-    node: str
-    x: float
-    y: float
-    links: tuple[LinkInfo, ...]
-    foes: tuple[tuple[bool, ...], ...]  # foes[i][j]: links i and j cross or merge
-    yields: tuple[tuple[bool, ...], ...]  # yields[i][j]: link i must give way to j if both go
-    phases: tuple[PhaseInfo, ...]
-    program_id: str
-
-
-@dataclass(frozen=True)
-class NetInfo:
-    """Everything the rest of CityTwin needs from a ``.net.xml`` file."""
-
-    path: Path
-    edges: dict[str, EdgeInfo]
-    nodes_xy: dict[str, tuple[float, float]]
-    node_types: dict[str, str]
-    tls: dict[str, TlsInfo]
-    lane_lengths_m: dict[str, float]
-    bbox_xy: tuple[float, float, float, float]
-
-
-def read_net(path: Path) -> NetInfo:
-    """Read a SUMO network into plain records.
+def load_sumolib_net(path: Path) -> Any:
+    """A ``.net.xml[.gz]`` read by sumolib, with its signal programs (the map's records
+    are built from it in :mod:`city_models.net`).
 
     Raises
     ------
@@ -221,97 +159,9 @@ def read_net(path: Path) -> NetInfo:
     if not path.exists():
         raise SumoError(f"Network file {path} does not exist.")
     try:
-        net = sumolib.net.readNet(str(path), withPrograms=True, withLatestPrograms=True)
+        return sumolib.net.readNet(str(path), withPrograms=True, withLatestPrograms=True)
     except Exception as exc:  # sumolib raises plain exceptions from the XML parser
         raise SumoError(f"Network file {path} could not be read: {exc}") from exc
-    edges: dict[str, EdgeInfo] = {}
-    lane_lengths: dict[str, float] = {}
-    for e in net.getEdges(withInternal=False):
-        edges[e.getID()] = EdgeInfo(
-            id=e.getID(),
-            from_node=e.getFromNode().getID(),
-            to_node=e.getToNode().getID(),
-            length_m=float(e.getLength()),
-            speed_mps=float(e.getSpeed()),
-            lanes=int(e.getLaneNumber()),
-            name=str(e.getName() or ""),
-            shape_xy=tuple((float(x), float(y)) for x, y in e.getShape()),
-        )
-        for lane in e.getLanes():
-            lane_lengths[lane.getID()] = float(lane.getLength())
-    nodes_xy = {n.getID(): (float(n.getCoord()[0]), float(n.getCoord()[1])) for n in net.getNodes()}
-    node_types = {n.getID(): str(n.getType()) for n in net.getNodes()}
-    tls = {t.getID(): _tls_info(net, t) for t in net.getTrafficLights()}
-    (xmin, ymin), (xmax, ymax) = net.getBBoxXY()
-    return NetInfo(
-        path=path,
-        edges=edges,
-        nodes_xy=nodes_xy,
-        node_types=node_types,
-        tls=tls,
-        lane_lengths_m=lane_lengths,
-        bbox_xy=(float(xmin), float(ymin), float(xmax), float(ymax)),
-    )
-
-
-def _tls_info(net: Any, t: Any) -> TlsInfo:
-    by_index: dict[int, Any] = {}
-    for in_lane, out_lane, index in t.getConnections():
-        for conn in in_lane.getOutgoing():
-            if conn.getToLane() is out_lane and conn.getTLLinkIndex() == index:
-                by_index[index] = conn
-    links = tuple(
-        LinkInfo(
-            index=i,
-            from_edge=c.getFrom().getID(),
-            from_lane=c.getFromLane().getID(),
-            to_edge=c.getTo().getID(),
-            direction=str(c.getDirection()),
-        )
-        for i, c in sorted(by_index.items())
-    )
-    node = next(iter(by_index.values())).getJunction() if by_index else None
-    n = len(links)
-    foes = [[False] * n for _ in range(n)]
-    yields = [[False] * n for _ in range(n)]
-    if node is not None:
-        junction_index = {i: node.getLinkIndex(c) for i, c in by_index.items()}
-        # the junction's <request> rows: foes and prohibitions, by junction link index
-        # (read directly: sumolib's forbids() looks each index up again, O(n^3) per node)
-        foe_rows, prohibit_rows = node._foes, node._prohibits
-        for i in range(n):
-            a = junction_index[i]
-            foe_row, prohibit_row = foe_rows.get(a, ""), prohibit_rows.get(a, "")
-            for j in range(n):
-                if i != j:
-                    b = junction_index[j]
-                    foes[i][j] = len(foe_row) > b and foe_row[-(b + 1)] == "1"
-                    # link i must give way to link j
-                    yields[i][j] = len(prohibit_row) > b and prohibit_row[-(b + 1)] == "1"
-    programs = t.getPrograms()
-    program_id = sorted(programs)[0]
-    phases = tuple(
-        PhaseInfo(
-            duration_s=float(p.duration),
-            state=str(p.state),
-            min_dur_s=float(p.minDur) if p.minDur not in (None, -1) else float(p.duration),
-            max_dur_s=float(p.maxDur) if p.maxDur not in (None, -1) else float(p.duration),
-            name=str(p.name or ""),
-        )
-        for p in programs[program_id].getPhases()
-    )
-    x, y = node.getCoord() if node is not None else (math.nan, math.nan)
-    return TlsInfo(
-        id=str(t.getID()),
-        node=node.getID() if node is not None else "",
-        x=float(x),
-        y=float(y),
-        links=links,
-        foes=tuple(tuple(r) for r in foes),
-        yields=tuple(tuple(r) for r in yields),
-        phases=phases,
-        program_id=str(program_id),
-    )
 
 
 # --------------------------------------------------------------------------- outputs

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from twin.sumo_net import iter_xml_elements
+from twin.engine.sumo_tools import iter_xml_elements
 
 log = logging.getLogger(__name__)
 

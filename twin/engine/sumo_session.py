@@ -2,14 +2,14 @@
 
 A :class:`SumoSession` starts one simulation (libsumo by default, in this process;
 traci over a socket when asked, e.g. for ``sumo-gui``), advances it in slices
-(``run(until_s)``), and refreshes the :class:`~twin.state.TwinState` arrays by the
+(``run(until_s)``), and refreshes the :class:`~twin.engine.state.TwinState` arrays by the
 cheapest path measured here (``../shared/BASELINES.md``): SUMO aggregates the
 induction loops itself (``period`` in the detector file) and the twin reads each
 aggregate once per interval through direct getters; no per-step Python work unless a
 step hook asks for it. Tracked vehicles (a few EVs) use subscriptions.
 
 libsumo allows one simulation per process, so a run owns its process
-(:mod:`twin.runner` starts one per run).
+(the executors, :mod:`twin.engine.executors`, start one per run).
 """
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
+from twin.engine.state import IntArray, TwinState
+from twin.engine.sumo_tools import diagnose, sumo_binary
 from twin.errors import SumoError
-from twin.state import IntArray, TwinState
-from twin.sumo_net import diagnose, sumo_binary
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +141,7 @@ class SumoSession:
         if self.backend == "libsumo" and _Libsumo.active:
             raise SumoError(
                 "A libsumo simulation is already running in this process; libsumo allows "
-                "one per process (run each simulation in its own process: twin.runner)."
+                "one per process (run each simulation in its own process: twin.engine.executors)."
             )
         binary = sumo_binary("sumo-gui" if self.gui else "sumo")
         cmd = [str(binary), *self.config.args()]

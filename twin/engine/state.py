@@ -1,6 +1,6 @@
 """The twin's view of the simulation: preallocated numpy arrays indexed by stable ids.
 
-Kernels and controllers read these arrays; only :mod:`twin.sumo_session` fills them.
+Kernels and controllers read these arrays; only :mod:`twin.engine.sumo_session` fills them.
 Index ``k`` of an array always refers to the same object for the whole run.
 """
 

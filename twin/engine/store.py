@@ -34,8 +34,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-RunStatus = Literal["running", "done", "failed"]
-STATUSES: tuple[RunStatus, ...] = ("running", "done", "failed")
+RunStatus = Literal["queued", "running", "done", "failed"]
+STATUSES: tuple[RunStatus, ...] = ("queued", "running", "done", "failed")
 MIN_PREFIX_CHARS = 4
 _SERIES_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
@@ -49,8 +49,10 @@ class _Run(_Base):
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     status: Mapped[str] = mapped_column(String(16), index=True)
+    owner: Mapped[str | None] = mapped_column(String(200), index=True)
     scenario_name: Mapped[str] = mapped_column(String(200))
     scenario_kind: Mapped[str] = mapped_column(String(64), index=True)
     spec: Mapped[dict[str, Any]] = mapped_column(JSON)
@@ -70,8 +72,10 @@ class RunRecord:
 
     id: str
     created_at: datetime
+    started_at: datetime | None
     finished_at: datetime | None
     status: RunStatus
+    owner: str | None
     scenario_name: str
     scenario_kind: str
     spec: dict[str, Any]
@@ -126,8 +130,10 @@ def _record(row: _Run) -> RunRecord:
     return RunRecord(
         id=row.id,
         created_at=cast(datetime, _utc(row.created_at)),
+        started_at=_utc(row.started_at),
         finished_at=_utc(row.finished_at),
         status=cast(RunStatus, row.status),
+        owner=row.owner,
         scenario_name=row.scenario_name,
         scenario_kind=row.scenario_kind,
         spec=dict(row.spec),
@@ -154,7 +160,7 @@ class RunStore:
         Log every SQL statement (for debugging).
     """
 
-    def __init__(self, url: str, *, echo: bool = False) -> None:
+    def __init__(self, url: str, *, echo: bool = False, migrate: bool = True) -> None:
         parsed = make_url(url)
         connect_args: dict[str, Any] = {}
         if parsed.get_backend_name() == "sqlite":
@@ -164,11 +170,12 @@ class RunStore:
                 Path(db).expanduser().parent.mkdir(parents=True, exist_ok=True)
         self.url = url
         self._engine = create_engine(url, echo=echo, connect_args=connect_args)
-        try:
-            _Base.metadata.create_all(self._engine)
-        except DBAPIError:
-            if not inspect(self._engine).has_table(_Run.__tablename__):
-                raise  # else another process created the table at the same moment
+        if migrate:
+            try:
+                _Base.metadata.create_all(self._engine)
+            except DBAPIError:
+                if not inspect(self._engine).has_table(_Run.__tablename__):
+                    raise  # else another process created the table at the same moment
         self._sessions = sessionmaker(self._engine, expire_on_commit=False)
 
     @classmethod
@@ -198,8 +205,13 @@ class RunStore:
         versions: dict[str, str],
         run_dir: Path | None = None,
         run_id: str | None = None,
+        status: Literal["queued", "running"] = "running",
+        owner: str | None = None,
     ) -> str:
-        """Record a new run with status ``'running'`` and return its id."""
+        """Record a new run, ``'running'`` (the default) or ``'queued'`` for an executor
+        to start, and return its id. ``owner`` is who asked for it (a tenant)."""
+        if status not in ("queued", "running"):
+            raise ConfigError(f"A new run is 'queued' or 'running', not {status!r}.")
         now = datetime.now(UTC)
         run_id = run_id or new_run_id(now)
         if len(run_id) > 32:
@@ -211,8 +223,10 @@ class RunStore:
                 _Run(
                     id=run_id,
                     created_at=now,
+                    started_at=now if status == "running" else None,
                     finished_at=None,
-                    status="running",
+                    status=status,
+                    owner=owner,
                     scenario_name=scenario_name,
                     scenario_kind=scenario_kind,
                     spec=jsonable(spec),
@@ -226,6 +240,16 @@ class RunStore:
             )
         log.info("run %s created (%s, %s)", run_id, scenario_kind, scenario_name)
         return run_id
+
+    def mark_running(self, run_id: str) -> None:
+        """A queued run has started (its worker process is up)."""
+        with self._sessions.begin() as session:
+            row = self._row(session, run_id)
+            if row.status != "queued":
+                raise RunError(f"Run {run_id} is {row.status}; only a queued run can start.")
+            row.status = "running"
+            row.started_at = datetime.now(UTC)
+        log.info("run %s started", run_id)
 
     def mark_done(
         self, run_id: str, *, metrics: dict[str, Any], series_files: Sequence[str] = ()

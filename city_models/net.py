@@ -1,0 +1,176 @@
+"""The road network as CityTwin sees it: plain, frozen records read from a ``.net.xml``.
+
+Every layer above the engine works on these records (:class:`NetInfo`, its edges,
+signals, links and the links' conflict relation) and never on sumolib's objects; the
+file itself is read through :func:`twin.engine.sumo_tools.load_sumolib_net`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from twin.engine.sumo_tools import load_sumolib_net
+
+
+@dataclass(frozen=True)
+class EdgeInfo:
+    """One normal (non-internal) edge."""
+
+    id: str
+    from_node: str
+    to_node: str
+    length_m: float
+    speed_mps: float
+    lanes: int
+    name: str
+    shape_xy: tuple[tuple[float, float], ...]
+
+
+@dataclass(frozen=True)
+class LinkInfo:
+    """One controlled connection of a traffic light (a signal group's lane-to-lane link)."""
+
+    index: int
+    from_edge: str
+    from_lane: str
+    to_edge: str
+    direction: str  # SUMO's dir: s, r, l, t (turnaround), R, L (partial)
+
+
+@dataclass(frozen=True)
+class PhaseInfo:
+    duration_s: float
+    state: str
+    min_dur_s: float
+    max_dur_s: float
+    name: str
+
+
+@dataclass(frozen=True)
+class TlsInfo:
+    """A signal: its links, which links conflict, and its programs' phases."""
+
+    id: str
+    node: str
+    x: float
+    y: float
+    links: tuple[LinkInfo, ...]
+    foes: tuple[tuple[bool, ...], ...]  # foes[i][j]: links i and j cross or merge
+    yields: tuple[tuple[bool, ...], ...]  # yields[i][j]: link i must give way to j if both go
+    phases: tuple[PhaseInfo, ...]
+    program_id: str
+
+
+@dataclass(frozen=True)
+class NetInfo:
+    """Everything the rest of CityTwin needs from a ``.net.xml`` file."""
+
+    path: Path
+    edges: dict[str, EdgeInfo]
+    nodes_xy: dict[str, tuple[float, float]]
+    node_types: dict[str, str]
+    tls: dict[str, TlsInfo]
+    lane_lengths_m: dict[str, float]
+    bbox_xy: tuple[float, float, float, float]
+
+
+def read_net(path: Path) -> NetInfo:
+    """Read a SUMO network into plain records.
+
+    Raises
+    ------
+    SumoError
+        When the file is missing or sumolib cannot parse it.
+    """
+    net = load_sumolib_net(path)
+    edges: dict[str, EdgeInfo] = {}
+    lane_lengths: dict[str, float] = {}
+    for e in net.getEdges(withInternal=False):
+        edges[e.getID()] = EdgeInfo(
+            id=e.getID(),
+            from_node=e.getFromNode().getID(),
+            to_node=e.getToNode().getID(),
+            length_m=float(e.getLength()),
+            speed_mps=float(e.getSpeed()),
+            lanes=int(e.getLaneNumber()),
+            name=str(e.getName() or ""),
+            shape_xy=tuple((float(x), float(y)) for x, y in e.getShape()),
+        )
+        for lane in e.getLanes():
+            lane_lengths[lane.getID()] = float(lane.getLength())
+    nodes_xy = {n.getID(): (float(n.getCoord()[0]), float(n.getCoord()[1])) for n in net.getNodes()}
+    node_types = {n.getID(): str(n.getType()) for n in net.getNodes()}
+    tls = {t.getID(): _tls_info(net, t) for t in net.getTrafficLights()}
+    (xmin, ymin), (xmax, ymax) = net.getBBoxXY()
+    return NetInfo(
+        path=path,
+        edges=edges,
+        nodes_xy=nodes_xy,
+        node_types=node_types,
+        tls=tls,
+        lane_lengths_m=lane_lengths,
+        bbox_xy=(float(xmin), float(ymin), float(xmax), float(ymax)),
+    )
+
+
+def _tls_info(net: Any, t: Any) -> TlsInfo:
+    by_index: dict[int, Any] = {}
+    for in_lane, out_lane, index in t.getConnections():
+        for conn in in_lane.getOutgoing():
+            if conn.getToLane() is out_lane and conn.getTLLinkIndex() == index:
+                by_index[index] = conn
+    links = tuple(
+        LinkInfo(
+            index=i,
+            from_edge=c.getFrom().getID(),
+            from_lane=c.getFromLane().getID(),
+            to_edge=c.getTo().getID(),
+            direction=str(c.getDirection()),
+        )
+        for i, c in sorted(by_index.items())
+    )
+    node = next(iter(by_index.values())).getJunction() if by_index else None
+    n = len(links)
+    foes = [[False] * n for _ in range(n)]
+    yields = [[False] * n for _ in range(n)]
+    if node is not None:
+        junction_index = {i: node.getLinkIndex(c) for i, c in by_index.items()}
+        # the junction's <request> rows: foes and prohibitions, by junction link index
+        # (read directly: sumolib's forbids() looks each index up again, O(n^3) per node)
+        foe_rows, prohibit_rows = node._foes, node._prohibits
+        for i in range(n):
+            a = junction_index[i]
+            foe_row, prohibit_row = foe_rows.get(a, ""), prohibit_rows.get(a, "")
+            for j in range(n):
+                if i != j:
+                    b = junction_index[j]
+                    foes[i][j] = len(foe_row) > b and foe_row[-(b + 1)] == "1"
+                    # link i must give way to link j
+                    yields[i][j] = len(prohibit_row) > b and prohibit_row[-(b + 1)] == "1"
+    programs = t.getPrograms()
+    program_id = sorted(programs)[0]
+    phases = tuple(
+        PhaseInfo(
+            duration_s=float(p.duration),
+            state=str(p.state),
+            min_dur_s=float(p.minDur) if p.minDur not in (None, -1) else float(p.duration),
+            max_dur_s=float(p.maxDur) if p.maxDur not in (None, -1) else float(p.duration),
+            name=str(p.name or ""),
+        )
+        for p in programs[program_id].getPhases()
+    )
+    x, y = node.getCoord() if node is not None else (math.nan, math.nan)
+    return TlsInfo(
+        id=str(t.getID()),
+        node=node.getID() if node is not None else "",
+        x=float(x),
+        y=float(y),
+        links=links,
+        foes=tuple(tuple(r) for r in foes),
+        yields=tuple(tuple(r) for r in yields),
+        phases=phases,
+        program_id=str(program_id),
+    )

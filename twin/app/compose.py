@@ -1,0 +1,251 @@
+"""Composition: a scenario spec + a city -> the engine's :class:`~twin.engine.run.Run`.
+
+This is the one place that knows every layer. It lets the scenario ``prepare`` the
+city (a network variant, extra demand), samples the background demand from the city's
+OD model, chooses the controllers of every signal, writes SUMO's inputs, and hands the
+engine plain inputs. :func:`simulate` is the closed loop over that run;
+:func:`execute_request` is what an executor's worker process runs for a recorded run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from city_models.build import City, load_city
+from city_models.demand import sample_trips, write_trips
+from scenarios.base import Scenario
+from scenarios.loader import parse_scenario
+from scenarios.registry import make_scenario
+from scenarios.spec import ScenarioSpec
+from signal_control.control import ControlManager
+from twin.engine.executors import RunOutcome, RunRequest
+from twin.engine.run import Progress, Run, RunResult, SessionWiring
+from twin.engine.run import simulate as run_to_end
+from twin.engine.sumo_session import Backend, SessionConfig, SumoSession
+from twin.engine.sumo_tools import run_tool
+from twin.errors import ScenarioError
+
+log = logging.getLogger(__name__)
+
+SUMO_ARGS_FILE = "sumo_args.json"
+
+
+def session_config(spec: ScenarioSpec, city: City, *, seed: int, run_dir: Path) -> SessionConfig:
+    """Write the run's demand and return SUMO's inputs/outputs for it."""
+    trips = sample_trips(
+        city.manifest.demand,
+        period=spec.demand.period,
+        duration_s=spec.sim.duration_s,
+        seed=seed,
+        scale=spec.demand.scale,
+        begin_s=spec.sim.begin_s,
+    )
+    routes = write_trips(trips, run_dir / "demand.rou.xml")
+    if spec.demand.routing == "habitual":
+        routes = habitual_routes(city.net_path, routes, seed=seed)
+    return SessionConfig(
+        net=city.net_path,
+        routes=(routes,),
+        additional=(city.detectors_path,),
+        begin_s=spec.sim.begin_s,
+        end_s=spec.sim.end_s,
+        seed=seed,
+        step_length_s=spec.sim.step_length_s,
+        teleport_s=spec.sim.teleport_s,
+        tripinfo=run_dir / "tripinfo.xml",
+        summary=run_dir / "summary.xml",
+        statistics=run_dir / "statistics.xml",
+        error_log=run_dir / "sumo_errors.log",
+    )
+
+
+def habitual_routes(net: Path, trips: Path, *, seed: int) -> Path:
+    """Route every trip once on free-flow travel times (duarouter); trips it cannot
+    route are left out, as SUMO would leave them out at insertion."""
+    out = trips.with_name("demand_routed.rou.xml")
+    run_tool(
+        "duarouter",
+        ["-n", net, "--route-files", trips, "-o", out, "--ignore-errors", "true",
+         "--no-warnings", "true", "--no-step-log", "true", "--seed", str(seed),
+         "--write-trips", "false", "--alternatives-output", "NUL"],
+        what=f"routing the demand {trips.name}",
+    )  # fmt: skip
+    return out
+
+
+def session_wiring(city: City) -> SessionWiring:
+    """Every signal, loop and signalized incoming lane of the city."""
+    signals = city.manifest.signals
+    lanes = [lane for s in signals for lane in s.incoming_lanes]
+    offsets = np.cumsum([0] + [len(s.incoming_lanes) for s in signals]).astype(np.int64)
+    return SessionWiring(
+        tls_ids=tuple(s.id for s in signals),
+        det_ids=tuple(d.id for d in city.manifest.detectors),
+        lane_ids=tuple(lanes),
+        lane_tls=offsets,
+        detector_period_s=city.manifest.detector_period_s,
+    )
+
+
+def make_session(
+    config: SessionConfig, city: City, *, backend: Backend = "libsumo", gui: bool = False
+) -> SumoSession:
+    """A session wired to every signal, loop and signalized incoming lane of the city."""
+    w = session_wiring(city)
+    return SumoSession(
+        config, tls_ids=w.tls_ids, det_ids=w.det_ids, lane_ids=w.lane_ids, lane_tls=w.lane_tls,
+        detector_period_s=w.detector_period_s, backend=backend, gui=gui,
+    )  # fmt: skip
+
+
+def make_control(spec: ScenarioSpec, city: City) -> ControlManager | None:
+    """The run's controllers, or ``None`` when every signal keeps its fixed-time plan
+    (nothing to drive)."""
+    ctl = spec.control
+    ids = [s.id for s in city.manifest.signals]
+    unknown = sorted(set(ctl.by_signal) - set(ids))
+    if unknown:
+        raise ScenarioError(
+            f"Scenario {spec.name!r}: field 'control.by_signal' names signals that are not in "
+            f"city {city.name}: {', '.join(unknown[:5])}; signals are e.g. {', '.join(ids[:5])}."
+        )
+    assignment = {t: ctl.by_signal.get(t, ctl.default) for t in ids}
+    if all(kind == "fixed" for kind in assignment.values()) and not ctl.guard_fixed:
+        return None
+    net = city.net
+    return ControlManager(
+        signals=city.manifest.signals,
+        links={t: net.tls[t].links for t in ids},
+        edge_lanes={e.id: e.lanes for e in net.edges.values()},
+        detectors=city.manifest.detectors,
+        assignment=assignment,
+        spec=ctl,
+        detector_period_s=city.manifest.detector_period_s,
+        control_interval_s=spec.sim.control_interval_s,
+    )
+
+
+def build_run(
+    spec: ScenarioSpec,
+    city: City,
+    scenario: Scenario[ScenarioSpec] | None = None,
+    *,
+    seed: int,
+    run_dir: Path,
+    progress: Progress | None = None,
+    gui: bool = False,
+    config: SessionConfig | None = None,
+    extra_additional: tuple[Path, ...] = (),
+) -> Run[City, ScenarioSpec]:
+    """Prepare everything a run needs, up to (not including) starting SUMO.
+
+    Parameters
+    ----------
+    scenario
+        The scenario object; by default the registered kind's for ``spec``.
+    config
+        Reuse SUMO inputs written before (the overhead benchmark runs plain ``sumo`` on
+        the very same files); by default the run's demand is sampled here.
+    extra_additional
+        More SUMO additional files (e.g. a test's ``SaveTLSStates`` output).
+    """
+    scenario = make_scenario(spec) if scenario is None else scenario
+    run_dir.mkdir(parents=True, exist_ok=True)
+    prepared = scenario.prepare(city, seed=seed, run_dir=run_dir)
+    city = prepared.city
+    control = make_control(spec, city)
+    if config is None:
+        config = session_config(spec, city, seed=seed, run_dir=run_dir)
+    config = replace(
+        config,
+        routes=(*config.routes, *prepared.routes),
+        additional=(*config.additional, *prepared.additional),
+    )
+    extra_xml = control.extra_additional_xml() if control is not None else None
+    if extra_xml:
+        programs = run_dir / "programs.add.xml"
+        programs.write_text(extra_xml, encoding="utf-8")
+        config = replace(config, additional=(*config.additional, programs))
+    if extra_additional:
+        config = replace(config, additional=(*config.additional, *extra_additional))
+    # for a post-mortem if SUMO takes the process down (the executor reads it)
+    (run_dir / SUMO_ARGS_FILE).write_text(json.dumps(config.args()), encoding="utf-8")
+    return Run(
+        config=config,
+        wiring=session_wiring(city),
+        sim=spec.sim,
+        hooks=scenario,
+        city=city,
+        spec=spec,
+        seed=seed,
+        run_dir=run_dir,
+        control=control,
+        gui=gui,
+        progress=progress,
+    )
+
+
+def simulate(
+    spec: ScenarioSpec,
+    city: City,
+    scenario: Scenario[ScenarioSpec] | None = None,
+    *,
+    seed: int,
+    run_dir: Path,
+    progress: Progress | None = None,
+    gui: bool = False,
+    config: SessionConfig | None = None,
+    extra_additional: tuple[Path, ...] = (),
+) -> RunResult:
+    """Run one scenario on one city in this process; returns metrics and series
+    (nothing is stored here)."""
+    run = build_run(
+        spec, city, scenario, seed=seed, run_dir=run_dir, progress=progress, gui=gui,
+        config=config, extra_additional=extra_additional,
+    )  # fmt: skip
+    return run_to_end(run)
+
+
+def execute_request(request: RunRequest, run_dir: Path, progress: Progress | None) -> RunOutcome:
+    """What a worker process does for a recorded run: load the city, validate the
+    spec, simulate, and return metrics and series for the executor to store."""
+    spec = parse_scenario(request.spec, source=f"run {run_dir.name}")
+    city = load_city(Path(request.city_path))
+    result = simulate(
+        spec, city, seed=request.seed, run_dir=run_dir, progress=progress, gui=request.gui,
+        extra_additional=tuple(Path(p) for p in request.extra_additional),
+    )  # fmt: skip
+    series = dict(result.series)
+    if result.events:
+        series["events"] = pd.DataFrame(result.events)
+    return RunOutcome(metrics=result.metrics, series=series)
+
+
+def run_request(
+    spec: ScenarioSpec,
+    city: City,
+    *,
+    seed: int | None = None,
+    owner: str | None = None,
+    gui: bool = False,
+    extra_additional: tuple[Path, ...] = (),
+) -> RunRequest:
+    """The executor's request for ``spec`` on ``city`` (default seed: the spec's)."""
+    return RunRequest(
+        spec=spec.model_dump(mode="json"),
+        scenario_name=spec.name,
+        scenario_kind=spec.kind,
+        city_path=str(city.path),
+        city_name=city.name,
+        city_hash=city.manifest.content_hash,
+        seed=spec.seed if seed is None else seed,
+        owner=owner,
+        gui=gui,
+        extra_additional=tuple(str(p) for p in extra_additional),
+    )

@@ -1,0 +1,494 @@
+"""Executors: a run request in, a run record out.
+
+libsumo allows one simulation per process, and SUMO can die hard (a segfault takes the
+process with it). So every run is first recorded in the run store, then executed in a
+fresh *spawned* worker process that streams its progress back over a queue; when the
+process has ended the executor makes sure the record says ``done`` or ``failed`` with
+the error, also when the worker was killed before it could say so itself.
+
+- :class:`LocalProcess` runs one request at a time (the CLI).
+- :class:`Pool` keeps a queue of requests (recorded ``queued``) and runs up to
+  ``workers`` of them at once, each in its own process (benchmarks, later the API). A
+  distributed backend (Dask) would be a third implementation of :class:`Executor`.
+
+What a worker *does* is not the engine's business: the layer that composes runs passes
+a module-level ``work`` function (picklable by reference) that turns a
+:class:`RunRequest` into a :class:`RunOutcome` (``twin.app.compose.execute_request``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import multiprocessing as mp
+import os
+import queue as queue_mod
+import signal
+import threading
+import time
+import traceback
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Protocol
+
+import pandas as pd
+
+from twin.config import Settings
+from twin.engine.store import RunRecord, RunStore
+from twin.engine.sumo_tools import diagnose, sumo_version
+from twin.errors import ConfigError, RunError, TwinError
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[float, float], None]  # (done_s, total_s)
+RunProgress = Callable[[str, float, float], None]  # (run_id, done_s, total_s)
+VERSIONED = ("citytwin", "eclipse-sumo", "libsumo", "numba", "numpy", "simpy", "sqlalchemy")
+SUMO_ARGS_FILE = "sumo_args.json"
+"""The SUMO command line of a run, written before SUMO starts (for a post-mortem)."""
+POLL_S = 0.2
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """Everything a worker needs; plain data, so it pickles into a spawned process."""
+
+    spec: dict[str, Any]
+    scenario_name: str
+    scenario_kind: str
+    city_path: str
+    city_name: str
+    city_hash: str
+    seed: int
+    owner: str | None = None
+    gui: bool = False
+    extra_additional: tuple[str, ...] = ()
+
+
+@dataclass
+class RunOutcome:
+    """What a worker hands back to be stored: metrics and named time series."""
+
+    metrics: dict[str, Any]
+    series: dict[str, pd.DataFrame] = field(default_factory=dict)
+
+
+Work = Callable[[RunRequest, Path, Progress | None], RunOutcome]
+
+
+class Executor(Protocol):
+    """Runs requests as records."""
+
+    def submit(self, request: RunRequest) -> str:
+        """Record the request (``queued``) and return the run id."""
+        ...
+
+    def wait(self, run_id: str, *, timeout_s: float | None = None) -> RunRecord:
+        """The run's final record once it is done or failed."""
+        ...
+
+    def cancel(self, run_id: str) -> bool:
+        """Stop a queued or running run (recorded failed, "cancelled"); ``False`` when it
+        had already ended."""
+        ...
+
+
+def versions() -> dict[str, str]:
+    """Versions of the packages (and SUMO) a run's results depend on."""
+    out = {}
+    for pkg in VERSIONED:
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = "not installed"
+    out["sumo"] = sumo_version()
+    return out
+
+
+def record_request(store: RunStore, settings: Settings, request: RunRequest) -> str:
+    """Create the run's record (``queued``) and folder; returns the run id."""
+    run_id = store.create_run(
+        scenario_name=request.scenario_name,
+        scenario_kind=request.scenario_kind,
+        spec=request.spec,
+        city_name=request.city_name,
+        city_hash=request.city_hash,
+        seed=request.seed,
+        versions=versions(),
+        status="queued",
+        owner=request.owner,
+    )
+    run_dir = settings.run_dir(run_id)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    store.set_run_dir(run_id, run_dir)
+    return run_id
+
+
+def post_mortem(run_dir: Path) -> str:
+    """Why SUMO died: its error log if it wrote one, else what a plain sumo says."""
+    error_log = run_dir / "sumo_errors.log"
+    if error_log.exists() and error_log.read_text(errors="replace").strip():
+        return error_log.read_text(errors="replace").strip()[-2000:]
+    args_file = run_dir / SUMO_ARGS_FILE
+    if not args_file.exists():
+        return "nothing: it died before SUMO was started"
+    return diagnose(json.loads(args_file.read_text(encoding="utf-8")))
+
+
+def run_in_this_process(
+    work: Work,
+    request: RunRequest,
+    run_id: str,
+    *,
+    db_url: str,
+    run_dir: Path,
+    progress: Progress | None,
+) -> None:
+    """Execute one recorded run here and record its end (done or failed)."""
+    store = RunStore(db_url, migrate=False)
+    handler = logging.FileHandler(run_dir / "run.log", encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    if root.level > logging.INFO or root.level == logging.NOTSET:
+        root.setLevel(logging.INFO)
+    try:
+        outcome = work(request, run_dir, progress)
+        names = []
+        for name, frame in outcome.series.items():
+            store.write_series(run_id, name, frame)
+            names.append(name)
+        store.mark_done(
+            run_id, metrics=outcome.metrics, series_files=[f"{n}.parquet" for n in names]
+        )
+        log.info("run %s done", run_id)
+    except TwinError as exc:
+        log.error("run %s failed: %s", run_id, exc)
+        store.mark_failed(run_id, error=str(exc))
+    except Exception as exc:  # an unexpected bug: keep the record and the traceback
+        log.error("run %s failed unexpectedly:\n%s", run_id, traceback.format_exc())
+        store.mark_failed(
+            run_id,
+            error=f"Unexpected {type(exc).__name__}: {exc} (traceback in {run_dir / 'run.log'}).",
+        )
+    finally:
+        root.removeHandler(handler)
+        handler.close()
+        store.close()
+
+
+def _worker_main(
+    work: Work, request: RunRequest, run_id: str, *, db_url: str, run_dir: str, channel: Any
+) -> None:
+    """Entry point of a run's worker process."""
+
+    def report(done_s: float, total_s: float) -> None:
+        channel.put((done_s, total_s))
+
+    run_in_this_process(
+        work, request, run_id, db_url=db_url, run_dir=Path(run_dir), progress=report
+    )
+
+
+@dataclass
+class _Job:
+    """A run whose worker process is up."""
+
+    run_id: str
+    run_dir: Path
+    proc: Any
+    channel: Any
+    cancelled: bool = False
+
+
+class _Processes:
+    """Starting, watching and finishing worker processes (shared by the executors)."""
+
+    def __init__(self, settings: Settings, work: Work, store: RunStore) -> None:
+        self.settings = settings
+        self.work = work
+        self.store = store
+        self._mp = mp.get_context("spawn")
+
+    def start(self, run_id: str, request: RunRequest) -> _Job:
+        run_dir = self.settings.run_dir(run_id)
+        channel = self._mp.Queue()
+        proc = self._mp.Process(
+            target=_worker_main,
+            args=(self.work, request, run_id),
+            kwargs={"db_url": self.settings.db_url, "run_dir": str(run_dir), "channel": channel},
+            name=f"run-{run_id}",
+        )
+        self.store.mark_running(run_id)
+        proc.start()
+        return _Job(run_id=run_id, run_dir=run_dir, proc=proc, channel=channel)
+
+    @staticmethod
+    def drain(job: _Job, progress: RunProgress | None) -> None:
+        while True:
+            try:
+                done_s, total_s = job.channel.get_nowait()
+            except (queue_mod.Empty, OSError, ValueError):
+                return
+            if progress is not None:
+                progress(job.run_id, done_s, total_s)
+
+    def finish(self, job: _Job) -> RunRecord:
+        """After the process ended: the record, failed with SUMO's words if the worker
+        died before it could report."""
+        job.proc.join()
+        code = job.proc.exitcode or 0
+        record = self.store.get(job.run_id)
+        if record.status == "running":
+            if job.cancelled:
+                error = "Cancelled: the run was stopped before it finished."
+            else:
+                how = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
+                error = (
+                    f"The run's worker process died ({how}) before it could report.\n"
+                    f"SUMO says: {post_mortem(job.run_dir)}\nLogs: {job.run_dir / 'run.log'}"
+                )
+            self.store.mark_failed(job.run_id, error=error)
+            record = self.store.get(job.run_id)
+        with contextlib.suppress(OSError, ValueError):
+            job.channel.close()
+        return record
+
+
+class LocalProcess:
+    """Runs one request at a time, each in its own spawned process.
+
+    Parameters
+    ----------
+    settings
+        Data dir and run store.
+    work
+        What the worker does (a module-level function).
+    in_process
+        Run in this process instead of a worker (debugging; libsumo then allows no
+        second run in this process).
+    """
+
+    def __init__(self, settings: Settings, work: Work, *, in_process: bool = False) -> None:
+        self.settings = settings
+        self.work = work
+        self.in_process = in_process
+        self.store = RunStore.from_settings(settings)
+        self._procs = _Processes(settings, work, self.store)
+        self._queued: dict[str, RunRequest] = {}
+
+    def submit(self, request: RunRequest) -> str:
+        run_id = record_request(self.store, self.settings, request)
+        self._queued[run_id] = request
+        return run_id
+
+    def wait(
+        self, run_id: str, *, timeout_s: float | None = None, progress: Progress | None = None
+    ) -> RunRecord:
+        """Execute the queued run now, in the foreground; returns its final record."""
+        request = self._queued.pop(run_id, None)
+        if request is None:
+            return self.store.get(run_id)
+        if self.in_process:
+            self.store.mark_running(run_id)
+            run_in_this_process(
+                self.work, request, run_id, db_url=self.settings.db_url,
+                run_dir=self.settings.run_dir(run_id), progress=progress,
+            )  # fmt: skip
+            return self.store.get(run_id)
+        job = self._procs.start(run_id, request)
+        relay: RunProgress | None = None
+        if progress is not None:
+            on_progress = progress
+
+            def relay(_run_id: str, done_s: float, total_s: float) -> None:
+                on_progress(done_s, total_s)
+
+        deadline = math.inf if timeout_s is None else time.monotonic() + timeout_s
+        try:
+            while job.proc.is_alive():
+                job.proc.join(POLL_S)
+                self._procs.drain(job, relay)
+                if time.monotonic() > deadline:
+                    job.cancelled = True
+                    job.proc.terminate()
+            self._procs.drain(job, relay)
+        except KeyboardInterrupt:
+            job.proc.terminate()
+            job.proc.join()
+            self.store.mark_failed(
+                run_id, error="Interrupted by the user (Ctrl-C); the run was stopped."
+            )
+            raise
+        return self._procs.finish(job)
+
+    def run(self, request: RunRequest, *, progress: Progress | None = None) -> RunRecord:
+        """Record and execute one request; returns its final record."""
+        return self.wait(self.submit(request), progress=progress)
+
+    def cancel(self, run_id: str) -> bool:
+        if self._queued.pop(run_id, None) is None:
+            return False
+        self.store.mark_failed(run_id, error="Cancelled before it started.")
+        return True
+
+    def close(self) -> None:
+        self.store.close()
+
+
+class Pool:
+    """A queue of runs executed up to ``workers`` at a time, each in its own process.
+
+    Requests are recorded ``queued`` on :meth:`submit`; a dispatcher thread starts them
+    in submission order as worker slots free up. Use it as a context manager, or call
+    :meth:`close` (which waits for the runs in flight unless ``cancel=True``).
+
+    Parameters
+    ----------
+    settings
+        Data dir and run store.
+    work
+        What a worker does (a module-level function).
+    workers
+        Runs at once; default: the machine's cores.
+    progress
+        Called with ``(run_id, done_s, total_s)`` from the dispatcher thread.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        work: Work,
+        *,
+        workers: int | None = None,
+        progress: RunProgress | None = None,
+    ) -> None:
+        n = workers if workers is not None else (os.cpu_count() or 1)
+        if n < 1:
+            raise ConfigError(f"A pool needs at least 1 worker, not {n}.")
+        self.settings = settings
+        self.workers = n
+        self.progress = progress
+        self.store = RunStore.from_settings(settings)
+        self._procs = _Processes(settings, work, self.store)
+        self._lock = threading.Lock()
+        self._queue: deque[tuple[str, RunRequest]] = deque()
+        self._active: dict[str, _Job] = {}
+        self._ended: dict[str, threading.Event] = {}
+        self._closing = False
+        self._thread = threading.Thread(target=self._dispatch, name="run-pool", daemon=True)
+        self._thread.start()
+
+    def __enter__(self) -> Pool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ API
+    def submit(self, request: RunRequest) -> str:
+        if self._closing:
+            raise RunError("The pool is closed; no new runs.")
+        run_id = record_request(self.store, self.settings, request)
+        with self._lock:
+            self._ended[run_id] = threading.Event()
+            self._queue.append((run_id, request))
+        return run_id
+
+    def queue_position(self, run_id: str) -> int | None:
+        """0 for the next run to start; ``None`` when the run is not waiting."""
+        with self._lock:
+            for k, (rid, _req) in enumerate(self._queue):
+                if rid == run_id:
+                    return k
+        return None
+
+    def wait(self, run_id: str, *, timeout_s: float | None = None) -> RunRecord:
+        event = self._ended.get(run_id)
+        if event is not None and not event.wait(timeout_s):
+            raise RunError(f"Run {run_id} did not end within {timeout_s} s.")
+        return self.store.get(run_id)
+
+    def map(self, requests: Iterable[RunRequest]) -> list[RunRecord]:
+        """Submit every request and wait for all; records in the order given."""
+        ids = [self.submit(r) for r in requests]
+        return [self.wait(i) for i in ids]
+
+    def cancel(self, run_id: str) -> bool:
+        with self._lock:
+            for item in list(self._queue):
+                if item[0] == run_id:
+                    self._queue.remove(item)
+                    self.store.mark_failed(run_id, error="Cancelled before it started.")
+                    self._ended[run_id].set()
+                    return True
+            job = self._active.get(run_id)
+            if job is None:
+                return False
+            job.cancelled = True
+        job.proc.terminate()  # the dispatcher records it once the process is gone
+        return True
+
+    def close(self, *, cancel: bool = False) -> None:
+        """Stop taking runs; wait for the queue to drain (or cancel everything)."""
+        self._closing = True
+        if cancel:
+            with self._lock:
+                ids = [rid for rid, _ in self._queue] + list(self._active)
+            for rid in ids:
+                self.cancel(rid)
+        self._thread.join()
+        self.store.close()
+
+    # ------------------------------------------------------------------ dispatcher
+    def _dispatch(self) -> None:
+        while True:
+            with self._lock:
+                while self._queue and len(self._active) < self.workers:
+                    run_id, request = self._queue.popleft()
+                    try:
+                        self._active[run_id] = self._procs.start(run_id, request)
+                    except Exception as exc:  # a start that fails must end the record
+                        log.error("run %s could not start: %s", run_id, exc)
+                        self.store.mark_failed(run_id, error=f"Could not start: {exc}")
+                        self._ended[run_id].set()
+                active = list(self._active.values())
+                idle = not self._queue and not active
+            if idle and self._closing:
+                return
+            if not active:
+                time.sleep(POLL_S / 4)
+                continue
+            for job in active:
+                self._procs.drain(job, self.progress)
+                if not job.proc.is_alive():
+                    self._procs.drain(job, self.progress)
+                    self._procs.finish(job)
+                    with self._lock:
+                        del self._active[job.run_id]
+                        self._ended[job.run_id].set()
+            time.sleep(POLL_S / 4)
+
+
+def run_requests(
+    settings: Settings,
+    work: Work,
+    requests: Sequence[RunRequest],
+    *,
+    workers: int | None = None,
+    progress: RunProgress | None = None,
+) -> list[RunRecord]:
+    """Run every request on a :class:`Pool`; the final records, in order."""
+    with Pool(settings, work, workers=workers, progress=progress) as pool:
+        return pool.map(requests)
+
+
+def require_done(record: RunRecord) -> RunRecord:
+    """The record if it is done, else a :class:`RunError` with the stored error."""
+    if record.status != "done":
+        raise RunError(f"Run {record.id} {record.status}: {record.error or 'no error recorded'}")
+    return record
