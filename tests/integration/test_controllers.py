@@ -24,6 +24,7 @@ DURATION_S = 600.0
 
 def _observe(city_path: str, run_dir: str, controller: str) -> dict[str, Any]:
     from city_models.build import load_city
+    from scenarios.baseline import Baseline
     from scenarios.loader import parse_scenario
     from twin.app.compose import simulate
 
@@ -36,7 +37,7 @@ def _observe(city_path: str, run_dir: str, controller: str) -> dict[str, Any]:
     ids = [s.id for s in city.manifest.signals]
     timeline: dict[str, list[tuple[float, str]]] = {t: [] for t in ids}
 
-    class Recorder:
+    class Recorder(Baseline):
         needs_step_hook = True
 
         def setup(self, ctx: Any) -> None:
@@ -47,13 +48,7 @@ def _observe(city_path: str, run_dir: str, controller: str) -> dict[str, Any]:
             for tls in ids:
                 timeline[tls].append((t, self.get(tls)))
 
-        def on_interval(self, ctx: Any) -> None:
-            return None
-
-        def finish(self, ctx: Any) -> dict[str, Any]:
-            return {}
-
-    result = simulate(spec, city, Recorder(), seed=4, run_dir=Path(run_dir))
+    result = simulate(spec, city, Recorder(spec), seed=4, run_dir=Path(run_dir))
     return {"timeline": timeline, "metrics": result.metrics,
             "series": {k: len(v) for k, v in result.series.items()}}  # fmt: skip
 
