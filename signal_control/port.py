@@ -14,11 +14,12 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 import numpy as np
 
-from signal_control.guard import GuardEvent, GuardPlan, SignalGuard
+from signal_control.guard import GuardEvent, GuardPlan, Interval, SignalGuard
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,48 @@ class SignalDisplay(Protocol):
     def set_signal_state(self, tls_id: str, state: str) -> None: ...
 
     def set_program(self, tls_id: str, program_id: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class SignalStatus:
+    """What a port says about one signal now (read-only; for planners and operators).
+
+    Attributes
+    ----------
+    interval
+        ``green``, ``yellow`` or ``all_red``.
+    stage
+        The green stage shown, or the one being left during an intergreen.
+    target
+        The next green stage (during an intergreen: the one coming).
+    entered_s
+        When the current interval began.
+    next_change_s
+        When the shown state changes next if nothing else is asked.
+    min_end_s
+        Earliest end of the current green (``inf`` during an intergreen).
+    priority_stage
+        The stage a priority request holds or is heading for, if any.
+    priority_until_s
+        The cap of that priority hold (``nan`` without one).
+    local
+        The signal was handed back to its local program (no more commands).
+    """
+
+    tls_id: str
+    interval: Interval
+    stage: int
+    target: int
+    entered_s: float
+    next_change_s: float
+    min_end_s: float
+    priority_stage: int | None
+    priority_until_s: float
+    local: bool = False
+
+    @property
+    def in_green(self) -> bool:
+        return self.interval == "green"
 
 
 def plan_from_phases(tls_id: str, phases: Sequence[Any], *, offset_s: float = 0.0) -> GuardPlan:
@@ -247,6 +290,27 @@ class GuardedPort:
             else:
                 self._reschedule(k)
         return int(due.size)
+
+    def status(self, tls_id: str) -> SignalStatus:
+        """The signal's interval, stage, timing and priority now."""
+        g = self.guard(tls_id)
+        prio = g.priority
+        return SignalStatus(
+            tls_id=tls_id,
+            interval=g.interval,
+            stage=g.stage,
+            target=g.target,
+            entered_s=g.entered_s,
+            next_change_s=g.next_change_s(),
+            min_end_s=g.min_end_s(),
+            priority_stage=None if prio is None else prio[0],
+            priority_until_s=math.nan if prio is None else prio[1],
+            local=tls_id in self.released,
+        )
+
+    def plan(self, tls_id: str) -> GuardPlan:
+        """The signal's plan (the one its guard enforces)."""
+        return self.guard(tls_id).plan
 
     def stage_of(self, tls_id: str) -> tuple[str, int]:
         g = self.guard(tls_id)
