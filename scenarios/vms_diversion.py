@@ -3,7 +3,7 @@
 A run has incidents (:mod:`scenarios.incidents`: lanes close, or the speed drops, for a
 time window; the center learns of each after a detection delay) and the city's
 variable message signs. Every ``logic.update_s`` the center decides each sign's
-message (:mod:`scenarios.vms` for the kinds and the display rules):
+message (the center's sign logic, :mod:`twin.center.signs`):
 
 - ``incident_detour``: a known incident lies ahead of the sign (within ``range_m`` of
   driving, on a path no more than 1.4 times the straight-line distance) and the delay
@@ -40,7 +40,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import networkx as nx
 import numpy as np
 import pandas as pd
 from pydantic import Field, model_validator
@@ -57,27 +56,13 @@ from scenarios.incidents import (
 )
 from scenarios.registry import ScenarioKind, register
 from scenarios.spec import DemandSpec, ScenarioSpec, _Spec
-from scenarios.vms import (
-    BLANK,
-    Message,
-    MessageKind,
-    SignState,
-    detour_text,
-    ev_text,
-    may_change,
-    show,
-    travel_time_text,
-    warning_text,
-)
-from twin.errors import CityError, ScenarioError
+from twin.center.signs import KnownIncident, MessageKind, SignChange, SignLogic
+from twin.errors import ScenarioError
 
 log = logging.getLogger(__name__)
 
 AVOID_PENALTY_S = 1e6  # what a diverting driver believes the incident street costs
-UPSTREAM_QUEUE_M = 600.0  # the queue "upstream of the incident": this far back
 MAX_EDGE_TIME_S = 600.0  # cap of one street's measured travel time
-EV_MIN_SPEED_MPS = 5.0  # ETA to a sign of an EV standing at a red light
-MAX_CIRCUITY = 1.4  # driving / straight-line distance for an incident to count as "ahead"
 
 
 class ComplianceSpec(_Spec):
@@ -155,10 +140,10 @@ class _Driver:
 
 @dataclass
 class _IncidentSite:
+    """An incident in the world and what is measured around it."""
+
     state: IncidentState
-    street: str
     queue_edges: list[str]
-    beyond: list[str]  # the street(s) right after the incident: where a detour rejoins
     loops: list[str]
     passed: list[tuple[float, int]] = field(default_factory=list)
     queue: list[tuple[float, float]] = field(default_factory=list)
@@ -181,10 +166,7 @@ class VmsDiversion(Scenario[VmsDiversionSpec]):
         self.needs_step_hook = self.ev is not None  # following an EV needs every step
         self.special_vehicles = set(self.ev.special_vehicles) if self.ev else set()
         self.ev_signs: set[str] = set()
-        self.resume: dict[str, Message] = {}  # what a sign showed before an EV message
         self.cleared: set[tuple[str, int, str]] = set()
-        self.signs: dict[str, SignState] = {}
-        self.sign_spec: dict[str, Any] = {}
         self.drivers: dict[tuple[str, str], _Driver] = {}  # (vehicle, incident)
         self.replanned: set[str] = set()
         self.seen: set[tuple[str, int, str]] = set()  # (sign, episode, vehicle)
@@ -237,34 +219,20 @@ class VmsDiversion(Scenario[VmsDiversionSpec]):
                 f"Scenario {spec.name!r}: field 'logic.landmark' = {spec.logic.landmark!r} is "
                 f"not a place of city {city.name}; allowed: {', '.join(sorted(pois))} or omit."
             )
-        self.landmark = pois.get(spec.logic.landmark or "")
-        for sid in chosen if spec.vms else []:
-            self.signs[sid] = SignState(sign_id=sid, edge=by_id[sid].edge)
-            self.sign_spec[sid] = by_id[sid]
+        by_sign = {sid: by_id[sid] for sid in (chosen if spec.vms else [])}
+        self.logic = SignLogic(
+            net=self.net,
+            graph=self.graph,
+            signs=by_sign,
+            landmark=pois.get(spec.logic.landmark or ""),
+            range_m=spec.logic.range_m,
+            min_display_s=spec.logic.min_display_s,
+            detour_min_delay_s=spec.logic.detour_min_delay_s,
+            ev_warn_s=spec.ev_warn_s,
+        )
+        self.signs = self.logic.state
         self.incidents = Incidents(spec.incidents, self.net)
         self.sites = [self._site(st) for st in self.incidents.states]
-        # driving distance from each sign to each incident street (free flow, metres)
-        length = nx.get_node_attributes(self.graph, "length_m")
-        self.reach_m: dict[str, dict[str, float]] = {}
-        for sid, sign in self.signs.items():
-            dist = nx.single_source_dijkstra_path_length(
-                self.graph, sign.edge, cutoff=spec.logic.range_m,
-                weight=lambda _u, v, _d: length[v],
-            )  # fmt: skip
-            here = (self.sign_spec[sid].x, self.sign_spec[sid].y)
-            sign_to_end_m = self.net.edges[sign.edge].length_m - self.sign_spec[sid].pos_m
-            self.reach_m[sid] = {}
-            for site in self.sites:
-                edge = site.state.spec.edge
-                if edge not in dist:
-                    continue
-                # from the sign to the end of the incident's street, driving and flying
-                drive_m = dist[edge] + sign_to_end_m
-                crow_m = max(math.dist(here, self.net.edges[edge].shape_xy[-1]), 100.0)
-                # ahead = within range, and no loop needed to get there (a sign just past
-                # the incident reaches it only by going round the block)
-                if drive_m <= min(spec.logic.range_m, MAX_CIRCUITY * crow_m):
-                    self.reach_m[sid][site.state.spec.id] = drive_m
         ev_signs = chosen if spec.ev_signs == "all" else spec.ev_signs
         unknown = [s for s in ev_signs if s not in chosen]
         if unknown:
@@ -280,22 +248,19 @@ class VmsDiversion(Scenario[VmsDiversionSpec]):
 
     def _site(self, st: IncidentState) -> _IncidentSite:
         edge = self.net.edges[st.spec.edge]
-        street = edge.name or edge.id
-        queue_edges, frontier, back_m = [edge.id], [edge.id], 0.0
-        while frontier and back_m < UPSTREAM_QUEUE_M:  # back along the same street
-            prev = [p for p in self.graph.predecessors(frontier[0])
-                    if self.net.edges[p].name == edge.name and p not in queue_edges]  # fmt: skip
-            if not prev:
-                break
-            queue_edges.append(prev[0])
-            back_m += self.net.edges[prev[0]].length_m
-            frontier = prev[:1]
-        beyond: list[str] = []
-        for nxt in self.graph.successors(edge.id):  # past the junction, not into a pocket
-            beyond += list(self.graph.successors(nxt)) if nxt.endswith("_pocket") else [nxt]
-        straight = [b for b in beyond if self.net.edges[b].name == edge.name]
+        site = self.logic.site(edge.id)
         loops = [_loop_id(st.spec.id, k) for k in range(edge.lanes)]
-        return _IncidentSite(st, street, queue_edges, straight or beyond, loops)
+        return _IncidentSite(st, list(site.queue_edges), loops)
+
+    def _known(self) -> list[KnownIncident]:
+        """What the center knows of the incidents now (after their detection delay)."""
+        return [
+            KnownIncident(
+                s.state.spec.id, s.state.spec.edge, len(s.state.lanes), s.state.closes_street
+            )
+            for s in self.sites
+            if s.state.known
+        ]
 
     # ------------------------------------------------------------------ each tick
     def on_step(self, ctx: Context[VmsDiversionSpec]) -> None:
@@ -339,110 +304,22 @@ class VmsDiversion(Scenario[VmsDiversionSpec]):
         # SUMO's estimate is length / mean speed: a stopped car makes it explode; cap it
         measured = ctx.session.edge_travel_times(list(self.net.edges))
         times = {e: min(tt, MAX_EDGE_TIME_S) for e, tt in measured.items()}
-        for sid, sign in self.signs.items():
-            desired = self._desired(sid, sign, times)
-            if sign.message.kind == "ev_clear":
-                self.resume[sid] = desired  # shown once the emergency vehicle has passed
-            elif may_change(sign, desired, t, min_display_s=self.spec.logic.min_display_s):
-                self._show(ctx, sid, desired, t)
+        self._log(ctx, self.logic.update(t, self._known(), times))
 
-    def _show(self, ctx: Context[VmsDiversionSpec], sid: str, message: Message, t: float) -> None:
-        sign = self.signs[sid]
-        changed_kind = message.kind != sign.message.kind
-        show(sign, message, t)
-        row = {"t_s": t, "sign": sid, "kind": message.kind, "text": message.text}
-        self.sign_log.append({**row, "incident": message.incident or ""})
-        if changed_kind:
-            ctx.bus.record("vms_message", sign=sid, message=message.kind, text=message.text,
-                           incident=message.incident)  # fmt: skip
+    def _log(self, ctx: Context[VmsDiversionSpec], changes: list[SignChange]) -> None:
+        for c in changes:
+            m = c.message
+            row = {"t_s": c.t_s, "sign": c.sign, "kind": m.kind, "text": m.text}
+            self.sign_log.append({**row, "incident": m.incident or ""})
+            if c.changed_kind:
+                ctx.bus.record("vms_message", sign=c.sign, message=m.kind, text=m.text,
+                               incident=m.incident)  # fmt: skip
 
     def _update_ev_signs(self, ctx: Context[VmsDiversionSpec], t: float) -> None:
-        """The EV-only message: on while an emergency vehicle under priority will pass
-        the sign within ``ev_warn_s`` (from the center's GPS track), off once it passed."""
-        assert self.ev is not None
-        for sid in sorted(self.ev_signs):
-            sign = self.signs[sid]
-            approaching = self._ev_approaching(sid, t)
-            if approaching is not None and sign.message.kind != "ev_clear":
-                self.resume[sid] = sign.message
-                self._show(ctx, sid, Message("ev_clear", ev_text(approaching)), t)
-            elif approaching is None and sign.message.kind == "ev_clear":
-                self._show(ctx, sid, self.resume.pop(sid, BLANK), t)
-
-    def _ev_approaching(self, sid: str, t: float) -> str | None:
-        assert self.ev is not None
-        sign = self.sign_spec[sid]
-        for ev in self.ev.evs.values():
-            tracker, matcher = ev.tracker, ev.matcher
-            if tracker is None or matcher is None or not math.isnan(ev.arrived_s):
-                continue
-            if sign.edge not in ev.route or tracker.is_stale(t):
-                continue
-            s_ev = tracker.position_s_m(t)
-            if s_ev is None:
-                continue
-            edge_len = self.net.edges[sign.edge].length_m
-            s_sign = matcher.stop_line_s_m(ev.route.index(sign.edge)) - (edge_len - sign.pos_m)
-            gap_m = s_sign - s_ev
-            speed = max(tracker.speed_mps or 0.0, EV_MIN_SPEED_MPS)
-            if 0.0 <= gap_m <= speed * self.spec.ev_warn_s:
-                return ev.spec.kind
-        return None
-
-    def _desired(self, sid: str, sign: SignState, times: dict[str, float]) -> Message:
-        from city_models.graph import fastest_route, route_time
-
-        known = [s for s in self.sites if s.state.known and s.state.spec.id in self.reach_m[sid]]
-        if known:
-            site = min(known, key=lambda s: self.reach_m[sid][s.state.spec.id])
-            inc, lanes = site.state.spec, len(site.state.lanes)
-            # measured delay through the incident: its street and the queue behind it
-            free = sum(self.graph.nodes[e]["free_flow_s"] for e in site.queue_edges)
-            delay_s = max(sum(times.get(e, 0.0) for e in site.queue_edges) - free, 0.0)
-            full = site.state.closes_street
-            if full or delay_s >= self.spec.logic.detour_min_delay_s:
-                detour = self._detour(sign.edge, site, times)
-                if detour is not None:
-                    street = self._detour_street(detour, sign.edge)
-                    return Message("incident_detour",
-                                   detour_text(site.street, street, lanes, full),
-                                   incident=inc.id, avoid_edges=(inc.edge,))  # fmt: skip
-            return Message("incident_warning",
-                           warning_text(site.street, lanes, full, delay_s / 60.0),
-                           incident=inc.id, avoid_edges=(inc.edge,))  # fmt: skip
-        if self.landmark is None:
-            return BLANK
-        try:
-            route = fastest_route(self.graph, sign.edge, self.landmark.edge, edge_time_s=times)
-        except CityError:  # the landmark cannot be reached from this sign
-            return BLANK
-        minutes = route_time(self.graph, route, edge_time_s=times) / 60.0
-        return Message("travel_time", travel_time_text(self.landmark.name, minutes))
-
-    def _detour(self, start: str, site: _IncidentSite, times: dict[str, float]) -> list[str] | None:
-        """The fastest route (current travel times) from the sign to the street beyond
-        the incident that does not use the incident's street; None if there is none."""
-        from city_models.graph import fastest_route, route_time
-
-        blocked = nx.restricted_view(self.graph, [site.state.spec.edge], [])
-        best: tuple[float, list[str]] | None = None
-        for target in site.beyond:
-            try:
-                route = fastest_route(blocked, start, target, edge_time_s=times)
-            except CityError:  # no way round to this street
-                continue
-            cost = route_time(self.graph, route, edge_time_s=times)
-            if best is None or cost < best[0]:
-                best = (cost, route)
-        return None if best is None else best[1]
-
-    def _detour_street(self, route: list[str], start: str) -> str:
-        first = self.net.edges[start].name
-        for e in route:
-            name = self.net.edges[e].name
-            if name and name != first:
-                return str(name)
-        return str(first or route[-1])
+        """The EV-only message (the center's sign logic, on its GPS tracks of the EVs)."""
+        if self.ev is None:
+            return
+        self._log(ctx, self.logic.update_ev(t, self.ev_signs, self.ev.tracks()))
 
     # ------------------------------------------------------------------ drivers
     def _drivers_read_signs(self, ctx: Context[VmsDiversionSpec], t: float) -> None:

@@ -16,7 +16,7 @@ import pytest
 from city_models.build import City
 from scenarios.incidents import Incidents, IncidentSpec, closed_lane_ids
 from scenarios.loader import library_scenarios, parse_scenario
-from scenarios.vms import BLANK, Message, SignState, may_change, show
+from twin.center.signs import BLANK, Message, SignState, may_change, show
 from scenarios.vms_diversion import VmsDiversion, VmsDiversionSpec, _draw, recovery_time_s
 from twin.engine.events import EventBus
 from twin.engine.run import RunContext
@@ -191,11 +191,13 @@ def test_signs_warn_only_of_incidents_ahead(district_city: City, tmp_path: Path)
     b.setup(_ctx(district_city, b, tmp_path))
     assert len(b.signs) == len(district_city.manifest.vms)
     # the shipped crash is ahead of at least one sign, and not ahead of every sign
-    ahead = [sid for sid, reach in b.reach_m.items() if "crash1" in reach]
+    edge = _shipped()["incidents"][0]["edge"]
+    ahead = [sid for sid in b.signs if b.logic.reach_m(sid, edge) is not None]
     assert 0 < len(ahead) < len(b.signs)
-    site = b.sites[0]
-    assert site.queue_edges[0] == site.state.spec.edge and len(site.queue_edges) >= 2
+    site = b.logic.site(edge)
+    assert site.queue_edges[0] == edge and len(site.queue_edges) >= 2
     assert site.beyond and not any(e.endswith("_pocket") for e in site.beyond)
+    assert b.sites[0].queue_edges == list(site.queue_edges)
 
 
 def test_no_vms_means_no_sign(district_city: City, tmp_path: Path) -> None:
