@@ -32,108 +32,25 @@ import functools
 import logging
 import math
 from collections.abc import Generator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import simpy
-from pydantic import Field, model_validator
 
 from city_models.build import City
 from scenarios.base import Context, PreparedInputs, Scenario
+from scenarios.evacuation_plan import Evacuee, inbound_edges, plan_evacuation
+from scenarios.evacuation_spec import DepartureSpec, EvacuationSpec, HazardSpec, MeasuresSpec
 from scenarios.registry import ScenarioKind, register
-from scenarios.spec import ControlSpec, ScenarioSpec, _Spec
-from twin.errors import CityError, ScenarioError
+from twin.errors import ScenarioError
 
 log = logging.getLogger(__name__)
 
 EMERGENCY_CLASSES = ("emergency", "authority")
+__all__ = ["DepartureSpec", "Evacuation", "EvacuationSpec", "HazardSpec", "MeasuresSpec"]
 EVACUEE_VTYPE = '  <vType id="evacuee" vClass="passenger" color="1,0.55,0"/>\n'
-
-
-class DepartureSpec(_Spec):
-    """When the evacuees leave, counted from the warning."""
-
-    curve: Literal["simultaneous", "staged", "rayleigh", "lognormal"] = "simultaneous"
-    spread_s: float = Field(default=120.0, ge=0.0, le=3600.0)  # simultaneous / each wave
-    waves: int = Field(default=3, ge=1, le=12)  # staged: sub-zones
-    wave_gap_s: float = Field(default=600.0, ge=0.0, le=7200.0)
-    rayleigh_scale_s: float = Field(default=900.0, gt=0.0, le=14_400.0)
-    lognormal_median_s: float = Field(default=1200.0, gt=0.0, le=14_400.0)
-    lognormal_sigma: float = Field(default=0.6, gt=0.0, le=3.0)
-
-
-class MeasuresSpec(_Spec):
-    """Network measures for the evacuation."""
-
-    contraflow: bool = False
-    # outbound edges that take the opposite lanes; empty: the main outbound road
-    contraflow_edges: list[str] = Field(default_factory=list, max_length=30)
-    contraflow_max_length_m: float = Field(default=2000.0, gt=0.0, le=10_000.0)
-    evacuation_signals: bool = False
-    signal_update_s: float = Field(default=300.0, ge=30.0, le=3600.0)
-    cycle_stretch: float = Field(default=1.25, ge=1.0, le=2.0)
-    min_signal_flow_veh: int = Field(default=10, ge=1, le=10_000)
-    close_inbound: bool = False
-
-
-class HazardSpec(_Spec):
-    """A spreading hazard (flood rising street by street), off by default."""
-
-    spreading: bool = False
-    source_xy: tuple[float, float] | None = None  # default: the zone's centroid
-    onset_s: float = Field(default=300.0, ge=0.0, le=14_400.0)  # after the warning
-    front_speed_mps: float = Field(default=0.5, gt=0.0, le=20.0)
-    flooded_speed_mps: float = Field(default=3.0, gt=0.0, le=20.0)
-    close_after_s: float = Field(default=300.0, ge=0.0, le=7200.0)
-
-
-class EvacuationSpec(ScenarioSpec):
-    kind: Literal["evacuation"] = "evacuation"
-    zone: str = "flood_1"
-    zone_polygon_xy: list[tuple[float, float]] | None = Field(default=None, min_length=3)
-    warning_s: float = Field(default=300.0, ge=0.0)
-    households_per_km2: float = Field(default=2000.0, gt=0.0, le=50_000.0)
-    vehicles_per_household: float = Field(default=1.0, gt=0.0, le=5.0)
-    evacuating_share: float = Field(default=0.6, gt=0.0, le=1.0)
-    departure: DepartureSpec = DepartureSpec()
-    assignment: Literal["nearest", "capacity_aware", "system_optimal"] = "capacity_aware"
-    system_horizon_s: float = Field(default=1800.0, ge=60.0, le=14_400.0)
-    shelters: list[str] = Field(default_factory=list)  # empty: every shelter of the city
-    # capacity overrides; a shelter without places is left out of 'shelters' instead
-    shelter_capacity_veh: dict[str, Annotated[int, Field(gt=0)]] = Field(default_factory=dict)
-    measures: MeasuresSpec = MeasuresSpec()
-    hazard: HazardSpec = HazardSpec()
-    control: ControlSpec = ControlSpec(guard_fixed=True)
-
-    @model_validator(mode="after")
-    def _check(self) -> EvacuationSpec:
-        if not self.sim.begin_s <= self.warning_s < self.sim.end_s:
-            raise ValueError(
-                f"warning_s = {self.warning_s:g} is outside the run "
-                f"[{self.sim.begin_s:g}, {self.sim.end_s:g})"
-            )
-        if self.measures.evacuation_signals and not self.control.guard_fixed:
-            raise ValueError("control.guard_fixed must be true for measures.evacuation_signals")
-        return self
-
-
-@dataclass
-class _Evacuee:
-    id: str
-    origin: str
-    pos_m: float
-    wave: int
-    depart_s: float
-    shelter: str
-    route: list[str]
-    departed_s: float = math.nan
-    left_zone_s: float = math.nan
-    arrived_s: float = math.nan
-    index: int = 0
-    order: list[str] = field(default_factory=list)  # shelters nearest first
 
 
 class Evacuation(Scenario[EvacuationSpec]):
@@ -143,7 +60,7 @@ class Evacuation(Scenario[EvacuationSpec]):
 
     def __init__(self, spec: EvacuationSpec) -> None:
         super().__init__(spec)
-        self.vehicles: dict[str, _Evacuee] = {}
+        self.vehicles: dict[str, Evacuee] = {}
         self.special_vehicles: set[str] = set()
         self.not_scheduled = 0  # departures drawn after the end of the run
         self.contraflow_edges: list[str] = []
@@ -156,197 +73,26 @@ class Evacuation(Scenario[EvacuationSpec]):
 
     # ------------------------------------------------------------------ before SUMO
     def prepare(self, city: City, *, seed: int, run_dir: Path) -> PreparedInputs:
-        from city_models.graph import edge_graph
-        from city_models.variants import contraflow_city, opposite_edges
-        from scenarios import evacuation_plan as plan
-
-        spec = self.spec
-        poly, zone_edges = self._zone(city)
-        self.zone_polygon = poly
-        self.zone_area_km2 = plan.polygon_area_km2(poly)
-        self.capacity_veh = self._shelters(city)
-        shelter_edges = {p.id: p.edge for p in city.manifest.pois if p.id in self.capacity_veh}
-        rng = np.random.default_rng(seed + 4241)
-        n = plan.evacuee_vehicles(
-            self.zone_area_km2,
-            households_per_km2=spec.households_per_km2,
-            vehicles_per_household=spec.vehicles_per_household,
-            share=spec.evacuating_share,
-        )
-        run_city = city
-        blocked: set[str] = set()
-        m = spec.measures
-        if m.contraflow:
-            edges = list(m.contraflow_edges)
-            if edges:
-                self._check_contraflow_edges(city, edges, zone_edges)
-            else:
-                base = edge_graph(city.net)
-                homes = self._home_edges(city.net, base, zone_edges, shelter_edges)
-                routes = plan.shelter_routes(base, set(homes), shelter_edges)
-                nearest = [(o, next(iter(r.values()))) for o, r in routes.items() if r]
-                edges = plan.default_contraflow_edges(
-                    city.net,
-                    set(zone_edges),
-                    [r for _o, r in nearest],
-                    weights=[city.net.edges[o].length_m for o, _r in nearest],
-                    max_length_m=m.contraflow_max_length_m,
-                )
-                if not edges:
-                    raise ScenarioError(
-                        f"Scenario {spec.name!r}: field 'measures.contraflow' found no "
-                        "multi-lane two-way exit from the zone; name the road in "
-                        "'measures.contraflow_edges'."
-                    )
-            try:
-                run_city = contraflow_city(city, edges)
-                pairs = opposite_edges(city, edges)
-            except CityError as exc:
-                raise ScenarioError(
-                    f"Scenario {spec.name!r}: field 'measures.contraflow_edges': {exc}"
-                ) from exc
-            self.contraflow_edges = sorted(pairs)
-            self.reversed_edges = sorted(
-                e for b in pairs.values() for e in (b, f"{b}_pocket") if e in run_city.net.edges
-            )
-            blocked |= set(self.reversed_edges)
-        if m.close_inbound:
-            blocked |= set(self._inbound_edges(run_city.net, zone_edges))
-        self.zone_edges = set(zone_edges)
-        self.run_city = run_city
-        self.net = run_city.net
-        graph = plan.routing_graph(edge_graph(run_city.net), blocked)
-        homes = self._home_edges(run_city.net, graph, zone_edges, shelter_edges)
-        origins = plan.sample_origins(run_city.net, homes, n, rng)
-        source = spec.hazard.source_xy or plan.polygon_centroid(poly)
-        self.source_xy = source
-        waves = plan.sub_zone_waves(run_city.net, origins.edge, source, spec.departure.waves)
-        d = spec.departure
-        delays = plan.departure_delays_s(
-            d.curve, n, rng, waves=waves, spread_s=d.spread_s, wave_gap_s=d.wave_gap_s,
-            rayleigh_scale_s=d.rayleigh_scale_s, lognormal_median_s=d.lognormal_median_s,
-            lognormal_sigma=d.lognormal_sigma,
-        )  # fmt: skip
-        routes_by_origin = plan.shelter_routes(graph, set(origins.edge), shelter_edges)
-        optimal: dict[str, list[tuple[str | None, list[str]]]] = {}
-        if spec.assignment == "system_optimal":
-            counts: dict[str, int] = {}
-            for o in origins.edge:
-                counts[o] = counts.get(o, 0) + 1
-            optimal = plan.system_optimal_routes(
-                graph, counts, shelter_edges, self.capacity_veh, horizon_s=spec.system_horizon_s
-            )
-        for k in range(n):
-            o = origins.edge[k]
-            order = list(routes_by_origin[o])
-            shelter, route = order[0], routes_by_origin[o][order[0]]
-            if optimal:
-                planned, planned_route = optimal[o].pop()
-                if planned is not None:
-                    shelter, route = planned, planned_route
-            vid = f"evac_{k}"
-            self.vehicles[vid] = _Evacuee(
-                vid, o, float(origins.pos_m[k]), int(waves[k]),
-                round(spec.warning_s + float(delays[k]), 2), shelter, list(route), order=order,
-            )  # fmt: skip
+        """Plan the evacuation (:func:`scenarios.evacuation_plan.plan_evacuation`) and
+        write the evacuees' routes."""
+        p = plan_evacuation(city, self.spec, np.random.default_rng(seed + 4241))
+        self.plan = p
+        self.zone_polygon = p.zone_polygon
+        self.zone_area_km2 = p.zone_area_km2
+        self.capacity_veh = dict(p.capacity_veh)
+        self.shelter_edges = dict(p.shelter_edges)
+        self.contraflow_edges = list(p.contraflow_edges)
+        self.reversed_edges = list(p.reversed_edges)
+        self.zone_edges = set(p.zone_edges)
+        self.run_city = p.run_city
+        self.net = p.run_city.net
+        self.source_xy = p.source_xy
+        self.vehicles = {v.id: v for v in p.evacuees}
         self.special_vehicles = set(self.vehicles)
-        self.shelter_edges = shelter_edges
         path = self._write_routes(run_dir / "evacuees.rou.xml")
-        log.info("evacuation: %d vehicles from %.2f km², %d edges", n, self.zone_area_km2,
-                 len(homes))  # fmt: skip
-        return PreparedInputs(city=run_city, routes=(path,))
-
-    def _zone(self, city: Any) -> tuple[list[tuple[float, float]], list[str]]:
-        from city_models.features import edges_in_polygon
-
-        spec = self.spec
-        if spec.zone_polygon_xy is not None:
-            poly = [tuple(p) for p in spec.zone_polygon_xy]
-            edges = edges_in_polygon(city.net, poly)  # type: ignore[arg-type]
-            field_name = "zone_polygon_xy"
-        else:
-            zones = {z.id: z for z in city.manifest.zones}
-            if spec.zone not in zones:
-                raise ScenarioError(
-                    f"Scenario {spec.name!r}: field 'zone' = {spec.zone!r} is not a zone of city "
-                    f"{city.name}; allowed: {', '.join(sorted(zones)) or '(none)'} "
-                    "(or give 'zone_polygon_xy')."
-                )
-            zone = zones[spec.zone]
-            poly = [tuple(p) for p in zone.polygon_xy]
-            edges = [e for e in zone.edges if e in city.net.edges]
-            field_name = "zone"
-        homes = [e for e in edges if not e.endswith("_pocket")]
-        if not homes:
-            raise ScenarioError(
-                f"Scenario {spec.name!r}: field '{field_name}' contains no street of city "
-                f"{city.name} (a street counts when both its ends lie inside the polygon); "
-                f"the city spans x, y = {city.net.bbox_xy}."
-            )
-        return poly, edges  # type: ignore[return-value]
-
-    def _shelters(self, city: Any) -> dict[str, int]:
-        spec = self.spec
-        pois = {p.id: p for p in city.manifest.pois if p.role == "shelter"}
-        names = spec.shelters or sorted(pois)
-        for fld, ids in (("shelters", names), ("shelter_capacity_veh", spec.shelter_capacity_veh)):
-            unknown = sorted(set(ids) - set(pois))
-            if unknown:
-                raise ScenarioError(
-                    f"Scenario {spec.name!r}: field '{fld}' names {', '.join(unknown)}, not "
-                    f"shelters of city {city.name}; allowed: {', '.join(sorted(pois))}."
-                )
-        caps: dict[str, int] = {}
-        for sid in names:
-            cap = spec.shelter_capacity_veh.get(sid, pois[sid].capacity_veh or 0)
-            if cap <= 0:
-                raise ScenarioError(
-                    f"Scenario {spec.name!r}: shelter {sid!r} of city {city.name} has capacity "
-                    f"{cap}; give it a capacity > 0 in 'shelter_capacity_veh' or leave it out "
-                    "of 'shelters'."
-                )
-            caps[sid] = int(cap)
-        if not caps:
-            raise ScenarioError(f"Scenario {spec.name!r}: city {city.name} has no shelters.")
-        return caps
-
-    def _check_contraflow_edges(self, city: Any, edges: list[str], zone: list[str]) -> None:
-        unknown = [e for e in edges if e not in city.net.edges]
-        if unknown:
-            exits = sorted(
-                e.id
-                for e in city.net.edges.values()
-                if e.id not in zone
-                and e.lanes >= 2
-                and any(city.net.edges[z].to_node == e.from_node for z in zone)
-            )
-            raise ScenarioError(
-                f"Scenario {self.spec.name!r}: field 'measures.contraflow_edges' names "
-                f"{', '.join(map(repr, unknown))}, not streets of city {city.name}; outbound "
-                f"multi-lane exits of the zone are e.g. {', '.join(exits[:6])}."
-            )
-
-    @staticmethod
-    def _home_edges(net: Any, graph: Any, zone_edges: list[str],
-                    shelter_edges: dict[str, str]) -> list[str]:  # fmt: skip
-        """Zone streets vehicles can start on and leave from (a route to a shelter)."""
-        import networkx as nx
-
-        targets = {s for s in shelter_edges.values() if s in graph}
-        reach: set[str] = set()
-        for t in targets:
-            reach |= nx.ancestors(graph, t) | {t}
-        return [e for e in zone_edges if not e.endswith("_pocket") and e in reach]
-
-    @staticmethod
-    def _inbound_edges(net: Any, zone_edges: list[str]) -> list[str]:
-        zone = set(zone_edges)
-        nodes = {net.edges[z].from_node for z in zone} | {net.edges[z].to_node for z in zone}
-        return sorted(
-            e.id
-            for e in net.edges.values()
-            if e.id not in zone and e.to_node in nodes and e.from_node not in nodes
-        )
+        log.info("evacuation: %d vehicles from %.2f km², %d edges", len(p.evacuees),
+                 self.zone_area_km2, p.home_edges)  # fmt: skip
+        return PreparedInputs(city=p.run_city, routes=(path,))
 
     def _write_routes(self, path: Path) -> Path:
         with path.open("w", encoding="utf-8") as fh:
@@ -371,8 +117,8 @@ class Evacuation(Scenario[EvacuationSpec]):
         on_full = self._on_full(ctx) if spec.assignment == "capacity_aware" else None
         self.intake = ShelterIntake(ctx.bus.env, self.capacity_veh, on_full=on_full)
         self.pending = sorted(self.vehicles.values(), key=lambda v: (v.depart_s, v.id))
-        self.waiting: list[_Evacuee] = []  # due, not yet in the network
-        self.en_route: dict[str, _Evacuee] = {}
+        self.waiting: list[Evacuee] = []  # due, not yet in the network
+        self.en_route: dict[str, Evacuee] = {}
         self.port = None
         if spec.measures.evacuation_signals:
             if ctx.control is None or ctx.control.port is None:
@@ -396,7 +142,7 @@ class Evacuation(Scenario[EvacuationSpec]):
         if self.reversed_edges:  # the lane left inbound: emergency vehicles only
             self._restrict(ctx, self.reversed_edges, "contraflow")
         if m.close_inbound:
-            self._restrict(ctx, self._inbound_edges(self.net, sorted(self.zone_edges)), "inbound")
+            self._restrict(ctx, inbound_edges(self.net, sorted(self.zone_edges)), "inbound")
         if self.port is not None:
             ctx.bus.process(self._signal_plans(ctx))
         if spec.hazard.spreading:
@@ -440,9 +186,9 @@ class Evacuation(Scenario[EvacuationSpec]):
             flows = stage_flows(self.net, list(signals.values()), remaining)
             active = {t: f for t, f in flows.items() if f.sum() >= m.min_signal_flow_veh}
             for tls in sorted(set(self.signal_tls) - set(active)):  # evacuees are through
-                self.port.apply_timing(tls, green_s=list(self.port.guard(tls).plan.green_s))
+                self.port.apply_timing(tls, green_s=list(self.port.plan(tls).green_s))
             for tls, f in sorted(active.items()):
-                gp = self.port.guard(tls).plan
+                gp = self.port.plan(tls)
                 greens = evacuation_greens(gp.green_s, gp.min_green_s, gp.max_green_s, f,
                                            cycle_stretch=m.cycle_stretch)  # fmt: skip
                 self.port.apply_timing(tls, green_s=greens)
@@ -495,7 +241,7 @@ class Evacuation(Scenario[EvacuationSpec]):
 
         return spill
 
-    def _redirect(self, ctx: Context[EvacuationSpec], ev: _Evacuee) -> bool:
+    def _redirect(self, ctx: Context[EvacuationSpec], ev: Evacuee) -> bool:
         """Send ``ev`` on to the nearest shelter (in its order) that still has room."""
         for sid in ev.order:
             if sid != ev.shelter and self.intake.room_veh(sid) > 0:
@@ -506,11 +252,11 @@ class Evacuation(Scenario[EvacuationSpec]):
                 return True
         return False
 
-    def _spill_ahead(self, ctx: Context[EvacuationSpec], live: list[_Evacuee]) -> None:
+    def _spill_ahead(self, ctx: Context[EvacuationSpec], live: list[Evacuee]) -> None:
         """Cars on the last edges before a shelter with fewer places left than cars
         arriving: those farthest back go on to the next shelter with room (so that no
         car is turned away while another shelter has places)."""
-        arriving: dict[str, list[_Evacuee]] = {}
+        arriving: dict[str, list[Evacuee]] = {}
         for ev in live:
             if ev.index >= len(ev.route) - 2:
                 arriving.setdefault(ev.shelter, []).append(ev)
@@ -531,7 +277,7 @@ class Evacuation(Scenario[EvacuationSpec]):
         present = set(session.vehicle_ids())
         while self.pending and self.pending[0].depart_s <= t:
             self.waiting.append(self.pending.pop(0))
-        still: list[_Evacuee] = []
+        still: list[Evacuee] = []
         for ev in self.waiting:
             if ev.id in present:
                 ev.departed_s = t

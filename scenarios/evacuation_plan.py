@@ -1,11 +1,12 @@
 """Evacuation planning before SUMO starts: who leaves from where, when, to which shelter.
 
-Pure functions over the network (no SUMO): the evacuating population of a zone, the
-origins of its vehicles (street length-weighted), departure curves (simultaneous,
-staged waves by sub-zone, Rayleigh, log-normal), shelter assignment (nearest,
-and a system plan: min-cost flow with networkx over the street graph with lane
-capacities and shelter capacities), the default contraflow road, and the signal
-stages that serve evacuation movements.
+:func:`plan_evacuation` makes the whole plan; it needs no running SUMO (only netconvert
+when a contraflow variant must be built). Its parts are functions over the network: the
+evacuating population of a zone, the origins of its vehicles (street length-weighted),
+departure curves (simultaneous, staged waves by sub-zone, Rayleigh, log-normal),
+shelter assignment (nearest, and a system plan: min-cost flow with networkx over the
+street graph with lane capacities and shelter capacities), the default contraflow road,
+and the signal stages that serve evacuation movements.
 """
 
 from __future__ import annotations
@@ -15,14 +16,19 @@ import logging
 import math
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import networkx as nx
 import numpy as np
 
-from city_models.features import edge_mid_xy
+from city_models.build import City
+from city_models.features import edge_mid_xy, edges_in_polygon
 from city_models.graph import _street_ends as street_ends
+from city_models.graph import edge_graph
 from city_models.net import NetInfo
+from city_models.variants import contraflow_city, opposite_edges
+from scenarios.evacuation_spec import EvacuationSpec
+from twin.errors import CityError, ScenarioError
 
 log = logging.getLogger(__name__)
 
@@ -319,3 +325,266 @@ def evacuation_greens(
         return [float(g) for g in plan_green_s]
     greens = np.minimum(mins + extra * flow_veh / total, maxs)
     return [float(round(g)) for g in greens]
+
+
+# --------------------------------------------------------------------------- the whole plan
+
+
+@dataclass
+class Evacuee:
+    """One evacuating vehicle: where and when it leaves, where it goes, what it did."""
+
+    id: str
+    origin: str
+    pos_m: float
+    wave: int
+    depart_s: float
+    shelter: str
+    route: list[str]
+    departed_s: float = math.nan
+    left_zone_s: float = math.nan
+    arrived_s: float = math.nan
+    index: int = 0
+    order: list[str] = field(default_factory=list)  # shelters nearest first
+
+
+@dataclass(frozen=True)
+class EvacuationPlan:
+    """Everything decided before SUMO starts (:func:`plan_evacuation`).
+
+    Attributes
+    ----------
+    zone_polygon, zone_area_km2, zone_edges
+        The zone, its area and its streets.
+    capacity_veh, shelter_edges
+        Places and street of every shelter in use.
+    run_city
+        The city to run on (a contraflow variant when asked).
+    contraflow_edges, reversed_edges
+        Outbound streets widened by contraflow, and the inbound lanes left (emergency
+        vehicles only).
+    source_xy
+        Where the hazard starts (waves and the spreading flood count from here).
+    evacuees
+        Every evacuating vehicle, ``evac_0 ... evac_{n-1}``.
+    home_edges
+        How many zone streets vehicles can start from.
+    """
+
+    zone_polygon: list[tuple[float, float]]
+    zone_area_km2: float
+    zone_edges: list[str]
+    capacity_veh: dict[str, int]
+    shelter_edges: dict[str, str]
+    run_city: City
+    contraflow_edges: list[str]
+    reversed_edges: list[str]
+    source_xy: tuple[float, float]
+    evacuees: list[Evacuee]
+    home_edges: int
+
+
+def plan_evacuation(city: City, spec: EvacuationSpec, rng: np.random.Generator) -> EvacuationPlan:
+    """Plan an evacuation: the zone, its population, origins, departures, shelters and
+    routes, and the network measures (a contraflow variant is built with netconvert
+    and cached, :func:`city_models.variants.contraflow_city`).
+
+    Raises
+    ------
+    ScenarioError
+        Naming the scenario field that does not fit the city (zone, shelters,
+        contraflow streets).
+    """
+    poly, zone_edges = zone_of(city, spec)
+    area_km2 = polygon_area_km2(poly)
+    capacity_veh = shelter_capacities(city, spec)
+    shelter_edges = {p.id: p.edge for p in city.manifest.pois if p.id in capacity_veh}
+    n = evacuee_vehicles(
+        area_km2,
+        households_per_km2=spec.households_per_km2,
+        vehicles_per_household=spec.vehicles_per_household,
+        share=spec.evacuating_share,
+    )
+    run_city = city
+    blocked: set[str] = set()
+    contraflow: list[str] = []
+    reversed_edges: list[str] = []
+    m = spec.measures
+    if m.contraflow:
+        edges = list(m.contraflow_edges)
+        if edges:
+            check_contraflow_edges(city, spec, edges, zone_edges)
+        else:
+            base = edge_graph(city.net)
+            homes = home_edges(base, zone_edges, shelter_edges)
+            routes = shelter_routes(base, set(homes), shelter_edges)
+            nearest = [(o, next(iter(r.values()))) for o, r in routes.items() if r]
+            edges = default_contraflow_edges(
+                city.net,
+                set(zone_edges),
+                [r for _o, r in nearest],
+                weights=[city.net.edges[o].length_m for o, _r in nearest],
+                max_length_m=m.contraflow_max_length_m,
+            )
+            if not edges:
+                raise ScenarioError(
+                    f"Scenario {spec.name!r}: field 'measures.contraflow' found no "
+                    "multi-lane two-way exit from the zone; name the road in "
+                    "'measures.contraflow_edges'."
+                )
+        try:
+            run_city = contraflow_city(city, edges)
+            pairs = opposite_edges(city, edges)
+        except CityError as exc:
+            raise ScenarioError(
+                f"Scenario {spec.name!r}: field 'measures.contraflow_edges': {exc}"
+            ) from exc
+        contraflow = sorted(pairs)
+        reversed_edges = sorted(
+            e for b in pairs.values() for e in (b, f"{b}_pocket") if e in run_city.net.edges
+        )
+        blocked |= set(reversed_edges)
+    if m.close_inbound:
+        blocked |= set(inbound_edges(run_city.net, zone_edges))
+    graph = routing_graph(edge_graph(run_city.net), blocked)
+    homes = home_edges(graph, zone_edges, shelter_edges)
+    origins = sample_origins(run_city.net, homes, n, rng)
+    source = spec.hazard.source_xy or polygon_centroid(poly)
+    waves = sub_zone_waves(run_city.net, origins.edge, source, spec.departure.waves)
+    d = spec.departure
+    delays = departure_delays_s(
+        d.curve, n, rng, waves=waves, spread_s=d.spread_s, wave_gap_s=d.wave_gap_s,
+        rayleigh_scale_s=d.rayleigh_scale_s, lognormal_median_s=d.lognormal_median_s,
+        lognormal_sigma=d.lognormal_sigma,
+    )  # fmt: skip
+    routes_by_origin = shelter_routes(graph, set(origins.edge), shelter_edges)
+    optimal: dict[str, list[tuple[str | None, list[str]]]] = {}
+    if spec.assignment == "system_optimal":
+        counts: dict[str, int] = {}
+        for o in origins.edge:
+            counts[o] = counts.get(o, 0) + 1
+        optimal = system_optimal_routes(
+            graph, counts, shelter_edges, capacity_veh, horizon_s=spec.system_horizon_s
+        )
+    evacuees = []
+    for k in range(n):
+        o = origins.edge[k]
+        order = list(routes_by_origin[o])
+        shelter, route = order[0], routes_by_origin[o][order[0]]
+        if optimal:
+            planned, planned_route = optimal[o].pop()
+            if planned is not None:
+                shelter, route = planned, planned_route
+        evacuees.append(Evacuee(
+            f"evac_{k}", o, float(origins.pos_m[k]), int(waves[k]),
+            round(spec.warning_s + float(delays[k]), 2), shelter, list(route), order=order,
+        ))  # fmt: skip
+    return EvacuationPlan(
+        zone_polygon=poly,
+        zone_area_km2=area_km2,
+        zone_edges=list(zone_edges),
+        capacity_veh=capacity_veh,
+        shelter_edges=shelter_edges,
+        run_city=run_city,
+        contraflow_edges=contraflow,
+        reversed_edges=reversed_edges,
+        source_xy=(float(source[0]), float(source[1])),
+        evacuees=evacuees,
+        home_edges=len(homes),
+    )
+
+
+def zone_of(city: City, spec: EvacuationSpec) -> tuple[list[tuple[float, float]], list[str]]:
+    """The zone's polygon and streets (the city's zone, or the scenario's polygon)."""
+    if spec.zone_polygon_xy is not None:
+        poly = [(float(x), float(y)) for x, y in spec.zone_polygon_xy]
+        edges = edges_in_polygon(city.net, poly)
+        field_name = "zone_polygon_xy"
+    else:
+        zones = {z.id: z for z in city.manifest.zones}
+        if spec.zone not in zones:
+            raise ScenarioError(
+                f"Scenario {spec.name!r}: field 'zone' = {spec.zone!r} is not a zone of city "
+                f"{city.name}; allowed: {', '.join(sorted(zones)) or '(none)'} "
+                "(or give 'zone_polygon_xy')."
+            )
+        zone = zones[spec.zone]
+        poly = [(float(x), float(y)) for x, y in zone.polygon_xy]
+        edges = [e for e in zone.edges if e in city.net.edges]
+        field_name = "zone"
+    homes = [e for e in edges if not e.endswith("_pocket")]
+    if not homes:
+        raise ScenarioError(
+            f"Scenario {spec.name!r}: field '{field_name}' contains no street of city "
+            f"{city.name} (a street counts when both its ends lie inside the polygon); "
+            f"the city spans x, y = {city.net.bbox_xy}."
+        )
+    return poly, edges
+
+
+def shelter_capacities(city: City, spec: EvacuationSpec) -> dict[str, int]:
+    """Places per shelter in use (the scenario's overrides, else the city's)."""
+    pois = {p.id: p for p in city.manifest.pois if p.role == "shelter"}
+    names = spec.shelters or sorted(pois)
+    for fld, ids in (("shelters", names), ("shelter_capacity_veh", spec.shelter_capacity_veh)):
+        unknown = sorted(set(ids) - set(pois))
+        if unknown:
+            raise ScenarioError(
+                f"Scenario {spec.name!r}: field '{fld}' names {', '.join(unknown)}, not "
+                f"shelters of city {city.name}; allowed: {', '.join(sorted(pois))}."
+            )
+    caps: dict[str, int] = {}
+    for sid in names:
+        cap = spec.shelter_capacity_veh.get(sid, pois[sid].capacity_veh or 0)
+        if cap <= 0:
+            raise ScenarioError(
+                f"Scenario {spec.name!r}: shelter {sid!r} of city {city.name} has capacity "
+                f"{cap}; give it a capacity > 0 in 'shelter_capacity_veh' or leave it out "
+                "of 'shelters'."
+            )
+        caps[sid] = int(cap)
+    if not caps:
+        raise ScenarioError(f"Scenario {spec.name!r}: city {city.name} has no shelters.")
+    return caps
+
+
+def check_contraflow_edges(
+    city: City, spec: EvacuationSpec, edges: list[str], zone: list[str]
+) -> None:
+    """Every contraflow street named in the scenario is a street of the city."""
+    unknown = [e for e in edges if e not in city.net.edges]
+    if unknown:
+        exits = sorted(
+            e.id
+            for e in city.net.edges.values()
+            if e.id not in zone
+            and e.lanes >= 2
+            and any(city.net.edges[z].to_node == e.from_node for z in zone)
+        )
+        raise ScenarioError(
+            f"Scenario {spec.name!r}: field 'measures.contraflow_edges' names "
+            f"{', '.join(map(repr, unknown))}, not streets of city {city.name}; outbound "
+            f"multi-lane exits of the zone are e.g. {', '.join(exits[:6])}."
+        )
+
+
+def home_edges(
+    graph: nx.DiGraph, zone_edges: Sequence[str], shelter_edges: Mapping[str, str]
+) -> list[str]:
+    """Zone streets vehicles can start on and leave from (a route to a shelter)."""
+    targets = {s for s in shelter_edges.values() if s in graph}
+    reach: set[str] = set()
+    for t in targets:
+        reach |= nx.ancestors(graph, t) | {t}
+    return [e for e in zone_edges if not e.endswith("_pocket") and e in reach]
+
+
+def inbound_edges(net: NetInfo, zone_edges: Sequence[str]) -> list[str]:
+    """Streets that enter the zone from outside."""
+    zone = set(zone_edges)
+    nodes = {net.edges[z].from_node for z in zone} | {net.edges[z].to_node for z in zone}
+    return sorted(
+        e.id
+        for e in net.edges.values()
+        if e.id not in zone and e.to_node in nodes and e.from_node not in nodes
+    )

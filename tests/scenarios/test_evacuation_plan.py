@@ -9,7 +9,12 @@ import networkx as nx
 import numpy as np
 import pytest
 
+from city_models.build import City
+from city_models.graph import edge_graph
 from scenarios import evacuation_plan as plan
+from scenarios.evacuation_spec import EvacuationSpec
+from scenarios.loader import parse_scenario
+from twin.errors import ScenarioError
 
 
 def test_polygon_area_and_vehicle_count() -> None:
@@ -94,3 +99,67 @@ def test_evacuation_greens_weight_by_flow_within_bounds() -> None:
     assert greens[2] > 15.0
     same = plan.evacuation_greens([30.0, 30.0], [10.0, 10.0], [60.0, 60.0], np.zeros(2))
     assert same == [30.0, 30.0]  # no evacuees at all: the plan
+
+
+# --------------------------------------------------------------------- the whole plan
+
+
+def _spec(**over: object) -> EvacuationSpec:
+    raw: dict[str, object] = {
+        "name": "plan", "kind": "evacuation", "warning_s": 300,
+        "departure": {"curve": "staged", "waves": 3}, "sim": {"duration_s": 3000},
+    }  # fmt: skip
+    raw.update(over)
+    spec = parse_scenario(raw)
+    assert isinstance(spec, EvacuationSpec)
+    return spec
+
+
+def test_plan_evacuation_without_sumo(district_city: City) -> None:
+    """The whole plan from the city and the spec: no SUMO run, same rng => same plan."""
+    spec = _spec()
+    p = plan.plan_evacuation(district_city, spec, np.random.default_rng(5))
+    again = plan.plan_evacuation(district_city, spec, np.random.default_rng(5))
+    other = plan.plan_evacuation(district_city, spec, np.random.default_rng(6))
+    n = plan.evacuee_vehicles(p.zone_area_km2, households_per_km2=spec.households_per_km2,
+                              vehicles_per_household=spec.vehicles_per_household,
+                              share=spec.evacuating_share)  # fmt: skip
+    assert len(p.evacuees) == n > 100
+    assert [e.id for e in p.evacuees] == [f"evac_{k}" for k in range(n)]
+    assert p.run_city is district_city and p.contraflow_edges == []
+    assert {e.wave for e in p.evacuees} == {0, 1, 2}
+    graph = edge_graph(district_city.net)
+    for e in p.evacuees:
+        assert e.origin in p.zone_edges and e.depart_s >= spec.warning_s
+        assert e.route[0] == e.origin and e.route[-1] == p.shelter_edges[e.shelter]
+        assert all(b in graph.successors(a) for a, b in itertools.pairwise(e.route))
+        assert e.order[0] == e.shelter  # nearest first (capacity-aware assignment)
+    assert [(e.origin, e.depart_s, e.route) for e in p.evacuees] == [
+        (e.origin, e.depart_s, e.route) for e in again.evacuees
+    ]
+    assert [e.depart_s for e in p.evacuees] != [e.depart_s for e in other.evacuees]
+
+
+def test_plan_evacuation_names_the_bad_field(district_city: City) -> None:
+    with pytest.raises(ScenarioError, match="'zone' = 'atlantis'"):
+        plan.plan_evacuation(district_city, _spec(zone="atlantis"), np.random.default_rng(1))
+    with pytest.raises(ScenarioError, match="'shelters' names nowhere"):
+        plan.plan_evacuation(district_city, _spec(shelters=["nowhere"]), np.random.default_rng(1))
+    far = [[1e6, 1e6], [1e6 + 10, 1e6], [1e6, 1e6 + 10]]
+    with pytest.raises(ScenarioError, match="'zone_polygon_xy' contains no street"):
+        plan.plan_evacuation(district_city, _spec(zone_polygon_xy=far), np.random.default_rng(1))
+
+
+def test_system_optimal_plan_respects_shelter_capacity(district_city: City) -> None:
+    spec = _spec(assignment="system_optimal")
+    p = plan.plan_evacuation(district_city, spec, np.random.default_rng(2))
+    placed: dict[str, int] = {}
+    for e in p.evacuees:
+        placed[e.shelter] = placed.get(e.shelter, 0) + 1
+    assert len(p.evacuees) <= sum(p.capacity_veh.values())  # room for everyone here
+    assert all(placed.get(s, 0) <= cap for s, cap in p.capacity_veh.items())
+    # the nearest-shelter plan would overfill one of them: the flow plan really re-routes
+    nearest: dict[str, int] = {}
+    for e in plan.plan_evacuation(district_city, _spec(), np.random.default_rng(2)).evacuees:
+        nearest[e.order[0]] = nearest.get(e.order[0], 0) + 1
+    assert any(nearest.get(s, 0) > cap for s, cap in p.capacity_veh.items())
