@@ -25,6 +25,7 @@ stages: earliest ETA wins, then severity (logged).
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from collections.abc import Mapping, Sequence
@@ -166,8 +167,8 @@ class EvPriority(Scenario[EvPrioritySpec]):
         signals = [s.id for s in city.manifest.signals]
         self.signal_spec = {s.id: s for s in city.manifest.signals}
         rng = np.random.default_rng(ctx.seed + 7717)
-        for k, ev in enumerate(spec.evs):
-            self._check_ev(k, ev, city)
+        for k, ev_spec in enumerate(spec.evs):
+            self._check_ev(k, ev_spec, city)
         if spec.field_signals:
             unknown = sorted(set(spec.field_signals) - set(signals))
             if unknown:
@@ -186,7 +187,7 @@ class EvPriority(Scenario[EvPrioritySpec]):
             ev.call_edge = ev.spec.call_edge or self._random_call_edge(ev.spec, rng)
             ctx.bus.at(
                 ev.spec.dispatch_s,
-                lambda ev=ev: self._dispatch(ctx, ev),
+                functools.partial(self._dispatch, ctx, ev),
                 name=f"dispatch {ev.spec.id}",
             )
         ctx.bus.record("ev_setup", mode=spec.mode, field_signals=len(self.field_signals))

@@ -40,10 +40,18 @@ import pandas as pd
 import simpy
 
 from city_models.build import City
+from city_models.features import edge_mid_xy
 from scenarios.base import Context, PreparedInputs, Scenario
-from scenarios.evacuation_plan import Evacuee, inbound_edges, plan_evacuation
+from scenarios.evacuation_plan import (
+    Evacuee,
+    evacuation_greens,
+    inbound_edges,
+    plan_evacuation,
+    stage_flows,
+)
 from scenarios.evacuation_spec import DepartureSpec, EvacuationSpec, HazardSpec, MeasuresSpec
 from scenarios.registry import ScenarioKind, register
+from scenarios.shelters import ShelterIntake
 from twin.errors import ScenarioError
 
 log = logging.getLogger(__name__)
@@ -111,8 +119,6 @@ class Evacuation(Scenario[EvacuationSpec]):
 
     # ------------------------------------------------------------------ during the run
     def setup(self, ctx: Context[EvacuationSpec]) -> None:
-        from scenarios.shelters import ShelterIntake
-
         spec = self.spec
         on_full = self._on_full(ctx) if spec.assignment == "capacity_aware" else None
         self.intake = ShelterIntake(ctx.bus.env, self.capacity_veh, on_full=on_full)
@@ -174,8 +180,6 @@ class Evacuation(Scenario[EvacuationSpec]):
     def _signal_plans(self, ctx: Context[EvacuationSpec]) -> Generator[simpy.Event, Any, None]:
         """Evacuation greens through the guarded port, re-weighted every update by the
         evacuees still to pass each signal; the plan comes back when they are through."""
-        from scenarios.evacuation_plan import evacuation_greens, stage_flows
-
         m = self.spec.measures
         assert self.port is not None
         signals = {s.id: s for s in ctx.city.manifest.signals}
@@ -201,8 +205,6 @@ class Evacuation(Scenario[EvacuationSpec]):
 
     def _hazard(self, ctx: Context[EvacuationSpec]) -> Generator[simpy.Event, Any, None]:
         """The flood spreads from the source: each street slows, then closes."""
-        from city_models.features import edge_mid_xy
-
         h = self.spec.hazard
         dist = sorted(
             (math.dist(edge_mid_xy(self.net.edges[e]), self.source_xy), e) for e in self.zone_edges

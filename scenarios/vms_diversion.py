@@ -45,6 +45,7 @@ import pandas as pd
 from pydantic import Field, model_validator
 
 from city_models.build import City
+from city_models.graph import edge_graph
 from scenarios.base import Context, PreparedInputs, Scenario
 from scenarios.ev_priority import EvPriority, EvPrioritySpec, EvSpec, GpsSpec
 from scenarios.incidents import (
@@ -197,8 +198,6 @@ class VmsDiversion(Scenario[VmsDiversionSpec]):
 
     # ------------------------------------------------------------------ setup
     def setup(self, ctx: Context[VmsDiversionSpec]) -> None:
-        from city_models.graph import edge_graph
-
         spec, city = self.spec, ctx.city
         self.net = city.net
         self.graph = edge_graph(self.net)

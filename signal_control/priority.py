@@ -20,6 +20,7 @@ bus in a simulation, the live service's clock in the field.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from collections.abc import Callable, Sequence
@@ -168,12 +169,12 @@ class PriorityManager:
         for c, g in enumerate(greens):
             self.schedule(
                 t_s + c * cycle,
-                lambda g=g, tls=tls: self._apply(tls, list(map(float, g))),
+                functools.partial(self._apply, tls, [float(x) for x in g]),
                 f"recovery {tls} cycle {c + 1}",
             )
         self.schedule(
             t_s + len(greens) * cycle,
-            lambda tls=tls: self._apply(tls, None),
+            functools.partial(self._apply, tls, None),
             f"recovery {tls} done",
         )
 

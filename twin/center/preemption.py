@@ -25,13 +25,12 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 import numpy as np
-import numpy.typing as npt
 
 from city_models.manifest import SignalSpec
 from city_models.net import NetInfo
 from signal_control.guard import GuardPlan
 from signal_control.port import SignalStatus
-from signal_control.preemption import preemption_plan, resolve_conflicts
+from signal_control.preemption import PreemptionPlan, preemption_plan, resolve_conflicts
 from twin.center.tracking import GpsTracker, RouteMatcher
 
 log = logging.getLogger(__name__)
@@ -242,10 +241,9 @@ class PreemptionPlanner:
         link = ev.link_speed_mps(net, s_now)
         blend = 0.5 if speed > 0 else 0.0
         v_est = blend * speed + (1 - blend) * link
-        pairs = self._pair_arrays(
+        plan = self._plan_kernel(
             ahead, s_now=s_now, v_est=v_est, t_s=t_s, port=port, queue_veh=queue_veh
         )
-        plan = preemption_plan(**pairs, margin_s=self.lead_margin_s)
         index = {sig.tls: j for j, sig in enumerate(ahead)}
         others = competitors(index)
         granted = resolve_conflicts(
@@ -276,8 +274,8 @@ class PreemptionPlanner:
                 active.add(sig.tls)
         return actions
 
-    @staticmethod
-    def _pair_arrays(
+    def _plan_kernel(
+        self,
         ahead: list[SignalOnRoute],
         *,
         s_now: float,
@@ -285,7 +283,8 @@ class PreemptionPlanner:
         t_s: float,
         port: PortView,
         queue_veh: QueueReader,
-    ) -> dict[str, npt.NDArray[np.float64] | npt.NDArray[np.bool_] | npt.NDArray[np.int64]]:
+    ) -> PreemptionPlan:
+        """The preemption kernel over every signal ahead, fed from the port's status."""
         n = len(ahead)
         queue = np.zeros(n)
         green = np.zeros(n, dtype=np.bool_)
@@ -309,17 +308,18 @@ class PreemptionPlanner:
             left[j] = 0.0 if in_green else max(st.next_change_s - t_s, 0.0)
             lanes[j] = len(sig.approach_lanes)
             intergreen[j] = not in_green
-        return {
-            "ev_s_m": np.full(n, s_now),
-            "stop_s_m": np.array([sig.stop_s_m for sig in ahead]),
-            "speed_mps": np.full(n, v_est),
-            "ev_stage_green": green,
-            "elapsed_green_s": elapsed,
-            "min_green_s": min_green,
-            "yellow_s": yellow,
-            "all_red_s": all_red,
-            "in_intergreen": intergreen,
-            "intergreen_left_s": left,
-            "queue_veh": queue,
-            "lanes": lanes,
-        }
+        return preemption_plan(
+            ev_s_m=np.full(n, s_now),
+            stop_s_m=np.array([sig.stop_s_m for sig in ahead]),
+            speed_mps=np.full(n, v_est),
+            ev_stage_green=green,
+            elapsed_green_s=elapsed,
+            min_green_s=min_green,
+            yellow_s=yellow,
+            all_red_s=all_red,
+            in_intergreen=intergreen,
+            intergreen_left_s=left,
+            queue_veh=queue,
+            lanes=lanes,
+            margin_s=self.lead_margin_s,
+        )

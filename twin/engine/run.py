@@ -321,7 +321,8 @@ class Run(Generic[CityT, SpecT]):
         st = self.session.state
         metrics: dict[str, Any] = {}
         if config.tripinfo is not None:
-            metrics.update(trip_metrics(config.tripinfo, exclude=self.hooks.special_vehicles))
+            special = frozenset(self.hooks.special_vehicles)
+            metrics.update(trip_metrics(config.tripinfo, exclude=special))
         if config.statistics is not None:
             metrics.update(statistics_metrics(config.statistics))
         queues = pd.DataFrame(
