@@ -44,17 +44,11 @@ from scenarios.spec import ControlSpec, ScenarioSpec, _Spec
 from signal_control.priority import PriorityManager
 from twin.center.preemption import Competitor, PreemptionPlanner, TrackedEv
 from twin.errors import CityError, ScenarioError
+from twin.streams import seed_sequence, stream
 
 log = logging.getLogger(__name__)
 
 STALE_AFTER_S = 3.0
-
-
-class GpsSpec(_Spec):
-    period_s: float = Field(default=1.0, gt=0.0, le=10.0)
-    noise_m: float = Field(default=5.0, ge=0.0, le=50.0)
-    latency_s: float = Field(default=1.0, ge=0.0, le=10.0)
-    drop_rate: float = Field(default=0.05, ge=0.0, lt=1.0)
 
 
 class EvSpec(_Spec):
@@ -79,7 +73,7 @@ class EvPrioritySpec(ScenarioSpec):
     field_range_m: float = Field(default=150.0, gt=0.0, le=1000.0)
     recovery: Literal["immediate", "smooth"] = "smooth"
     recovery_cycles: int = Field(default=2, ge=2, le=5)
-    gps: GpsSpec = GpsSpec()
+    gps: GpsModel = GpsModel()
     horizon_m: float = Field(default=2000.0, gt=0.0, le=10_000.0)
     max_hold_s: float = Field(default=60.0, gt=0.0, le=300.0)
     # added to the lead time; 15 s from a sweep (3/10/15/20 s) on seeds 1-3 (the
@@ -166,7 +160,6 @@ class EvPriority(Scenario[EvPrioritySpec]):
         self.pois = {p.id: p for p in city.manifest.pois}
         signals = [s.id for s in city.manifest.signals]
         self.signal_spec = {s.id: s for s in city.manifest.signals}
-        rng = np.random.default_rng(ctx.seed + 7717)
         for k, ev_spec in enumerate(spec.evs):
             self._check_ev(k, ev_spec, city)
         if spec.field_signals:
@@ -179,12 +172,14 @@ class EvPriority(Scenario[EvPrioritySpec]):
             self.field_signals = set(spec.field_signals)
         else:
             n = round(spec.field_coverage * len(signals))
+            rng = stream(ctx.seed, "ev_priority/field_signals")
             self.field_signals = set(rng.choice(signals, size=n, replace=False).tolist())
         ctx.session.track(list(self.evs))
-        for k, ev in enumerate(self.evs.values()):
-            model = GpsModel(**spec.gps.model_dump())
-            ev.gps = GpsEmulator(model, seed=ctx.seed * 1000 + k, vehicle_id=ev.spec.id)
-            ev.call_edge = ev.spec.call_edge or self._random_call_edge(ev.spec, rng)
+        calls = stream(ctx.seed, "ev_priority/call_edges")
+        for ev in self.evs.values():
+            phone = seed_sequence(ctx.seed, f"ev_priority/gps/{ev.spec.id}")
+            ev.gps = GpsEmulator(spec.gps, seed=phone, vehicle_id=ev.spec.id)
+            ev.call_edge = ev.spec.call_edge or self._random_call_edge(ev.spec, calls)
             ctx.bus.at(
                 ev.spec.dispatch_s,
                 functools.partial(self._dispatch, ctx, ev),

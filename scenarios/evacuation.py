@@ -53,6 +53,7 @@ from scenarios.evacuation_spec import DepartureSpec, EvacuationSpec, HazardSpec,
 from scenarios.registry import ScenarioKind, register
 from scenarios.shelters import ShelterIntake
 from twin.errors import ScenarioError
+from twin.streams import stream
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +84,7 @@ class Evacuation(Scenario[EvacuationSpec]):
     def prepare(self, city: City, *, seed: int, run_dir: Path) -> PreparedInputs:
         """Plan the evacuation (:func:`scenarios.evacuation_plan.plan_evacuation`) and
         write the evacuees' routes."""
-        p = plan_evacuation(city, self.spec, np.random.default_rng(seed + 4241))
+        p = plan_evacuation(city, self.spec, stream(seed, "evacuation/plan"))
         self.plan = p
         self.zone_polygon = p.zone_polygon
         self.zone_area_km2 = p.zone_area_km2

@@ -20,13 +20,11 @@ from __future__ import annotations
 import logging
 import math
 from collections import deque
-from dataclasses import dataclass
-from numbers import Real
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
 
 from twin.center.tracking import GpsReport
-from twin.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -37,44 +35,34 @@ _TIME_EPS_S = 1e-6
 # --------------------------------------------------------------------------- model
 
 
-@dataclass(frozen=True)
-class GpsModel:
-    """How a phone's GPS reports reach the control center.
+class GpsModel(BaseModel):
+    """How a phone's GPS reports reach the control center (the scenario's ``[gps]``).
 
-    Parameters
+    Attributes
     ----------
     period_s
-        Time between two fixes (s), > 0. Phones typically report at 1 Hz.
+        Time between two fixes (s), in (0, 10]. Phones typically report at 1 Hz.
     noise_m
-        Standard deviation of the position error on each axis (m), ≥ 0. Phones: 5–10 m.
+        Standard deviation of the position error on each axis (m), in [0, 50].
+        Phones: 5-10 m.
     latency_s
-        Delay from the fix to its arrival at the center (s), ≥ 0.
+        Delay from the fix to its arrival at the center (s), in [0, 10].
     drop_rate
         Probability that a report is lost, in [0, 1).
 
     Raises
     ------
-    ConfigError
-        (a ``ValueError``) when a field is out of range; the message names the field.
+    pydantic.ValidationError
+        (a ``ValueError``) when a field is out of range or not a finite number; the
+        message names the field (a scenario file's loader names the file too).
     """
 
-    period_s: float = 1.0
-    noise_m: float = 5.0
-    latency_s: float = 1.0
-    drop_rate: float = 0.05
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
-    def __post_init__(self) -> None:
-        checks = (
-            ("period_s", self.period_s, lambda v: v > 0, "> 0"),
-            ("noise_m", self.noise_m, lambda v: v >= 0, ">= 0"),
-            ("latency_s", self.latency_s, lambda v: v >= 0, ">= 0"),
-            ("drop_rate", self.drop_rate, lambda v: 0 <= v < 1, "in [0, 1)"),
-        )
-        for name, value, ok, allowed in checks:
-            if isinstance(value, bool) or not isinstance(value, Real):
-                raise ConfigError(f"GpsModel.{name} must be a number {allowed}; got {value!r}.")
-            if not math.isfinite(value) or not ok(value):
-                raise ConfigError(f"GpsModel.{name} must be finite and {allowed}; got {value!r}.")
+    period_s: float = Field(default=1.0, gt=0.0, le=10.0)
+    noise_m: float = Field(default=5.0, ge=0.0, le=50.0)
+    latency_s: float = Field(default=1.0, ge=0.0, le=10.0)
+    drop_rate: float = Field(default=0.05, ge=0.0, lt=1.0)
 
 
 class GpsEmulator:
@@ -94,7 +82,9 @@ class GpsEmulator:
         Written into every report.
     """
 
-    def __init__(self, model: GpsModel, *, seed: int, vehicle_id: str = "ev") -> None:
+    def __init__(
+        self, model: GpsModel, *, seed: int | np.random.SeedSequence, vehicle_id: str = "ev"
+    ) -> None:
         self.model = model
         self.vehicle_id = vehicle_id
         self._rng = np.random.default_rng(seed)

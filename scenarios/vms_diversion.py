@@ -47,7 +47,8 @@ from pydantic import Field, model_validator
 from city_models.build import City
 from city_models.graph import edge_graph
 from scenarios.base import Context, PreparedInputs, Scenario
-from scenarios.ev_priority import EvPriority, EvPrioritySpec, EvSpec, GpsSpec
+from scenarios.ev_priority import EvPriority, EvPrioritySpec, EvSpec
+from scenarios.gps import GpsModel
 from scenarios.incidents import (
     Incidents,
     IncidentSpec,
@@ -97,7 +98,7 @@ class VmsDiversionSpec(ScenarioSpec):
     ev_mode: Literal["none", "field", "center"] = "center"
     ev_signs: list[str] | Literal["all"] = "all"  # which signs show the EV message
     ev_warn_s: float = Field(default=60.0, gt=0.0, le=600.0)  # EV this close (ETA): show
-    ev_gps: GpsSpec = GpsSpec()
+    ev_gps: GpsModel = GpsModel()
 
     @model_validator(mode="before")
     @classmethod

@@ -31,7 +31,7 @@ from city_models.net import NetInfo
 from signal_control.guard import GuardPlan
 from signal_control.port import SignalStatus
 from signal_control.preemption import PreemptionPlan, preemption_plan, resolve_conflicts
-from twin.center.tracking import GpsTracker, RouteMatcher
+from twin.center.tracking import MIN_SPEED_MPS, GpsTracker, RouteMatcher, ev_speed_mps
 
 log = logging.getLogger(__name__)
 
@@ -237,10 +237,9 @@ class PreemptionPlanner:
         ahead = self.ahead(ev, s_now)
         if not ahead:
             return []
-        speed = tracker.speed_mps or 0.0
-        link = ev.link_speed_mps(net, s_now)
-        blend = 0.5 if speed > 0 else 0.0
-        v_est = blend * speed + (1 - blend) * link
+        v_est = ev_speed_mps(tracker.speed_mps, ev.link_speed_mps(net, s_now))
+        if v_est is None:  # cannot happen: the link speed is always known
+            return []
         plan = self._plan_kernel(
             ahead, s_now=s_now, v_est=v_est, t_s=t_s, port=port, queue_veh=queue_veh
         )
@@ -322,4 +321,5 @@ class PreemptionPlanner:
             queue_veh=queue,
             lanes=lanes,
             margin_s=self.lead_margin_s,
+            min_speed_mps=MIN_SPEED_MPS,
         )

@@ -25,6 +25,7 @@ from city_models.graph import fastest_route, route_time
 from city_models.manifest import PoiSpec, VmsSpec
 from city_models.net import NetInfo
 from twin.center.preemption import TrackedEv
+from twin.center.tracking import ev_speed_mps
 from twin.errors import CityError
 
 log = logging.getLogger(__name__)
@@ -33,8 +34,6 @@ UPSTREAM_QUEUE_M = 600.0
 """The queue "upstream of the incident": its street and this far back along it."""
 MAX_CIRCUITY = 1.4
 """Driving / straight-line distance for an incident to count as "ahead" of a sign."""
-EV_MIN_SPEED_MPS = 5.0
-"""Speed assumed for the ETA to a sign of an EV standing at a red light."""
 
 MessageKind = Literal["blank", "travel_time", "incident_warning", "incident_detour", "ev_clear"]
 MESSAGE_KINDS: tuple[MessageKind, ...] = (
@@ -344,8 +343,8 @@ class SignLogic:
             edge_len = self.net.edges[sign.edge].length_m
             s_sign = matcher.stop_line_s_m(ev.route.index(sign.edge)) - (edge_len - sign.pos_m)
             gap_m = s_sign - s_ev
-            speed = max(tracker.speed_mps or 0.0, EV_MIN_SPEED_MPS)
-            if 0.0 <= gap_m <= speed * self.ev_warn_s:
+            speed = ev_speed_mps(tracker.speed_mps, ev.link_speed_mps(self.net, s_ev))
+            if speed is not None and 0.0 <= gap_m <= speed * self.ev_warn_s:
                 return ev.kind
         return None
 

@@ -32,6 +32,54 @@ log = logging.getLogger(__name__)
 
 _TIME_EPS_S = 1e-6
 """Tolerance when comparing times (simulation steps accumulate rounding error)."""
+MIN_SPEED_MPS = 2.0
+"""Floor of every speed used for an EV's arrival times (m/s); the preemption kernel's
+``min_speed_mps`` is given the same value."""
+GPS_SPEED_WEIGHT = 0.5
+"""Weight of the GPS speed against the link speed in :func:`ev_speed_mps`."""
+
+
+def ev_speed_mps(
+    gps_speed_mps: float | None,
+    link_speed_mps: float | None,
+    *,
+    blend: float = GPS_SPEED_WEIGHT,
+) -> float | None:
+    """The one speed estimate behind every arrival time of an EV (m/s).
+
+    ``blend * GPS speed + (1 - blend) * link speed`` when both are known; either alone
+    when the other is not. A GPS speed that is not positive (the EV stands at a red
+    light, or the fixes went backwards within noise) counts as unknown when a link
+    speed is known: the EV will move on at about the speed of its street. The result
+    is floored at :data:`MIN_SPEED_MPS`; ``None`` when nothing is known. The planner
+    (:mod:`twin.center.preemption`), the tracker's :meth:`GpsTracker.eta_s` and the
+    EV-only sign message (:mod:`twin.center.signs`) all use it.
+
+    Raises
+    ------
+    ValueError
+        When ``blend`` is outside [0, 1] or ``link_speed_mps`` is negative.
+    """
+    if not 0.0 <= blend <= 1.0:
+        raise ValueError(f"blend must be in [0, 1]; got {blend!r}.")
+    if link_speed_mps is not None and math.isnan(link_speed_mps):
+        link_speed_mps = None
+    if gps_speed_mps is not None and math.isnan(gps_speed_mps):
+        gps_speed_mps = None
+    if link_speed_mps is not None and link_speed_mps < 0:
+        raise ValueError(f"link_speed_mps must be >= 0; got {link_speed_mps!r}.")
+    gps = gps_speed_mps
+    if gps is not None and gps <= 0 and link_speed_mps is not None:
+        gps = None
+    if gps is not None and link_speed_mps is not None:
+        speed = blend * gps + (1.0 - blend) * link_speed_mps
+    elif gps is not None:
+        speed = gps
+    elif link_speed_mps is not None:
+        speed = link_speed_mps
+    else:
+        return None
+    return max(speed, MIN_SPEED_MPS)
 
 
 @dataclass(frozen=True)
@@ -606,32 +654,17 @@ class GpsTracker:
         remaining_m = target_s_m - (self.s_m + speed * age_s)
         return max(remaining_m, 0.0) / speed
 
-    MIN_SPEED_MPS = 2.0
-    """Floor of the speed used for arrival times (m/s)."""
+    MIN_SPEED_MPS = MIN_SPEED_MPS
 
     def blended_speed_mps(
         self, *, link_speed_mps: float | None, blend: float = 0.5
     ) -> float | None:
-        """The speed :meth:`eta_s` uses (m/s): the blend, floored; None when none is known.
+        """The speed :meth:`eta_s` uses (m/s): :func:`ev_speed_mps` of the GPS speed and
+        the link speed; None when neither is known.
 
         Raises
         ------
         ValueError
             When ``blend`` is outside [0, 1] or ``link_speed_mps`` is negative.
         """
-        if not 0.0 <= blend <= 1.0:
-            raise ValueError(f"blend must be in [0, 1]; got {blend!r}.")
-        if link_speed_mps is not None and math.isnan(link_speed_mps):
-            link_speed_mps = None
-        if link_speed_mps is not None and link_speed_mps < 0:
-            raise ValueError(f"link_speed_mps must be >= 0; got {link_speed_mps!r}.")
-        gps = self.speed_mps
-        if gps is not None and link_speed_mps is not None:
-            speed = blend * gps + (1.0 - blend) * link_speed_mps
-        elif gps is not None:
-            speed = gps
-        elif link_speed_mps is not None:
-            speed = link_speed_mps
-        else:
-            return None
-        return max(speed, self.MIN_SPEED_MPS)
+        return ev_speed_mps(self.speed_mps, link_speed_mps, blend=blend)
