@@ -465,7 +465,7 @@ class EvPriority(Scenario[EvPrioritySpec]):
         def mean(key: str) -> float:
             return float(np.mean([v[key] for v in arrived])) if arrived else math.nan
 
-        recovery_s = self.manager.recovery_s
+        recovered = [r for r in self.manager.recovery_s if math.isfinite(r)]
         return {
             "ev_mode": self.spec.mode,
             "ev_arrived": len(arrived),
@@ -476,7 +476,7 @@ class EvPriority(Scenario[EvPrioritySpec]):
             "ev_preempted_signals": sum(v["preempted_signals"] for v in per_ev.values()),
             "ev_conflicts": self.conflicts,
             "cross_street_max_queue_veh": max(self.cross_queue_max.values(), default=0.0),
-            "recovery_mean_s": float(np.nanmean(recovery_s)) if recovery_s else math.nan,
+            "recovery_mean_s": float(np.mean(recovered)) if recovered else math.nan,
             "ev": per_ev,
         }
 
