@@ -424,6 +424,10 @@ class SumoSession:
         self.sumo.vehicle.changeLane(vehicle_id, int(lane_index), float(duration_s))
 
     def remove_vehicle(self, vehicle_id: str) -> None:
+        """Take the vehicle out of the network (a tracked one reads NaN from now on)."""
+        if vehicle_id in self._subscribed:  # SUMO fails the next step on a stale one
+            self.sumo.vehicle.unsubscribe(vehicle_id)
+            self._subscribed.discard(vehicle_id)
         self.sumo.vehicle.remove(vehicle_id)
 
     # ------------------------------------------------------------------ network edits
