@@ -82,7 +82,7 @@ def _observe(city_path: str, run_dir: str, backend: str) -> dict[str, Any]:
         # a new destination, then a street the driver believes blocked
         out["change_target"] = world.change_target("probe", other[-1])
         out["after_change"] = world.vehicle_route("probe")[0][-1]
-        rest = world.vehicle_route("probe")[0][world.vehicle_route("probe")[1]:]
+        rest = world.vehicle_route("probe")[0][world.vehicle_route("probe")[1] :]
         avoid = rest[len(rest) // 2]
         world.avoid_edges("probe", [avoid], penalty_s=1e6)
         out["rerouted"] = world.reroute("probe")
@@ -148,7 +148,7 @@ def test_each_world_call_does_what_it_says(observed: dict[str, Any], backend: st
     assert o["after_change"] == o["rerouted"][-1]
     assert o["avoided"] not in o["rerouted"]  # the believed-blocked street is avoided
     assert o["probe_present_after_remove"] is False
-    empty, before, after = o["slow_edge"]
+    _edge, before, after = o["slow_edge"]
     assert after > before  # 2 m/s limit: the empty street's estimate grows
     assert all("emergency" not in d and "passenger" not in d
                for d in o["disallowed_after_reopen"])  # fmt: skip
