@@ -41,6 +41,7 @@ from city_models.manifest import (
     write_manifest,
 )
 from city_models.net import NetInfo, read_net
+from city_models.plan_check import check_city_plans
 from city_models.presets import CityPreset, get_preset
 from city_models.signals import SignalPlan, design_plan, plans_to_xml
 from twin.engine.sumo_tools import run_tool, sumo_version
@@ -94,7 +95,8 @@ def cache_key(preset: CityPreset, seed: int) -> str:
 
 
 def load_city(path: Path) -> City:
-    """Load a built city folder; :class:`CityError` says what is missing."""
+    """Load a built city folder; :class:`CityError` says what is missing, or which
+    signal plans break a safety rule (:func:`city_models.plan_check.check_city_plans`)."""
     if not path.is_dir():
         raise CityError(
             f"City folder {path} does not exist; build one with "
@@ -105,7 +107,9 @@ def load_city(path: Path) -> City:
         file = path / getattr(manifest.files, name)
         if not file.exists():
             raise CityError(f"City {path}: file {file.name} (files.{name}) is missing; rebuild.")
-    return City(path=path, manifest=manifest)
+    city = City(path=path, manifest=manifest)
+    check_city_plans(city)
+    return city
 
 
 def build_city(
@@ -122,7 +126,7 @@ def build_city(
     Parameters
     ----------
     preset_name
-        ``district`` or ``suwon-scale``.
+        A key of :data:`city_models.presets.PRESETS` (``district``, ``suwon-scale``).
     seed
         Seed of the layout, POIs and the default routes.
     out
@@ -153,6 +157,7 @@ def build_city(
     tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=out.parent))
     try:
         manifest = _build_into(tmp, preset=preset, seed=seed, key=key, say=say)
+        check_city_plans(City(path=tmp, manifest=manifest), net_required=True)
         if out.exists():
             shutil.rmtree(out)
         tmp.rename(out)

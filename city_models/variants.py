@@ -31,6 +31,7 @@ from city_models.build import (
 )
 from city_models.features import detectors_xml, make_detectors
 from city_models.manifest import MANIFEST_NAME, write_manifest
+from city_models.plan_check import check_city_plans
 from city_models.presets import get_preset
 from twin.errors import CityError
 
@@ -172,4 +173,6 @@ def _build_variant(city: City, folder: Path, pairs: dict[str, str], *, key: str,
                        "detectors": len(detectors)},
         }
     )  # fmt: skip
+    # a variant with unsafe plans is never cached: refused here, before it is written
+    check_city_plans(City(path=folder, manifest=manifest), net_required=True)
     write_manifest(manifest, folder / MANIFEST_NAME)

@@ -17,18 +17,24 @@ all inserted vehicles (arrived or not); ``mean_depart_delay_s`` is the wait to e
 from __future__ import annotations
 
 import argparse
-import multiprocessing as mp
 import statistics
 import subprocess
 import sys
-import tempfile
-from dataclasses import replace
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+from xml.etree import ElementTree
 
-from rich.progress import Progress
-
+from city_models.build import City, build_city
 from experiments._output import emit_json
+from experiments._run import metrics, run_all
+from scenarios.loader import parse_scenario
+from scenarios.spec import AdaptiveSpec, ScenarioSpec
+from twin.app.compose import run_request, session_config
+from twin.config import load_settings
+from twin.engine.store import RunRecord
+from twin.engine.sumo_session import SessionConfig
+from twin.engine.sumo_tools import run_tool, sumo_tool, tool_env
 
 # × the district's AM-peak OD. The district has spare capacity at 1× (delay barely
 # grows up to 4×), so 2× stands in for a dense, Suwon-like peak hour.
@@ -44,9 +50,7 @@ KEYS = (
 )
 
 
-def _spec(level: str, controller: str, seed: int, duration_s: float) -> Any:
-    from scenarios.loader import parse_scenario
-
+def _spec(level: str, controller: str, seed: int, duration_s: float) -> ScenarioSpec:
     kind = "fixed" if controller == "tlsCycleAdaptation" else controller
     return parse_scenario(
         {
@@ -60,9 +64,9 @@ def _spec(level: str, controller: str, seed: int, duration_s: float) -> Any:
     )
 
 
-def _tls_cycle_adaptation(config: Any, net: Path, work: Path, adaptive: Any) -> Path:
-    from twin.engine.sumo_tools import run_tool, sumo_tool, tool_env
-
+def _tls_cycle_adaptation(
+    config: SessionConfig, net: Path, work: Path, adaptive: AdaptiveSpec
+) -> Path:
     routes = work / "routed.rou.xml"
     run_tool(
         "duarouter",
@@ -113,11 +117,9 @@ def _tls_cycle_adaptation(config: Any, net: Path, work: Path, adaptive: Any) -> 
     return out
 
 
-def below_min_green(tca_file: Path, city: Any) -> tuple[int, int]:
+def below_min_green(tca_file: Path, city: City) -> tuple[int, int]:
     """(greens shorter than our minimum incl. pedestrian clearance, greens) in a
     tlsCycleAdaptation output, matching phases by their state string."""
-    from xml.etree import ElementTree
-
     mins = {
         (s.id, p.state): p.min_green_s
         for s in city.manifest.signals
@@ -134,29 +136,24 @@ def below_min_green(tca_file: Path, city: Any) -> tuple[int, int]:
     return below, total
 
 
-def run_case(case: tuple[str, str, int, float, str]) -> dict[str, Any]:
-    """One (level, controller, seed) run in this (fresh) process."""
-    level, controller, seed, duration_s, city_path = case
-    from city_models.build import load_city
-    from scenarios.registry import get_kind
-    from twin.app.compose import session_config, simulate
+def tca_plan(level: str, seed: int, duration_s: float, city: City, inputs_dir: Path) -> Path:
+    """tlsCycleAdaptation's signal plans for one (level, seed): Webster on the routed
+    demand that the run of the same spec and seed samples (same seed => same trips).
+    Kept under ``inputs_dir`` (the record's SUMO command line points at the file)."""
+    spec = _spec(level, "tlsCycleAdaptation", seed, duration_s)
+    work = inputs_dir / f"{city.manifest.content_hash[:12]}-{level}-seed{seed}-{duration_s:g}s"
+    work.mkdir(parents=True, exist_ok=True)
+    config = session_config(spec, city, seed=seed, run_dir=work)
+    return _tls_cycle_adaptation(config, city.net_path, work, spec.control.adaptive)
 
-    city = load_city(Path(city_path))
-    spec = _spec(level, controller, seed, duration_s)
-    with tempfile.TemporaryDirectory(prefix="ctl-") as tmp:
-        work = Path(tmp)
-        config = session_config(spec, city, seed=seed, run_dir=work)
-        below = (0, 0)
-        if controller == "tlsCycleAdaptation":
-            extra = _tls_cycle_adaptation(config, city.net_path, work, spec.control.adaptive)
-            config = replace(config, additional=(*config.additional, extra))
-            below = below_min_green(extra, city)
-        result = simulate(
-            spec, city, get_kind("baseline").make(spec), seed=seed, run_dir=work, config=config
-        )
-    out = {k: result.metrics.get(k) for k in KEYS}
-    out["greens_below_min"], out["greens"] = below
-    return {"level": level, "controller": controller, "seed": seed, **out}
+
+def row(level: str, controller: str, seed: int, record: RunRecord, tca: Path | None,
+        city: City) -> dict[str, Any]:  # fmt: skip
+    """One run's line of the result, read from its record."""
+    m = metrics(record)
+    out = {k: m.get(k) for k in KEYS}
+    out["greens_below_min"], out["greens"] = below_min_green(tca, city) if tca else (0, 0)
+    return {"level": level, "controller": controller, "seed": seed, **out, "run_id": record.id}
 
 
 def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -197,26 +194,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", type=Path, default=None)
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
-    from city_models.build import build_city
-    from twin.config import load_settings
-
     n_seeds = args.seeds or (2 if args.quick else 5)
     duration_s = args.duration_s or (1800.0 if args.quick else 3600.0)
-    data_dir = load_settings(data_dir=args.data_dir).data_dir
-    city = build_city("district", seed=1, cities_dir=data_dir / "cities")
+    settings = load_settings(data_dir=args.data_dir)
+    city = build_city("district", seed=1, cities_dir=settings.data_dir / "cities")
     cases = [
-        (lvl, ctl, seed, duration_s, str(city.path))
-        for lvl in LEVELS
-        for ctl in CONTROLLERS
-        for seed in range(1, n_seeds + 1)
+        (lvl, ctl, seed) for lvl in LEVELS for ctl in CONTROLLERS for seed in range(1, n_seeds + 1)
     ]
-    rows = []
-    ctx = mp.get_context("spawn")
-    with ctx.Pool(args.workers, maxtasksperchild=1) as pool, Progress() as bar:
-        task = bar.add_task("controllers", total=len(cases))
-        for row in pool.imap_unordered(run_case, cases):
-            rows.append(row)
-            bar.advance(task)
+    inputs_dir = settings.data_dir / "inputs" / "controllers"
+    tca_cases = [(lvl, seed) for lvl, ctl, seed in cases if ctl == "tlsCycleAdaptation"]
+    with ThreadPoolExecutor(max(args.workers, 1)) as threads:  # SUMO tools: subprocesses
+        plans = threads.map(lambda c: tca_plan(c[0], c[1], duration_s, city, inputs_dir), tca_cases)
+        tca = dict(zip(tca_cases, plans, strict=True))
+    requests = []
+    for lvl, ctl, seed in cases:
+        spec = _spec(lvl, ctl, seed, duration_s)
+        extra = (tca[lvl, seed],) if ctl == "tlsCycleAdaptation" else ()
+        requests.append(run_request(spec, city, seed=seed, owner="experiments.controllers",
+                                    extra_additional=extra))  # fmt: skip
+    records = run_all(settings, requests, workers=args.workers, label="controllers")
+    rows = [
+        row(lvl, ctl, seed, rec, tca[lvl, seed] if ctl == "tlsCycleAdaptation" else None, city)
+        for (lvl, ctl, seed), rec in zip(cases, records, strict=True)
+    ]  # fmt: skip
     result = summarise(rows)
     result["runs"] = sorted(rows, key=lambda r: (r["level"], r["controller"], r["seed"]))
     emit_json(result, args.json)

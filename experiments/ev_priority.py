@@ -20,15 +20,17 @@ from __future__ import annotations
 
 import argparse
 import math
-import multiprocessing as mp
 import sys
 from pathlib import Path
 from typing import Any
 
-from rich.progress import Progress
-
+from city_models.build import build_city
+from city_models.graph import reachability
 from experiments._output import emit_json, finite_mean
-from experiments._run import simulate_raw
+from experiments._run import metrics, request, run_all
+from twin.config import load_settings
+from twin.engine.store import RunRecord
+from viz.reachability import plot_reachability
 
 MODES = ("none", "field", "center", "center_immediate")
 SUWON = {"before_s_per_km": 200.0, "after_s_per_km": 87.0, "reduction_pct": 56.5}
@@ -60,23 +62,23 @@ def _spec(mode: str, seed: int, duration_s: float, period: str) -> dict[str, Any
     }
 
 
-def run_case(case: tuple[str, int, float, str, str]) -> dict[str, Any]:
-    mode, seed, duration_s, period, city_path = case
-    raw = _spec(mode, seed, duration_s, period)
-    result = simulate_raw(raw, city_path, seed=seed, source=f"ev_priority {mode}")
-    m = result.metrics
-    keys = (
-        "mean_delay_s",
-        "ev_s_per_km",
-        "ev_time_to_hospital_s",
-        "ev_stops",
-        "ev_stopped_s",
-        "ev_preempted_signals",
-        "ev_arrived",
-        "cross_street_max_queue_veh",
-        "recovery_mean_s",
-    )
-    return {"mode": mode, "seed": seed, **{k: m.get(k) for k in keys}}
+KEYS = (
+    "mean_delay_s",
+    "ev_s_per_km",
+    "ev_time_to_hospital_s",
+    "ev_stops",
+    "ev_stopped_s",
+    "ev_preempted_signals",
+    "ev_arrived",
+    "cross_street_max_queue_veh",
+    "recovery_mean_s",
+)
+
+
+def row(mode: str, seed: int, record: RunRecord) -> dict[str, Any]:
+    """One run's line of the result, read from its record."""
+    m = metrics(record)
+    return {"mode": mode, "seed": seed, **{k: m.get(k) for k in KEYS}, "run_id": record.id}
 
 
 def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -151,26 +153,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", type=Path, default=None)
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
-    from city_models.build import build_city
-    from city_models.graph import reachability
-    from twin.config import load_settings
-    from viz.reachability import plot_reachability
-
     n_seeds = args.seeds or (3 if args.quick else 10)
-    data_dir = load_settings(data_dir=args.data_dir).data_dir
+    settings = load_settings(data_dir=args.data_dir)
+    data_dir = settings.data_dir
     preset = args.preset or ("district" if args.quick else "suwon-scale")
     city = build_city(preset, seed=1, cities_dir=data_dir / "cities")
     cases = [
-        (mode, seed, args.duration_s, args.period, str(city.path))
+        (mode, seed)
         for seed in range(args.first_seed, args.first_seed + n_seeds)
         for mode in ("baseline", *MODES)
     ]
-    rows = []
-    with mp.get_context("spawn").Pool(args.workers, maxtasksperchild=1) as pool, Progress() as bar:
-        task = bar.add_task("ev priority", total=len(cases))
-        for row in pool.imap_unordered(run_case, cases):
-            rows.append(row)
-            bar.advance(task)
+    requests = [
+        request(_spec(mode, seed, args.duration_s, args.period), city, seed=seed,
+                source=f"ev_priority {mode}", owner="experiments.ev_priority")
+        for mode, seed in cases
+    ]  # fmt: skip
+    records = run_all(settings, requests, workers=args.workers, label="ev priority")
+    rows = [row(mode, seed, rec) for (mode, seed), rec in zip(cases, records, strict=True)]
     result = summarise(rows)
     result["city"] = city.name
     out_dir = args.json.parent if args.json else Path("out")

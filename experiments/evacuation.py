@@ -23,16 +23,19 @@ from __future__ import annotations
 import argparse
 import functools
 import math
-import multiprocessing as mp
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from rich.progress import Progress
-
+from city_models.build import City, build_city
 from experiments._output import emit_json, finite_mean
-from experiments._run import simulate_raw
+from experiments._run import metrics, request, run_all
+from scenarios.loader import parse_scenario
+from scenarios.registry import make_scenario
+from twin.config import load_settings
+from twin.engine.store import RunRecord, RunStore
+from viz.evacuation import plot_clearance_curves
 
 DEPARTURES = ("simultaneous", "staged")
 MEASURES = ("none", "contraflow", "contraflow_signals")
@@ -62,24 +65,27 @@ def _spec(departure: str, measures: str, seed: int, duration_s: float) -> dict[s
     }
 
 
-def run_case(case: tuple[str, str, int, float, str]) -> dict[str, Any]:
-    departure, measures, seed, duration_s, city_path = case
-    raw = _spec(departure, measures, seed, duration_s)
-    result = simulate_raw(raw, city_path, seed=seed, source=f"evacuation {departure}+{measures}")
-    m = result.metrics
-    curve = result.series["evacuation"]
-    keys = (
-        "evacuees_veh", "zone_clearance_s", "network_clearance_s", "shelter_share",
-        "zone_left_share", "mean_evacuation_time_s", "mean_time_to_leave_zone_s",
-        "stuck_veh", "not_departed_veh", "not_reaching_shelter_veh",
-        "left_without_shelter_veh", "evacuation_signals_max", "contraflow_edges",
-        "mean_delay_s", "teleports",
-    )  # fmt: skip
+KEYS = (
+    "evacuees_veh", "zone_clearance_s", "network_clearance_s", "shelter_share",
+    "zone_left_share", "mean_evacuation_time_s", "mean_time_to_leave_zone_s",
+    "stuck_veh", "not_departed_veh", "not_reaching_shelter_veh",
+    "left_without_shelter_veh", "evacuation_signals_max", "contraflow_edges",
+    "mean_delay_s", "teleports",
+)  # fmt: skip
+
+
+def row(departure: str, measures: str, seed: int, record: RunRecord,
+        store: RunStore) -> dict[str, Any]:  # fmt: skip
+    """One run's line of the result: metrics from its record, the clearance curve from
+    its stored ``evacuation`` series."""
+    m = metrics(record)
+    curve = store.read_series(record.id, "evacuation")
     return {
         "departure": departure,
         "measures": measures,
         "seed": seed,
-        **{k: m.get(k) for k in keys},
+        **{k: m.get(k) for k in KEYS},
+        "run_id": record.id,
         "curve": [
             (float(t), float(e), float(s))
             for t, e, s in zip(
@@ -142,28 +148,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", type=Path, default=None)
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
-    from city_models.build import build_city
-    from twin.config import load_settings
-    from viz.evacuation import plot_clearance_curves
-
     n_seeds = args.seeds or (3 if args.quick else 10)
-    data_dir = load_settings(data_dir=args.data_dir).data_dir
-    city = build_city(args.preset, seed=1, cities_dir=data_dir / "cities")
+    settings = load_settings(data_dir=args.data_dir)
+    city = build_city(args.preset, seed=1, cities_dir=settings.data_dir / "cities")
     cases = [
-        (dep, meas, seed, args.duration_s, str(city.path))
+        (dep, meas, seed)
         for seed in range(args.first_seed, args.first_seed + n_seeds)
         for dep in DEPARTURES
         for meas in MEASURES
     ]
     # the contraflow variant is built (and cached) by the first run that needs it; build
     # it here once so parallel workers do not race to build it
-    _warm_variant(cases[1])
-    rows = []
-    with mp.get_context("spawn").Pool(args.workers, maxtasksperchild=1) as pool, Progress() as bar:
-        task = bar.add_task("evacuation", total=len(cases))
-        for row in pool.imap_unordered(run_case, cases):
-            rows.append(row)
-            bar.advance(task)
+    _warm_variant(*cases[1], args.duration_s, city)
+    requests = [
+        request(_spec(dep, meas, seed, args.duration_s), city, seed=seed,
+                source=f"evacuation {dep}+{meas}", owner="experiments.evacuation")
+        for dep, meas, seed in cases
+    ]  # fmt: skip
+    records = run_all(settings, requests, workers=args.workers, label="evacuation")
+    store = RunStore.from_settings(settings)
+    try:
+        rows = [
+            row(dep, meas, seed, rec, store)
+            for (dep, meas, seed), rec in zip(cases, records, strict=True)
+        ]
+    finally:
+        store.close()
     result: dict[str, Any] = {"strategies": summarise(rows)}
     result["city"] = city.name
     result["config"] = {k: v for k, v in _spec("staged", "contraflow", 0, args.duration_s).items()
@@ -187,15 +197,11 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _warm_variant(case: tuple[str, str, int, float, str]) -> None:
-    from city_models.build import load_city
-    from scenarios.evacuation import Evacuation
-    from scenarios.loader import parse_scenario
-
-    departure, measures, seed, duration_s, city_path = case
+def _warm_variant(departure: str, measures: str, seed: int, duration_s: float,
+                  city: City) -> None:  # fmt: skip
     spec = parse_scenario(_spec(departure, measures, seed, duration_s))
     with tempfile.TemporaryDirectory(prefix="evac-") as tmp:
-        Evacuation(spec).prepare(load_city(Path(city_path)), seed=seed, run_dir=Path(tmp))
+        make_scenario(spec).prepare(city, seed=seed, run_dir=Path(tmp))
 
 
 if __name__ == "__main__":

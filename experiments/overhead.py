@@ -27,12 +27,17 @@ from typing import Any
 
 from rich.progress import Progress
 
+from city_models.build import build_city, load_city
+from city_models.presets import PRESETS
 from experiments._output import emit_json
+from scenarios.loader import parse_scenario
+from scenarios.registry import get_kind
+from twin.app.compose import session_config, simulate
+from twin.config import load_settings
+from twin.engine.sumo_tools import sumo_binary, tool_env
 
 
 def _plain(args: list[str]) -> float:
-    from twin.engine.sumo_tools import sumo_binary, tool_env
-
     t0 = time.perf_counter()
     subprocess.run(
         [str(sumo_binary("sumo")), *args],
@@ -47,11 +52,6 @@ def _plain(args: list[str]) -> float:
 def _twin_worker(
     spec_raw: dict[str, Any], city_path: str, seed: int, run_dir: str, config: Any, out: Any
 ) -> None:
-    from city_models.build import load_city
-    from scenarios.loader import parse_scenario
-    from scenarios.registry import get_kind
-    from twin.app.compose import simulate
-
     spec = parse_scenario(spec_raw)
     city = load_city(Path(city_path))
     behaviour = get_kind(spec.kind).make(spec)
@@ -88,10 +88,6 @@ def measure(
     data_dir: Path,
     controllers: tuple[str, ...] = ("fixed",),
 ) -> dict[str, Any]:
-    from city_models.build import build_city
-    from scenarios.loader import parse_scenario
-    from twin.app.compose import session_config
-
     city = build_city(preset, seed=1, cities_dir=data_dir / "cities")
     specs = {
         ctl: parse_scenario(
@@ -152,7 +148,7 @@ def measure(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--preset", default="district", choices=["district", "suwon-scale"])
+    parser.add_argument("--preset", default="district", choices=list(PRESETS))
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--duration-s", type=float, default=3600.0)
     parser.add_argument("--period", default="am_peak")
@@ -167,8 +163,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error("--repeats must be >= 1")
-    from twin.config import load_settings
-
     data_dir = load_settings(data_dir=args.data_dir).data_dir
     result = measure(
         preset=args.preset,

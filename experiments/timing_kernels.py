@@ -6,10 +6,8 @@ Builds synthetic city-like inputs (2-4 green phases per intersection, 2-4 lanes 
 phase, saturation flows 1,800-1,900 veh/h, 15-minute counts of 40-500 veh/h per lane with
 a few lanes without data) for 893 and for 100,000 intersections, and times
 :func:`signal_control.timing.estimate_timings` (the public wrapper, warm) against the
-plain-Python reference in ``tests/reference/timing.py``. Reported: medians
+plain-Python reference in ``signal_control/_reference/timing.py``. Reported: medians
 (``time.perf_counter``).
-
-Run it from the repository root (it imports the reference from ``tests/``).
 
 JSON keys: ``kernel_us_893``, ``reference_us_893``, ``speedup_893``, ``kernel_ms_100k``,
 ``cold_start_s`` (a fresh interpreter with a warm Numba cache, numpy imported and the input
@@ -35,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from experiments._output import emit_json
+from signal_control._reference.timing import estimate_timings_reference
 from signal_control.timing import TimingNetwork, TimingParams, estimate_timings
 
 WINDOW_S = 900.0
@@ -106,7 +105,7 @@ def _cold_start(arrays: dict[str, np.ndarray], count_veh: np.ndarray) -> tuple[f
     root = Path(__file__).resolve().parents[1]
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "city893.npz"
-        np.savez(path, count_veh=count_veh, **arrays)
+        np.savez(path, allow_pickle=False, count_veh=count_veh, **arrays)
         code = _COLD_START.format(path=str(path), window_s=WINDOW_S)
         runs = []
         for _ in range(4):  # the first run warms the Numba cache
@@ -121,8 +120,6 @@ def _cold_start(arrays: dict[str, np.ndarray], count_veh: np.ndarray) -> tuple[f
 
 def measure(*, repeats_893: int, repeats_100k: int, repeats_reference: int) -> dict[str, Any]:
     """Time the kernel (warm), the reference and a cold start; see the module docstring."""
-    from tests.reference.timing import estimate_timings_reference
-
     params = TimingParams(window_s=WINDOW_S)
     arrays, counts = synthetic_city(893, seed=1)
     net = TimingNetwork.create(**arrays)

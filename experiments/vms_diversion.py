@@ -22,16 +22,20 @@ from __future__ import annotations
 
 import argparse
 import functools
-import multiprocessing as mp
+import math
 import sys
 import tomllib
 from pathlib import Path
 from typing import Any
 
-from rich.progress import Progress
-
+from city_models.build import build_city
+from city_models.graph import edge_graph, fastest_route
 from experiments._output import emit_json, finite_mean
-from experiments._run import simulate_raw
+from experiments._run import metrics, request, run_all
+from scenarios.loader import library_scenarios
+from twin.config import load_settings
+from twin.engine.store import RunRecord
+from viz.vms import plot_compliance
 
 LEVELS = (0.0, 0.1, 0.25, 0.5, 0.75, 1.0)
 EV_COMPLIANCE = 0.6  # drivers who clear the lane when the EV-only message says so
@@ -59,8 +63,6 @@ _mean = functools.partial(finite_mean, digits=3)
 
 def scenario(level: float | None, seed: int) -> dict[str, Any]:
     """The shipped scenario at one compliance level (``None``: no signs)."""
-    from scenarios.loader import library_scenarios
-
     raw = tomllib.loads(library_scenarios()["vms_diversion"].read_text(encoding="utf-8"))
     raw["seed"] = seed
     if level is None:
@@ -74,8 +76,6 @@ def scenario(level: float | None, seed: int) -> dict[str, Any]:
 def ev_scenario(city: Any, seed: int, ev_compliance: float) -> dict[str, Any]:
     """Two ambulances whose calls lie just past a sign on their way (so the EV-only
     message can matter), under center priority; no incident."""
-    from city_models.graph import edge_graph, fastest_route
-
     graph = edge_graph(city.net)
     evs = []
     for k, station in enumerate(("fire_station_1", "fire_station_2")):
@@ -96,25 +96,29 @@ def ev_scenario(city: Any, seed: int, ev_compliance: float) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def run_ev_case(case: tuple[float, int, str]) -> dict[str, Any]:
-    ev_compliance, seed, city_path = case
-    from city_models.build import load_city
+EV_KEYS = ("ev_s_per_km", "ev_stopped_s", "ev_arrived", "ev_lane_clear_asked_veh", "mean_delay_s")
+OWNER = "experiments.vms_diversion"
 
-    city = load_city(Path(city_path))
-    raw = ev_scenario(city, seed, ev_compliance)
-    m = simulate_raw(raw, city, seed=seed, source="ev-vms").metrics
-    keys = ("ev_s_per_km", "ev_stopped_s", "ev_arrived", "ev_lane_clear_asked_veh", "mean_delay_s")
-    return {"ev_compliance": ev_compliance, "seed": seed, **{k: m.get(k) for k in keys}}
+
+def ev_row(ev_compliance: float, seed: int, record: RunRecord) -> dict[str, Any]:
+    """One EV-only-message run's line of the result, read from its record."""
+    m = metrics(record)
+    return {"ev_compliance": ev_compliance, "seed": seed, **{k: m.get(k) for k in EV_KEYS},
+            "run_id": record.id}  # fmt: skip
+
+
+def _change_pct(new: float | None, old: float | None) -> float:
+    """Percent change; NaN when a value is missing (the store keeps NaN as null)."""
+    if new is None or old is None:
+        return math.nan
+    return 100.0 * (new - old) / old
 
 
 def summarise_ev(rows: list[dict[str, Any]]) -> dict[str, Any]:
     off = {r["seed"]: r for r in rows if r["ev_compliance"] == 0.0}
     on = {r["seed"]: r for r in rows if r["ev_compliance"] > 0.0}
     paired = sorted(set(off) & set(on))
-    change = [
-        100.0 * (on[s]["ev_s_per_km"] - off[s]["ev_s_per_km"]) / off[s]["ev_s_per_km"]
-        for s in paired
-    ]
+    change = [_change_pct(on[s]["ev_s_per_km"], off[s]["ev_s_per_km"]) for s in paired]
     return {
         "ev_s_per_km_message_ignored": _mean([off[s]["ev_s_per_km"] for s in paired]),
         "ev_s_per_km_message_followed": _mean([on[s]["ev_s_per_km"] for s in paired]),
@@ -127,11 +131,10 @@ def summarise_ev(rows: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def run_case(case: tuple[float | None, int, str]) -> dict[str, Any]:
-    level, seed, city_path = case
-    raw = scenario(level, seed)
-    m = simulate_raw(raw, city_path, seed=seed, source="vms_diversion sweep").metrics
-    return {"level": level, "seed": seed, **{k: m.get(k) for k in KEYS}}
+def row(level: float | None, seed: int, record: RunRecord) -> dict[str, Any]:
+    """One sweep run's line of the result, read from its record."""
+    m = metrics(record)
+    return {"level": level, "seed": seed, **{k: m.get(k) for k in KEYS}, "run_id": record.id}
 
 
 def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -174,34 +177,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--no-ev", action="store_true", help="skip the EV-only message runs")
     args = parser.parse_args(argv)
-    from city_models.build import build_city
-    from twin.config import load_settings
-    from viz.vms import plot_compliance
-
     n_seeds = args.seeds or (3 if args.quick else 8)
-    data_dir = load_settings(data_dir=args.data_dir).data_dir
-    city = build_city("district", seed=1, cities_dir=data_dir / "cities")
+    settings = load_settings(data_dir=args.data_dir)
+    city = build_city("district", seed=1, cities_dir=settings.data_dir / "cities")
     seeds = range(args.first_seed, args.first_seed + n_seeds)
-    cases = [(level, seed, str(city.path)) for seed in seeds for level in (None, *LEVELS)]
-    ev_cases = [(c, seed, str(city.path)) for seed in seeds for c in (0.0, EV_COMPLIANCE)]
-    rows: list[dict[str, Any]] = []
-    ev_rows: list[dict[str, Any]] = []
-    with mp.get_context("spawn").Pool(args.workers, maxtasksperchild=1) as pool, Progress() as bar:
-        task = bar.add_task("vms compliance sweep", total=len(cases))
-        for row in pool.imap_unordered(run_case, cases):
-            rows.append(row)
-            bar.advance(task)
-        if not args.no_ev:
-            task = bar.add_task("EV-only message", total=len(ev_cases))
-            for row in pool.imap_unordered(run_ev_case, ev_cases):
-                ev_rows.append(row)
-                bar.advance(task)
+    cases = [(level, seed) for seed in seeds for level in (None, *LEVELS)]
+    ev_cases = [] if args.no_ev else [(c, seed) for seed in seeds for c in (0.0, EV_COMPLIANCE)]
+    requests = [
+        request(scenario(level, seed), city, seed=seed, source="vms_diversion sweep", owner=OWNER)
+        for level, seed in cases
+    ] + [
+        request(ev_scenario(city, seed, c), city, seed=seed, source="ev-vms", owner=OWNER)
+        for c, seed in ev_cases
+    ]
+    records = run_all(settings, requests, workers=args.workers, label="vms compliance sweep")
+    rows = [row(lvl, seed, rec) for (lvl, seed), rec in zip(cases, records, strict=False)]
+    ev_rows = [
+        ev_row(c, seed, rec) for (c, seed), rec in zip(ev_cases, records[len(cases) :], strict=True)
+    ]
     result = summarise(rows)
     if ev_rows:
         result["ev_vms"] = summarise_ev(ev_rows)
         result["ev_runs"] = sorted(ev_rows, key=lambda r: (r["seed"], r["ev_compliance"]))
     result["city"] = city.name
-    order = {None: -1.0, **{level: level for level in LEVELS}}
+    order: dict[float | None, float] = {None: -1.0, **{level: level for level in LEVELS}}
     result["runs"] = sorted(rows, key=lambda r: (r["seed"], order[r["level"]]))
     out_dir = args.json.parent if args.json else Path("out")
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -370,7 +370,8 @@ class EvPriority(Scenario[EvPrioritySpec]):
     def _request(
         self, ctx: Context[Any], ev: _Ev, tls: str, stage: int, t: float, *, eta_s: float
     ) -> None:
-        self.manager.request(ev.spec.id, tls, stage=stage, t_s=t)
+        if not self.manager.request(ev.spec.id, tls, stage=stage, t_s=t):
+            return  # handed back to local control: the center leaves it alone
         ev.preempted.add(tls)
         ctx.bus.record(
             "priority_request",

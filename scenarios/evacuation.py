@@ -189,8 +189,15 @@ class Evacuation(Scenario[EvacuationSpec]):
                 v.route[v.index :] for v in self.vehicles.values() if math.isnan(v.arrived_s)
             ]
             flows = stage_flows(self.net, list(signals.values()), remaining)
-            active = {t: f for t, f in flows.items() if f.sum() >= m.min_signal_flow_veh}
+            # signals handed back to local control are left alone (the port refuses them)
+            active = {
+                t: f
+                for t, f in flows.items()
+                if f.sum() >= m.min_signal_flow_veh and not self.port.is_local(t)
+            }
             for tls in sorted(set(self.signal_tls) - set(active)):  # evacuees are through
+                if self.port.is_local(tls):
+                    continue
                 self.port.apply_timing(tls, green_s=list(self.port.plan(tls).green_s))
             for tls, f in sorted(active.items()):
                 gp = self.port.plan(tls)

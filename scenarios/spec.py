@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from city_models.presets import PRESETS
+from signal_control.control import KINDS
+
 Period = Literal["night", "am_peak", "midday", "pm_peak"]
+
+# One source for each list: the city presets (city_models.presets.PRESETS) and the
+# controller kinds (signal_control.control.KINDS). A Literal built from them validates,
+# reports ("Input should be 'district' or 'suwon-scale'") and documents (JSON schema enum)
+# the allowed values; type checkers, which cannot see a Literal built at run time, see str.
+if TYPE_CHECKING:
+    PresetName = str
+    ControllerKind = str
+else:
+    PresetName = Literal[tuple(PRESETS)]
+    ControllerKind = Literal[tuple(KINDS)]
 
 
 class _Spec(BaseModel):
@@ -16,7 +30,7 @@ class _Spec(BaseModel):
 class CityRef(_Spec):
     """Which city: a preset built (and cached) on demand, or a built city folder."""
 
-    preset: Literal["district", "suwon-scale"] = "district"
+    preset: PresetName = "district"
     seed: int = Field(default=1, ge=0, le=2**31 - 1)
     path: str | None = None
 
@@ -57,9 +71,6 @@ class SimSpec(_Spec):
     @property
     def end_s(self) -> float:
         return self.begin_s + self.duration_s
-
-
-ControllerKind = Literal["fixed", "actuated", "adaptive", "max_pressure"]
 
 
 class AdaptiveSpec(_Spec):

@@ -1,7 +1,7 @@
 """Numba kernels over CSR-grouped arrays (signals -> lanes). Private: call the wrappers.
 
-Each kernel has a plain-Python twin in ``tests/reference/`` that the tests compare it
-with. ``cache=True`` so a second process pays no compile time.
+Each kernel has a plain-Python twin in ``signal_control/_reference/`` that the tests
+compare it with. ``cache=True`` so a second process pays no compile time.
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 
 The public wrappers in :mod:`signal_control.preemption` validate and convert the inputs,
 then call these kernels with plain arrays and scalars only. Every kernel has a
-plain-Python twin in ``tests/reference/preemption.py`` that the tests compare it with.
-``cache=True`` so a second process pays no compile time.
+plain-Python twin in ``signal_control/_reference/preemption.py`` that the tests compare
+it with. ``cache=True`` so a second process pays no compile time.
 
 Layout: flat arrays of length ``K``, one entry per (EV, signal ahead) pair.
 

@@ -2,7 +2,7 @@
 
 The public wrappers in :mod:`signal_control.timing` validate and convert the inputs, then
 call these kernels with plain arrays and scalars only. Every kernel has a plain-Python
-twin in ``tests/reference/timing.py`` that the tests compare it with. ``cache=True`` so a
+twin in ``signal_control/_reference/timing.py`` that the tests compare it with. ``cache=True`` so a
 second process pays no compile time.
 
 Layout (CSR): the green phases of intersection ``i`` are ``phase_ptr[i]:phase_ptr[i + 1]``;

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
+from signal_control._checks import check_offsets, float_array, index_array
 from signal_control._kernels import _group_sum_max
 
 FloatArray = npt.NDArray[np.float64]
@@ -18,18 +19,11 @@ def group_sum_max(values: npt.ArrayLike, offsets: npt.ArrayLike) -> tuple[FloatA
     Raises
     ------
     ValueError
-        When ``offsets`` is not a non-decreasing 1-D array from 0 to ``len(values)``.
+        When ``values`` is not 1-D, or ``offsets`` is not a 1-D array of whole numbers
+        rising (non-strictly) from 0 to ``len(values)``.
     """
-    vals = np.ascontiguousarray(values, dtype=np.float64)
-    raw = np.asarray(offsets)
-    if raw.dtype.kind not in "iu" and not np.array_equal(raw, np.floor(raw)):
-        raise ValueError(f"offsets must be whole numbers; got {raw[:5]}")
-    offs = np.ascontiguousarray(raw, dtype=np.int64)
-    if vals.ndim != 1 or offs.ndim != 1 or offs.size == 0:
-        raise ValueError("values and offsets must be 1-D and offsets non-empty")
-    if offs[0] != 0 or offs[-1] != vals.size or np.any(np.diff(offs) < 0):
-        raise ValueError(
-            f"offsets must rise from 0 to len(values)={vals.size}; got {offs[:3]}...{offs[-1:]}"
-        )
+    vals = float_array("values", values)
+    offs = index_array("offsets", offsets)
+    check_offsets("offsets", offs, vals.size, "len(values)")
     total, peak = _group_sum_max(vals, offs)
     return total, peak

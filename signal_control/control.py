@@ -14,8 +14,12 @@ Controllers (chosen per signal in the scenario's ``[control]``):
   stage has more pressure (by a hysteresis margin) the port skips to it, else it holds.
 
 The manager sees the simulation only through duck-typed objects: a session with
-``set_signal_state``/``set_program``/``read_lane_halting``/``read_edge_halting`` and
-the twin's state arrays. It never imports SUMO.
+``set_signal_state``/``set_program``/``set_phase``/``read_lane_halting``/
+``read_edge_halting`` and the twin's state arrays. It never imports SUMO.
+
+Every guarded signal's plan is verified against its conflict matrix (``foes``, always
+given) when the port starts. A signal handed back to its local program
+(:meth:`ControlManager.hand_back`) is no longer commanded by any controller here.
 """
 
 from __future__ import annotations
@@ -31,7 +35,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from signal_control.port import GuardedPort, plan_from_phases
+from signal_control.guard import ALL_RED_PROMISE_S, Foes
+from signal_control.port import GuardedPort, LocalMode, plan_from_phases
 from signal_control.timing import (
     PhaseMovements,
     TimingNetwork,
@@ -113,6 +118,11 @@ class ControlManager:
         Controller kind per signal id.
     spec
         The scenario's ``ControlSpec`` (adaptive parameters, hysteresis).
+    foes
+        Per signal, the conflict matrix of its links (links that cross, or merge into
+        one exit edge); the guard verifies every plan against it.
+    all_red_promise_s
+        The all-red the city promises; a guarded plan with a shorter one is refused.
     """
 
     def __init__(
@@ -126,8 +136,12 @@ class ControlManager:
         spec: Any,
         detector_period_s: float,
         control_interval_s: float,
+        foes: Mapping[str, Foes],
+        all_red_promise_s: float = ALL_RED_PROMISE_S,
     ) -> None:
         self.spec = spec
+        self.foes = foes
+        self.all_red_promise_s = all_red_promise_s
         self.by_id = {s.id: s for s in signals}
         self.assignment = dict(assignment)
         self.actuated = [s for s in signals if assignment[s.id] == "actuated"]
@@ -278,14 +292,39 @@ class ControlManager:
             session.set_program(sig.id, "actuated")
         if self.guarded:
             plans = {
-                t: plan_from_phases(t, self.by_id[t].phases, offset_s=self.by_id[t].offset_s)
+                t: plan_from_phases(
+                    t,
+                    self.by_id[t].phases,
+                    offset_s=self.by_id[t].offset_s,
+                    min_all_red_s=self.all_red_promise_s,
+                )
                 for t in self.guarded
             }
+            # the display has shown nothing yet: a plan standing in an intergreen starts
+            # its next green (see GuardedPort's takeover)
             self.port = GuardedPort(
-                session, plans, start_s=t_s, align_offsets=True, clock=lambda: float(session.time_s)
+                session,
+                plans,
+                start_s=t_s,
+                foes={t: self.foes[t] for t in self.guarded},
+                align_offsets=True,
+                takeover="fresh",
+                clock=lambda: float(session.time_s),
             )
         if self.adaptive:
             self._next_update_s = t_s + self.spec.adaptive.update_s
+
+    def hand_back(self, tls_ids: Sequence[str], mode: LocalMode = "plan") -> None:
+        """Hand guarded signals back to their local program (see
+        :meth:`GuardedPort.local_mode`); the controllers here stop commanding them."""
+        if self.port is None:
+            raise ValueError("no signal is under guarded control: nothing to hand back")
+        for tls in tls_ids:
+            self.port.local_mode(tls, mode)
+
+    def _commanded(self, tls: str) -> bool:
+        """The signal still takes commands (not handed back, nor being handed back)."""
+        return self.port is not None and not self.port.is_local(tls)
 
     def next_change_s(self) -> float:
         return self.port.next_change_s() if self.port is not None else math.inf
@@ -339,6 +378,8 @@ class ControlManager:
         assert self.port is not None
         ptr = self._ad_network.phase_ptr
         for i, tls in enumerate(self.adaptive):
+            if not self._commanded(tls):
+                continue
             greens = green[ptr[i] : ptr[i + 1]]
             given = self.port.apply_timing(tls, green_s=greens.tolist())
             row = {
@@ -361,6 +402,8 @@ class ControlManager:
         ptr = self._mp_network.phase_ptr
         margin = self.spec.pressure_hysteresis_veh * SAT_FLOW_THROUGH_VPH
         for i, tls in enumerate(self.pressure):
+            if not self._commanded(tls):
+                continue
             guard = self.port.guard(tls)
             if guard.interval != "green" or guard.min_end_s() > t_s + 1e-9:
                 continue
@@ -383,6 +426,8 @@ class ControlManager:
             out["guard_commands"] = self.port.commands
             out["guard_late_changes"] = self.port.late_changes
             out["guard_interventions"] = len(self.port.events())
+            if self.port.released:  # only when something was handed back
+                out["guard_handed_back"] = len(self.port.released)
         if self.pressure:
             out["max_pressure_switches"] = self.telemetry.decisions
         return out

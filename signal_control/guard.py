@@ -3,14 +3,18 @@
 Controllers send *requests* (timings, hold, force-off, skip, priority); the guard
 turns them into a sequence of signal states that is safe by construction:
 
-- a green shows one of the plan's green states (verified conflict-free: no two
-  ``G`` links that are foes; ``g`` links yield);
-- a green never ends before its minimum green, which already holds the pedestrian
-  minimum (walk + clearance); it ends at the latest at its maximum green, except
-  under an explicit priority hold, which has its own cap;
-- every change of green passes through yellow (exactly ``yellow_s``) for the links
-  that lose green, then all-red (exactly ``all_red_s``); links green in both
-  stages keep green; right-turn-on-red links show ``s`` when not green.
+- a green shows one of the plan's green states, verified on construction against the
+  signal's conflict matrix (always given): no two ``G`` links that are foes (they cross,
+  or merge into one exit edge); ``g`` links yield;
+- a green never ends before its minimum green, which is at least the pedestrian
+  minimum (walk + clearance) where the stage serves a crossing; it ends at the latest at
+  its maximum green, except under an explicit priority hold, which has its own cap;
+- every change of green passes through yellow (exactly ``yellow_s``, at least
+  :data:`YELLOW_MIN_S`) for the links that lose green, then all-red (exactly
+  ``all_red_s``, at least the city's promise ``min_all_red_s``); links green in both
+  stages keep green; right-turn-on-red links show ``s`` when not green;
+- a guard may take over a plan that is already running (``elapsed_s`` into a green, a
+  yellow or an all-red): the interval in progress is finished, never cut.
 
 A request the guard cannot honour now is deferred or clamped and logged, never
 executed unsafely. The guard is pure Python and port-agnostic: the simulation port
@@ -29,7 +33,13 @@ log = logging.getLogger(__name__)
 
 Interval = Literal["green", "yellow", "all_red"]
 GREEN_CHARS = frozenset("Gg")
+GREEN_STATE_CHARS = frozenset("Ggrs")  # what a green stage may show: green, red, stop-then-go
 EPS = 1e-9
+YELLOW_MIN_S = 3.0  # no yellow is ever shorter
+ALL_RED_FLOOR_S = 1.0  # no all-red promise is ever shorter
+ALL_RED_PROMISE_S = 2.0  # the all-red the shipped cities promise (their preset's all_red_s)
+
+Foes = Sequence[Sequence[bool]]
 
 
 class UnsafePlanError(ValueError):
@@ -54,6 +64,15 @@ class GuardPlan:
         Intergreen intervals; never cut.
     right_on_red
         Link indices that show ``s`` (stop, then go) when not green.
+    ped_min_green_s
+        Pedestrian minimum per stage (0 where the stage serves no crossing); empty when
+        not known. ``min_green_s`` must hold it.
+    min_all_red_s
+        The all-red the city promises; ``all_red_s`` must keep it.
+    phase_index
+        Index of each green stage in the local program's phase list (the controller's
+        own plan, e.g. SUMO program ``"0"``): where a hand-back resumes it. Empty when
+        not known (then the signal cannot be handed back).
     """
 
     tls_id: str
@@ -66,44 +85,113 @@ class GuardPlan:
     right_on_red: frozenset[int] = frozenset()
     offset_s: float = 0.0
     max_priority_hold_s: float = 120.0
+    ped_min_green_s: tuple[float, ...] = ()
+    min_all_red_s: float = ALL_RED_PROMISE_S
+    phase_index: tuple[int, ...] = ()
 
     @property
     def n_stages(self) -> int:
         return len(self.green_states)
 
-    def check(self, foes: Sequence[Sequence[bool]] | None = None) -> None:
-        """Raise :class:`UnsafePlanError` if the plan is not safe to run."""
-        n = self.n_stages
+    @property
+    def cycle_s(self) -> float:
+        """The fixed-time cycle: planned greens plus one yellow and all-red per stage."""
+        return sum(self.green_s) + self.n_stages * (self.yellow_s + self.all_red_s)
+
+    def problems(self, foes: Foes | None) -> list[str]:
+        """Every reason the plan is not safe to run against ``foes`` (empty: safe).
+
+        ``foes[i][j]``: links ``i`` and ``j`` conflict (cross, or merge into one exit
+        edge) and may never both show ``G``. Without a conflict matrix nothing can be
+        verified, so ``None`` is itself a problem.
+        """
+        tid, n = self.tls_id, self.n_stages
         if n == 0:
-            raise UnsafePlanError(f"{self.tls_id}: a plan needs at least one green stage")
+            return [f"{tid}: a plan needs at least one green stage"]
+        out: list[str] = []
+        n_links = len(foes) if foes is not None else None
+        if foes is None:
+            out.append(f"{tid}: no conflict matrix given; the guard verifies every plan")
+        elif any(len(row) != n_links for row in foes):
+            out.append(f"{tid}: the conflict matrix is not square ({n_links} rows)")
+            n_links = None
         sizes = {len(s) for s in self.green_states}
         if len(sizes) != 1:
-            raise UnsafePlanError(f"{self.tls_id}: green states differ in length {sizes}")
-        for name, values in (("min_green_s", self.min_green_s), ("max_green_s", self.max_green_s),
-                             ("green_s", self.green_s)):  # fmt: skip
-            if len(values) != n:
-                raise UnsafePlanError(f"{self.tls_id}: {name} has {len(values)} values, not {n}")
-        for k in range(n):
-            if not 0 < self.min_green_s[k] <= self.max_green_s[k]:
-                raise UnsafePlanError(
-                    f"{self.tls_id}: stage {k} needs 0 < min_green_s <= max_green_s "
-                    f"(got {self.min_green_s[k]}, {self.max_green_s[k]})"
+            out.append(f"{tid}: green states differ in length {sorted(sizes)}")
+        for k, state in enumerate(self.green_states):
+            if n_links is not None and len(state) != n_links:
+                out.append(
+                    f"{tid}: stage {k} state {state!r} has {len(state)} characters; "
+                    f"the signal has {n_links} links"
                 )
-        if self.yellow_s < 3.0 or self.all_red_s < 1.0:
-            raise UnsafePlanError(
-                f"{self.tls_id}: yellow_s must be >= 3 and all_red_s >= 1 "
-                f"(got {self.yellow_s}, {self.all_red_s})"
+            odd = sorted(set(state) - GREEN_STATE_CHARS)
+            if odd:
+                out.append(
+                    f"{tid}: stage {k} state {state!r} shows {''.join(odd)!r}; "
+                    "a green stage shows only G, g, r, s"
+                )
+        named: list[tuple[str, tuple[float, ...]]] = [
+            ("min_green_s", self.min_green_s),
+            ("max_green_s", self.max_green_s),
+            ("green_s", self.green_s),
+        ]
+        if self.ped_min_green_s:
+            named.append(("ped_min_green_s", self.ped_min_green_s))
+        lengths_ok = True
+        for name, values in named:
+            if len(values) != n:
+                out.append(f"{tid}: {name} has {len(values)} values, not {n}")
+                lengths_ok = False
+        if lengths_ok:
+            for k in range(n):
+                lo, hi = self.min_green_s[k], self.max_green_s[k]
+                if not 0 < lo <= hi:  # also refuses NaN
+                    out.append(
+                        f"{tid}: stage {k} needs 0 < min_green_s <= max_green_s (got {lo}, {hi})"
+                    )
+                if self.ped_min_green_s and not lo >= self.ped_min_green_s[k]:
+                    out.append(
+                        f"{tid}: stage {k} min_green_s {lo:g} s is below its pedestrian "
+                        f"minimum {self.ped_min_green_s[k]:g} s"
+                    )
+        if not self.yellow_s >= YELLOW_MIN_S:
+            out.append(f"{tid}: yellow_s must be >= {YELLOW_MIN_S:g} (got {self.yellow_s})")
+        if not self.min_all_red_s >= ALL_RED_FLOOR_S:
+            out.append(
+                f"{tid}: the all-red promise min_all_red_s must be >= {ALL_RED_FLOOR_S:g} "
+                f"(got {self.min_all_red_s})"
             )
-        if foes is not None:
+        if not self.all_red_s >= self.min_all_red_s:
+            out.append(
+                f"{tid}: all_red_s must be >= the promised {self.min_all_red_s:g} "
+                f"(got {self.all_red_s})"
+            )
+        width = n_links if n_links is not None else min(sizes)
+        bad_ror = sorted(i for i in self.right_on_red if not 0 <= i < width)
+        if bad_ror:
+            out.append(f"{tid}: right_on_red names links {bad_ror}; links are 0..{width - 1}")
+        if self.phase_index and len(self.phase_index) != n:
+            out.append(f"{tid}: phase_index has {len(self.phase_index)} values, not {n}")
+        if foes is not None and n_links is not None:
             for k, state in enumerate(self.green_states):
-                hi = [i for i, ch in enumerate(state) if ch == "G"]
-                for a in hi:
-                    for b in hi:
-                        if foes[a][b]:
-                            raise UnsafePlanError(
-                                f"{self.tls_id}: stage {k} gives conflicting links {a} and {b} "
+                if len(state) != n_links:
+                    continue
+                hi_links = [i for i, ch in enumerate(state) if ch == "G"]
+                for x, a in enumerate(hi_links):
+                    for b in hi_links[x + 1 :]:
+                        if foes[a][b] or foes[b][a]:
+                            out.append(
+                                f"{tid}: stage {k} gives conflicting links {a} and {b} "
                                 "priority green"
                             )
+        return out
+
+    def check(self, foes: Foes | None) -> None:
+        """Raise :class:`UnsafePlanError` (every problem, one per line) if the plan is
+        not safe to run against the conflict matrix ``foes``."""
+        found = self.problems(foes)
+        if found:
+            raise UnsafePlanError("\n".join(found))
 
     def show(self, interval: Interval, stage: int, target: int) -> str:
         """The state string of an interval: green of ``stage``, or the yellow/all-red
@@ -140,15 +228,21 @@ class SignalGuard:
     Parameters
     ----------
     plan
-        The intersection's plan (checked on construction).
+        The intersection's plan (checked on construction against ``foes``).
     start_s
         Simulation (or wall-clock) time the guard takes over.
-    stage
-        Green stage shown at ``start_s``.
-    elapsed_s
-        How long that green has already been showing (taking over a running plan).
     foes
-        Optional conflict matrix of the links, to verify the plan.
+        The conflict matrix of the signal's links (``foes[i][j]``: links ``i`` and ``j``
+        cross or merge). Required: a plan is only run once its greens were verified.
+    stage
+        Green stage shown at ``start_s`` (during an intergreen: the stage being left).
+    elapsed_s
+        How long the interval in progress has already been showing (taking over a
+        running plan); it is finished, never cut: a green still gets its minimum
+        counted from its real start, a yellow or all-red its full length.
+    interval
+        The interval in progress at ``start_s``: ``green`` (default), or ``yellow`` /
+        ``all_red`` of the change from ``stage`` to the next stage of the plan.
     """
 
     def __init__(
@@ -156,25 +250,45 @@ class SignalGuard:
         plan: GuardPlan,
         *,
         start_s: float,
+        foes: Foes,
         stage: int = 0,
         elapsed_s: float = 0.0,
-        foes: Sequence[Sequence[bool]] | None = None,
+        interval: Interval = "green",
     ) -> None:
         plan.check(foes)
         if not 0 <= stage < plan.n_stages:
             raise ValueError(f"{plan.tls_id}: stage {stage} out of range 0..{plan.n_stages - 1}")
+        if interval not in ("green", "yellow", "all_red"):
+            raise ValueError(
+                f"{plan.tls_id}: interval {interval!r}; allowed: green, yellow, all_red"
+            )
+        if math.isnan(elapsed_s):
+            raise ValueError(f"{plan.tls_id}: elapsed_s is NaN")
+        elapsed_s = max(elapsed_s, 0.0)
         self.plan = plan
         self.green_s = list(plan.green_s)
-        self.interval: Interval = "green"
+        self.interval: Interval = interval
         self.stage = stage  # the green shown, or the one being left
-        self.target = stage  # next green (during an intergreen: the one coming)
-        # a guard may take over mid-green (elapsed_s into it); it still gets its minimum
-        self.entered_s = start_s - max(elapsed_s, 0.0)
-        self.green_end_s = max(self.entered_s + self._clamp(stage, self.green_s[stage]), start_s)
+        self.target = stage if interval == "green" else (stage + 1) % plan.n_stages
+        self._stretch_s = 0.0  # extra length of the current intergreen (shown late)
         self.skip_to: int | None = None
         self.priority: tuple[int, float] | None = None  # (stage, hold-until cap)
         self.events: list[GuardEvent] = []
         self.served: list[tuple[int, float, float]] = []  # (stage, start_s, green_s)
+        if interval == "green":
+            # taking over mid-green: the green still gets its minimum from its real start
+            self.entered_s = start_s - elapsed_s
+            green_end = self.entered_s + self._clamp(stage, self.green_s[stage])
+            self.green_end_s = max(green_end, start_s)
+        else:
+            length = plan.yellow_s if interval == "yellow" else plan.all_red_s
+            if elapsed_s >= length:
+                raise ValueError(
+                    f"{plan.tls_id}: {elapsed_s:g} s into a {interval} of {length:g} s; "
+                    "a finished interval cannot be taken over"
+                )
+            self.entered_s = start_s - elapsed_s
+            self.green_end_s = self.entered_s
 
     # ------------------------------------------------------------------ helpers
     def _clamp(self, stage: int, green_s: float) -> float:
@@ -207,9 +321,9 @@ class SignalGuard:
     def next_change_s(self) -> float:
         """When the shown state changes next if nothing else is requested."""
         if self.interval == "yellow":
-            return self.entered_s + self.plan.yellow_s
+            return self.entered_s + self.plan.yellow_s + self._stretch_s
         if self.interval == "all_red":
-            return self.entered_s + self.plan.all_red_s
+            return self.entered_s + self.plan.all_red_s + self._stretch_s
         return self.green_end_s
 
     # ------------------------------------------------------------------ requests
@@ -323,12 +437,36 @@ class SignalGuard:
         if self.skip_to == stage:
             self.skip_to = None
 
+    def defer_change(self, t_s: float) -> float:
+        """The change now due could not be shown in time: it happens at ``t_s`` instead,
+        so the interval that follows still gets its full length. A green simply lasts
+        longer; a yellow or all-red is stretched. Returns how late the change is."""
+        due = self.next_change_s()
+        late = t_s - due
+        if late <= EPS:
+            return 0.0
+        if self.interval == "green":
+            self.green_end_s = t_s
+        else:
+            self._stretch_s += late
+        self._log(t_s, "change_late", due=due, late_s=late)
+        return late
+
+    def prepare_handback(self, t_s: float) -> None:
+        """Before a hand-back to the local plan: priority and skips are dropped and the
+        stages to come get the plan's own greens (the controller's plan resumes)."""
+        if self.priority is not None:
+            self.cancel_priority(t_s)
+        self.skip_to = None
+        self.green_s = [self._clamp(k, g) for k, g in enumerate(self.plan.green_s)]
+
     # ------------------------------------------------------------------ time
     def advance(self, t_s: float) -> list[tuple[float, str]]:
         """Step the machine to ``t_s``; returns the states shown, with their start times."""
         shown: list[tuple[float, str]] = []
         while self.next_change_s() <= t_s + EPS:
             at = self.next_change_s()
+            self._stretch_s = 0.0
             if self.interval == "green":
                 self._expire_priority(at)
                 self.served.append((self.stage, self.entered_s, at - self.entered_s))

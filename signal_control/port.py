@@ -4,9 +4,24 @@
 over one :class:`~signal_control.guard.SignalGuard` per intersection, so every command
 passes the safety guard; a concrete port only says how to *show* a state
 (:meth:`GuardedPort._display`) and how to switch a controller to its own local mode.
-The simulation port (:class:`SimulationPort`) is handed a SUMO session object and
-calls its ``set_signal_state``/``set_program``; a field adapter (NTCIP or a
-vendor protocol) would implement the same two methods towards real controllers.
+The simulation port is a :class:`GuardedPort` handed the SUMO session, which shows
+states (``set_signal_state``) and resumes a local program (``set_program``,
+``set_phase``); a field adapter (NTCIP or a vendor protocol) would implement the same
+three methods towards real controllers.
+
+Safety at the edges of guarded control:
+
+- *take-over*: with ``align_offsets`` each guard starts where the fixed-time plan
+  stands; ``takeover="running"`` (a controller already running its plan) finishes the
+  interval in progress, a yellow or all-red included;
+- *late display*: a change shown after it was due keeps every interval at full length
+  (the change is dated when shown, counted in ``late_changes`` and logged);
+- *hand-back* (:meth:`GuardedPort.local_mode`): the local program takes over inside a
+  green, at the phase the guard shows and with the green's remaining time, so no
+  interval is cut; for the fixed-time plan the guard first steers its greens (within
+  their minimum and maximum) until that green ends where the plan's schedule ends it.
+  Commands to a signal handed back (or being handed back) raise
+  :class:`SignalReleasedError`.
 """
 
 from __future__ import annotations
@@ -19,11 +34,29 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
-from signal_control.guard import GuardEvent, GuardPlan, Interval, SignalGuard
+from signal_control.guard import (
+    ALL_RED_PROMISE_S,
+    EPS,
+    Foes,
+    GuardEvent,
+    GuardPlan,
+    Interval,
+    SignalGuard,
+    UnsafePlanError,
+)
 
 log = logging.getLogger(__name__)
 
 LocalMode = Literal["plan", "actuated"]
+Takeover = Literal["fresh", "running"]
+LOCAL_PROGRAMS: dict[str, str] = {"plan": "0", "actuated": "actuated"}
+MIN_REMAINING_S = 1.0  # a hand-back leaves the local program at least this much green
+MAX_ALIGN_GREENS = 12  # greens steered towards the plan's schedule before handing back as is
+
+
+class SignalReleasedError(ValueError):
+    """A command to a signal that was handed back (or is being handed back) to its local
+    program: the port refuses it and changes nothing."""
 
 
 class ControllerPort(Protocol):
@@ -57,6 +90,11 @@ class SignalDisplay(Protocol):
 
     def set_program(self, tls_id: str, program_id: str) -> None: ...
 
+    def set_phase(self, tls_id: str, phase_index: int, *, remaining_s: float) -> None:
+        """Put the signal's active program in phase ``phase_index`` for ``remaining_s``
+        more seconds; the program runs on from there with its own phases."""
+        ...
+
 
 @dataclass(frozen=True)
 class SignalStatus:
@@ -82,6 +120,8 @@ class SignalStatus:
         The cap of that priority hold (``nan`` without one).
     local
         The signal was handed back to its local program (no more commands).
+    handing_back
+        A hand-back was asked and waits for its moment (no more commands either).
     """
 
     tls_id: str
@@ -94,15 +134,26 @@ class SignalStatus:
     priority_stage: int | None
     priority_until_s: float
     local: bool = False
+    handing_back: bool = False
 
     @property
     def in_green(self) -> bool:
         return self.interval == "green"
 
 
-def plan_from_phases(tls_id: str, phases: Sequence[Any], *, offset_s: float = 0.0) -> GuardPlan:
+def plan_from_phases(
+    tls_id: str,
+    phases: Sequence[Any],
+    *,
+    offset_s: float = 0.0,
+    min_all_red_s: float = ALL_RED_PROMISE_S,
+) -> GuardPlan:
     """A :class:`GuardPlan` from a city's phase list (objects with ``kind``, ``state``,
-    ``duration_s``, ``min_green_s``, ``max_green_s``), e.g. the manifest's phases."""
+    ``duration_s``, ``min_green_s``, ``ped_min_green_s``, ``max_green_s``), e.g. the
+    manifest's phases, which are the local program's phases in the same order.
+
+    ``min_all_red_s`` is the all-red the city promises (its preset's ``all_red_s``).
+    """
     greens = [p for p in phases if p.kind == "green"]
     yellows = [p.duration_s for p in phases if p.kind == "yellow"]
     all_reds = [p.duration_s for p in phases if p.kind == "all_red"]
@@ -117,7 +168,16 @@ def plan_from_phases(tls_id: str, phases: Sequence[Any], *, offset_s: float = 0.
         all_red_s=min(all_reds) if all_reds else 0.0,
         right_on_red=right_on_red,
         offset_s=offset_s,
+        ped_min_green_s=tuple(float(p.ped_min_green_s) for p in greens),
+        min_all_red_s=min_all_red_s,
+        phase_index=tuple(i for i, p in enumerate(phases) if p.kind == "green"),
     )
+
+
+def _cycle_pos(plan: GuardPlan, t_s: float) -> float:
+    """The plan's cycle position at ``t_s``, in whole seconds: ``(t_s - offset_s) mod
+    cycle``, floored, so that every later change falls on the simulation's step grid."""
+    return float(math.floor((t_s - plan.offset_s) % plan.cycle_s))
 
 
 def plan_position(plan: GuardPlan, t_s: float) -> tuple[int, float]:
@@ -125,19 +185,56 @@ def plan_position(plan: GuardPlan, t_s: float) -> tuple[int, float]:
 
     The plan's cycle position is ``(t_s - offset_s) mod cycle``, in whole seconds so
     that every later change falls on the simulation's step grid. A time inside an
-    intergreen maps to the start of the next green, so the guard never starts mid-change.
+    intergreen maps to the start of the next green (see :func:`plan_interval` for the
+    exact interval).
     """
-    intergreen = plan.yellow_s + plan.all_red_s
-    cycle = sum(plan.green_s) + intergreen * plan.n_stages
-    pos = float(math.floor((t_s - plan.offset_s) % cycle))
+    interval, stage, _into = plan_interval(plan, t_s)
+    if interval == "green":
+        return stage, _into
+    return (stage + 1) % plan.n_stages, 0.0
+
+
+def plan_interval(plan: GuardPlan, t_s: float) -> tuple[Interval, int, float]:
+    """Exactly where the fixed-time plan stands at ``t_s``: (interval, stage, seconds
+    into that interval); during a yellow or all-red ``stage`` is the stage being left.
+    Whole seconds, as :func:`plan_position`."""
+    pos = _cycle_pos(plan, t_s)
     for k, green in enumerate(plan.green_s):
         if pos < green:
-            return k, pos
+            return "green", k, pos
         pos -= green
-        if pos < intergreen:
-            return (k + 1) % plan.n_stages, 0.0
-        pos -= intergreen
-    return 0, 0.0
+        if pos < plan.yellow_s:
+            return "yellow", k, pos
+        pos -= plan.yellow_s
+        if pos < plan.all_red_s:
+            return "all_red", k, pos
+        pos -= plan.all_red_s
+    return "green", 0, 0.0
+
+
+def schedule_green_end_s(plan: GuardPlan, stage: int, not_before_s: float) -> float:
+    """The first time at or after ``not_before_s`` at which the fixed-time plan ends the
+    green of ``stage`` (whole seconds, as :func:`plan_position` counts them)."""
+    intergreen = plan.yellow_s + plan.all_red_s
+    end_in_cycle = sum(plan.green_s[:stage]) + stage * intergreen + plan.green_s[stage]
+    base = plan.offset_s + end_in_cycle
+    cycle = plan.cycle_s
+    m = math.ceil((not_before_s - base) / cycle - EPS)
+    t = float(math.ceil(base + m * cycle - EPS))
+    while t < not_before_s - EPS:  # rounding up may only move it later; never earlier
+        m += 1
+        t = float(math.ceil(base + m * cycle - EPS))
+    return t
+
+
+@dataclass
+class _Handback:
+    """A hand-back asked and not done yet."""
+
+    mode: LocalMode
+    program: str
+    asked_s: float
+    steered: int = 0  # greens steered towards the plan's schedule so far
 
 
 class GuardedPort:
@@ -150,11 +247,19 @@ class GuardedPort:
     plans
         Plan per intersection taken under guarded control.
     start_s
-        Time the guards take over; each starts in its first green stage.
+        Time the guards take over; each starts in its first green stage unless
+        ``align_offsets``.
     foes
-        Optional conflict matrices per intersection, to verify the plans.
+        The conflict matrix of every signal's links (required: each plan is verified
+        against it, and a plan with conflicting greens is refused).
     align_offsets
         Start each fixed-time plan where its offset puts it at ``start_s``.
+    takeover
+        With ``align_offsets``: ``"fresh"`` when the display has shown nothing yet (a
+        simulation's first step): a start inside an intergreen begins the next green,
+        as nobody saw that yellow. ``"running"`` when the controller is already running
+        its plan (the field, or a simulation mid-run): the interval in progress is
+        finished, a yellow or all-red included, so nothing is cut.
     clock
         The current time (e.g. SUMO's); commands are dated with it.
     """
@@ -165,10 +270,19 @@ class GuardedPort:
         plans: Mapping[str, GuardPlan],
         *,
         start_s: float,
-        foes: Mapping[str, Sequence[Sequence[bool]]] | None = None,
+        foes: Mapping[str, Foes],
         align_offsets: bool = False,
+        takeover: Takeover = "fresh",
         clock: Callable[[], float] | None = None,
     ) -> None:
+        if takeover not in ("fresh", "running"):
+            raise ValueError(f"takeover {takeover!r}; allowed: fresh, running")
+        missing = [t for t in plans if t not in foes]
+        if missing:
+            raise UnsafePlanError(
+                f"no conflict matrix for signals {', '.join(missing[:5])}: the guard "
+                "verifies every plan against its signal's foes"
+            )
         self.display = display
         self.clock = clock
         self.now_s = start_s
@@ -176,18 +290,28 @@ class GuardedPort:
         self.index = {tls: k for k, tls in enumerate(self.ids)}
         self.guards = []
         for t in self.ids:
-            stage, elapsed = plan_position(plans[t], start_s) if align_offsets else (0, 0.0)
+            plan = plans[t]
+            interval: Interval = "green"
+            stage, elapsed = 0, 0.0
+            if align_offsets:
+                # the plan's cycle needs valid intervals: check before dividing by it
+                plan.check(foes[t])
+                if takeover == "running":
+                    interval, stage, elapsed = plan_interval(plan, start_s)
+                else:
+                    stage, elapsed = plan_position(plan, start_s)
             self.guards.append(
                 SignalGuard(
-                    plans[t],
+                    plan,
                     start_s=start_s,
+                    foes=foes[t],
                     stage=stage,
                     elapsed_s=elapsed,
-                    foes=(foes or {}).get(t),
+                    interval=interval,
                 )
             )
         self.next_s = np.array([g.next_change_s() for g in self.guards], dtype=np.float64)
-        self._handover: dict[int, str] = {}  # guard index -> program to hand back to
+        self._handback: dict[int, _Handback] = {}  # guard index -> hand-back asked
         self.released: set[str] = set()
         self.commands = 0
         self.late_changes = 0  # changes shown after they were due (must stay 0)
@@ -200,65 +324,130 @@ class GuardedPort:
         except KeyError:
             raise KeyError(f"signal {tls_id!r} is not under guarded control") from None
 
-    def _touched(self, tls_id: str) -> None:
+    def is_local(self, tls_id: str) -> bool:
+        """The signal was handed back to its local program, or is being handed back:
+        it takes no more commands."""
+        k = self.index.get(tls_id)
+        return k is not None and (tls_id in self.released or k in self._handback)
+
+    def _commandable(self, tls_id: str, what: str) -> SignalGuard:
+        """The signal's guard, if it takes commands; else :class:`SignalReleasedError`."""
+        guard = self.guard(tls_id)
         k = self.index[tls_id]
-        if self.ids[k] in self.released:
-            raise ValueError(f"{tls_id} was handed back to its local program")
-        self._reschedule(k)
+        if tls_id in self.released:
+            raise SignalReleasedError(
+                f"Signal {tls_id} was handed back to its local program; {what} refused "
+                "(a controller that hands a signal back stops commanding it)."
+            )
+        if k in self._handback:
+            h = self._handback[k]
+            raise SignalReleasedError(
+                f"Signal {tls_id} is being handed back to its local program (mode "
+                f"{h.mode!r}, asked at t={h.asked_s:g} s); {what} refused."
+            )
+        return guard
+
+    def _touched(self, tls_id: str) -> None:
+        self._reschedule(self.index[tls_id])
         self.commands += 1
 
     # ------------------------------------------------------------------ commands
     def apply_timing(self, tls_id: str, *, green_s: Sequence[float]) -> list[float]:
-        out = self.guard(tls_id).set_timing(self._now(), green_s)
+        out = self._commandable(tls_id, "apply_timing").set_timing(self._now(), green_s)
         self._touched(tls_id)
         return out
 
     def hold(self, tls_id: str, *, until_s: float) -> float:
-        out = self.guard(tls_id).hold(self._now(), until_s)
+        out = self._commandable(tls_id, "hold").hold(self._now(), until_s)
         self._touched(tls_id)
         return out
 
     def force_off(self, tls_id: str) -> float:
-        out = self.guard(tls_id).force_off(self._now())
+        out = self._commandable(tls_id, "force_off").force_off(self._now())
         self._touched(tls_id)
         return out
 
     def skip(self, tls_id: str, *, stage: int) -> None:
-        self.guard(tls_id).skip(self._now(), stage)
+        self._commandable(tls_id, "skip").skip(self._now(), stage)
         self._touched(tls_id)
 
     def request_priority(self, tls_id: str, *, stage: int, max_hold_s: float | None = None) -> None:
-        self.guard(tls_id).request_priority(self._now(), stage, max_hold_s=max_hold_s)
+        guard = self._commandable(tls_id, "request_priority")
+        guard.request_priority(self._now(), stage, max_hold_s=max_hold_s)
         self._touched(tls_id)
 
     def cancel_priority(self, tls_id: str) -> None:
-        self.guard(tls_id).cancel_priority(self._now())
+        self._commandable(tls_id, "cancel_priority").cancel_priority(self._now())
         self._touched(tls_id)
 
     def local_mode(self, tls_id: str, mode: LocalMode) -> None:
         """Hand the signal back to its controller's own program (``plan``: the fixed-time
         plan, program ``"0"``; ``actuated``: program ``"actuated"``, which must be loaded).
 
-        The guard stops driving it once its current green has had its minimum and the
-        change (yellow, all-red) is done: only then is the signal switched, so the
-        hand-over itself never cuts an interval.
+        Safe by construction: the local program takes over inside a green of the guard,
+        in the same phase, for the rest of that green (never less than its minimum, and
+        at least :data:`MIN_REMAINING_S`), so its own yellow and all-red follow in full.
+        A priority hold is released first. For ``plan`` the guard first runs the plan's
+        greens and steers each (within its minimum and maximum) towards the plan's
+        schedule; it hands back in the green that ends where the schedule ends it, so the
+        local program also resumes in coordination (after :data:`MAX_ALIGN_GREENS`
+        greens it hands back as it stands). Until then the signal takes no commands; asking
+        again is a no-op.
         """
-        program = {"plan": "0", "actuated": "actuated"}.get(mode)
+        program = LOCAL_PROGRAMS.get(mode)
         if program is None:
-            raise ValueError(f"local mode {mode!r}; allowed: plan, actuated")
+            raise ValueError(f"local mode {mode!r}; allowed: {', '.join(LOCAL_PROGRAMS)}")
+        guard = self.guard(tls_id)
         k = self.index[tls_id]
-        self._handover[k] = program
+        if tls_id in self.released or k in self._handback:
+            return
+        if not guard.plan.phase_index:
+            raise ValueError(
+                f"Signal {tls_id}: its plan does not say which local phase each stage is "
+                "(GuardPlan.phase_index); it cannot be handed back safely."
+            )
+        now = self._now()
+        guard.prepare_handback(now)
+        guard._log(now, "handback_asked", mode=mode)
+        self._handback[k] = _Handback(mode=mode, program=program, asked_s=now)
         self.commands += 1
-        self._reschedule(k)
+        self._try_handback(k, now)
+
+    def _try_handback(self, k: int, now: float) -> None:
+        """Hand guard ``k`` back now if it shows a green that can end where the local
+        program would end it; else steer that green and try again at the next one."""
+        h = self._handback[k]
+        guard = self.guards[k]
+        if guard.interval != "green":
+            self._reschedule(k)  # the next green comes at the guard's next changes
+            return
+        plan, stage = guard.plan, guard.stage
+        lo = max(now + MIN_REMAINING_S, guard.min_end_s())
+        hi = max(guard.entered_s + plan.max_green_s[stage], lo)
+        if h.mode == "plan" and h.steered < MAX_ALIGN_GREENS:
+            end = schedule_green_end_s(plan, stage, lo)
+            if end > hi + EPS:
+                # not reachable in this green: steer towards the schedule (later if the
+                # plan's end is less than half a cycle away, else as early as allowed)
+                steer = hi if end - hi <= plan.cycle_s / 2 else lo
+                guard.hold(now, until_s=steer)
+                h.steered += 1
+                self._reschedule(k)
+                return
+        else:
+            end = min(max(guard.green_end_s, lo), hi)
+        tls = self.ids[k]
+        self.display.set_program(tls, h.program)
+        self.display.set_phase(tls, plan.phase_index[stage], remaining_s=end - now)
+        guard._log(now, "handed_back", mode=h.mode, stage=stage, green_end_s=end,
+                   steered=h.steered)  # fmt: skip
+        del self._handback[k]
+        self.released.add(tls)
+        self.next_s[k] = math.inf
 
     def _reschedule(self, k: int) -> None:
-        """Next visit of guard ``k``: its next change, or sooner for a pending hand-over
-        (the moment its green has had its minimum)."""
-        guard = self.guards[k]
-        when = guard.next_change_s()
-        if k in self._handover and guard.interval == "green":
-            when = min(when, max(guard.min_end_s(), self._now()))
-        self.next_s[k] = when
+        """Next visit of guard ``k``: its next change."""
+        self.next_s[k] = self.guards[k].next_change_s()
 
     # ------------------------------------------------------------------ time
     now_s: float = 0.0  # the time of the last advance()
@@ -273,20 +462,24 @@ class GuardedPort:
         return float(self.next_s.min()) if self.next_s.size else math.inf
 
     def advance(self, t_s: float) -> int:
-        """Show every state change due by ``t_s``; returns how many signals changed."""
+        """Show every state change due by ``t_s``; returns how many signals changed.
+
+        Each change is shown; one that is already late (the display was not called when
+        it fell due) is shown now and the intervals after it keep their full length, so
+        a late call never skips or shortens a yellow or an all-red on the display.
+        """
         self.now_s = t_s
         due = np.flatnonzero(self.next_s <= t_s + 1e-9)
-        self.late_changes += int(np.count_nonzero(self.next_s[due] < t_s - 1e-6))
         for k in map(int, due):
             guard = self.guards[k]
-            shown = guard.advance(t_s)
-            if shown:
-                self.display.set_signal_state(self.ids[k], shown[-1][1])
-            if k in self._handover and guard.interval == "green" and guard.min_end_s() <= t_s:
-                # a green that has had its minimum: the local program takes over from here
-                self.display.set_program(self.ids[k], self._handover.pop(k))
-                self.released.add(self.ids[k])
-                self.next_s[k] = math.inf
+            while guard.next_change_s() <= t_s + EPS:
+                if guard.next_change_s() < t_s - 1e-6:
+                    self.late_changes += 1
+                    guard.defer_change(t_s)
+                for _at, state in guard.advance(t_s):
+                    self.display.set_signal_state(self.ids[k], state)
+            if k in self._handback:
+                self._try_handback(k, t_s)
             else:
                 self._reschedule(k)
         return int(due.size)
@@ -306,6 +499,7 @@ class GuardedPort:
             priority_stage=None if prio is None else prio[0],
             priority_until_s=math.nan if prio is None else prio[1],
             local=tls_id in self.released,
+            handing_back=self.index[tls_id] in self._handback,
         )
 
     def plan(self, tls_id: str) -> GuardPlan:

@@ -36,6 +36,7 @@ import numpy as np
 import numpy.typing as npt
 
 from signal_control import _preemption_kernels as _k
+from signal_control._checks import bool_array, check_values, first, float_array, index_array, scalar
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -66,65 +67,6 @@ class Recovery(NamedTuple):
     """Greens of each recovery cycle, one ``[stages]`` array per cycle, s."""
     residual_s: float
     """Offset error left after the recovery cycles (same sign convention), s."""
-
-
-def _floats(name: str, value: npt.ArrayLike, size: int | None, what: str = "pair") -> FloatArray:
-    """``value`` as a contiguous 1-D ``float64`` array (of ``size`` ``what`` when given)."""
-    arr = np.ascontiguousarray(value, dtype=np.float64)
-    if arr.ndim != 1:
-        raise ValueError(f"{name} must be 1-D; got shape {arr.shape}")
-    if size is not None and arr.shape != (size,):
-        raise ValueError(f"{name} must have one entry per {what} ({size}); got shape {arr.shape}")
-    return arr
-
-
-def _ints(name: str, value: npt.ArrayLike, size: int) -> IntArray:
-    """``value`` as a contiguous 1-D ``int64`` array of ``size``; whole numbers only."""
-    raw = np.asarray(value)
-    if raw.shape != (size,):
-        raise ValueError(f"{name} must have one entry per pair ({size}); got shape {raw.shape}")
-    if raw.dtype.kind == "f":
-        if not np.all(np.isfinite(raw) & (raw == np.floor(raw))):
-            raise ValueError(f"{name} must hold whole numbers; got {raw[:5]}")
-    elif raw.dtype.kind not in "iu":
-        raise ValueError(f"{name} must hold integers; got dtype {raw.dtype}")
-    return np.ascontiguousarray(raw, dtype=np.int64)
-
-
-def _bools(name: str, value: npt.ArrayLike, size: int) -> BoolArray:
-    """``value`` as a contiguous 1-D ``bool`` array of ``size``; only 0/1 if not bool."""
-    raw = np.asarray(value)
-    if raw.shape != (size,):
-        raise ValueError(f"{name} must have one entry per pair ({size}); got shape {raw.shape}")
-    if raw.dtype.kind != "b" and (
-        raw.dtype.kind not in "iuf" or not np.all((raw == 0) | (raw == 1))
-    ):
-        raise ValueError(f"{name} must hold booleans; got {raw[:5]}")
-    return np.ascontiguousarray(raw, dtype=np.bool_)
-
-
-def _first(bad: npt.NDArray[np.bool_]) -> int:
-    return int(np.flatnonzero(bad)[0])
-
-
-def _check_values(
-    name: str,
-    arr: npt.NDArray[np.generic],
-    bad: npt.NDArray[np.bool_],
-    rule: str,
-) -> None:
-    if np.any(bad):
-        k = _first(bad)
-        raise ValueError(f"{name} must be {rule}; {name}[{k}]={arr[k]}")
-
-
-def _scalar(name: str, value: float, *, low: float, strict: bool = False) -> float:
-    """``value`` as a finite float ``>= low`` (``> low`` if strict)."""
-    out = float(value)
-    if not math.isfinite(out) or (out <= low if strict else out < low):
-        op = ">" if strict else ">="
-        raise ValueError(f"{name} must be finite and {op} {low}; got {value}")
-    return out
 
 
 def preemption_plan(
@@ -210,23 +152,23 @@ def preemption_plan(
         range (negative times or distances, ``min_speed_mps <= 0``,
         ``passed_m > clear_m``).
     """
-    startup = _scalar("startup_loss_s", startup_loss_s, low=0.0)
-    headway = _scalar("headway_s", headway_s, low=0.0)
-    margin = _scalar("margin_s", margin_s, low=0.0)
-    min_speed = _scalar("min_speed_mps", min_speed_mps, low=0.0, strict=True)
-    clear = _scalar("clear_m", clear_m, low=0.0)
-    passed_dist = _scalar("passed_m", passed_m, low=0.0)
+    startup = scalar("startup_loss_s", startup_loss_s, low=0.0)
+    headway = scalar("headway_s", headway_s, low=0.0)
+    margin = scalar("margin_s", margin_s, low=0.0)
+    min_speed = scalar("min_speed_mps", min_speed_mps, low=0.0, strict=True)
+    clear = scalar("clear_m", clear_m, low=0.0)
+    passed_dist = scalar("passed_m", passed_m, low=0.0)
     if passed_dist > clear:
         raise ValueError(f"passed_m must be <= clear_m ({clear}); got {passed_dist}")
 
-    ev = _floats("ev_s_m", ev_s_m, None)
+    ev = float_array("ev_s_m", ev_s_m)
     size = ev.size
-    stop = _floats("stop_s_m", stop_s_m, size)
-    speed = _floats("speed_mps", speed_mps, size)
-    green = _bools("ev_stage_green", ev_stage_green, size)
-    inter = _bools("in_intergreen", in_intergreen, size)
+    stop = float_array("stop_s_m", stop_s_m, size=size, what="pair")
+    speed = float_array("speed_mps", speed_mps, size=size, what="pair")
+    green = bool_array("ev_stage_green", ev_stage_green, size, "pair")
+    inter = bool_array("in_intergreen", in_intergreen, size, "pair")
     times = {
-        name: _floats(name, value, size)
+        name: float_array(name, value, size=size, what="pair")
         for name, value in (
             ("elapsed_green_s", elapsed_green_s),
             ("min_green_s", min_green_s),
@@ -235,17 +177,17 @@ def preemption_plan(
             ("intergreen_left_s", intergreen_left_s),
         )
     }
-    queue = _floats("queue_veh", queue_veh, size)
-    n_lanes = _ints("lanes", lanes, size)
+    queue = float_array("queue_veh", queue_veh, size=size, what="pair")
+    n_lanes = index_array("lanes", lanes, size=size, what="pair")
 
-    _check_values("ev_s_m", ev, np.isinf(ev), "finite or NaN")
-    _check_values("stop_s_m", stop, ~np.isfinite(stop), "finite")
-    _check_values("speed_mps", speed, (speed < 0) | np.isinf(speed), ">= 0 and finite, or NaN")
-    _check_values("queue_veh", queue, (queue < 0) | np.isinf(queue), ">= 0 and finite, or NaN")
-    _check_values("lanes", n_lanes, n_lanes < 0, ">= 0")
+    check_values("ev_s_m", ev, np.isinf(ev), "finite or NaN")
+    check_values("stop_s_m", stop, ~np.isfinite(stop), "finite")
+    check_values("speed_mps", speed, (speed < 0) | np.isinf(speed), ">= 0 and finite, or NaN")
+    check_values("queue_veh", queue, (queue < 0) | np.isinf(queue), ">= 0 and finite, or NaN")
+    check_values("lanes", n_lanes, n_lanes < 0, ">= 0")
     both = green & inter
     if np.any(both):
-        k = _first(both)
+        k = first(both)
         raise ValueError(f"ev_stage_green and in_intergreen cannot both be true; pair {k} has both")
     in_green = ~green & ~inter
     read_where = {
@@ -257,7 +199,7 @@ def preemption_plan(
     }
     for name, arr in times.items():
         bad = read_where[name] & ~(np.isfinite(arr) & (arr >= 0))
-        _check_values(name, arr, bad, ">= 0 and finite where it is read")
+        check_values(name, arr, bad, ">= 0 and finite where it is read")
 
     return PreemptionPlan(
         *_k._preemption_plan(
@@ -328,13 +270,13 @@ def resolve_conflicts(
     if raw.ndim != 1:
         raise ValueError(f"signal_index must be 1-D; got shape {raw.shape}")
     size = raw.size
-    signals = _ints("signal_index", raw, size)
-    stages = _ints("stage", stage, size)
-    eta = _floats("eta_s", eta_s, size)
-    sev = _floats("severity", severity, size)
-    asks = _bools("request", request, size)
-    _check_values("stage", stages, stages < 0, ">= 0")
-    _check_values("severity", sev, np.isnan(sev), "a number (not NaN)")
+    signals = index_array("signal_index", raw, size=size, what="pair")
+    stages = index_array("stage", stage, size=size, what="pair")
+    eta = float_array("eta_s", eta_s, size=size, what="pair")
+    sev = float_array("severity", severity, size=size, what="pair")
+    asks = bool_array("request", request, size, "pair")
+    check_values("stage", stages, stages < 0, ">= 0")
+    check_values("severity", sev, np.isnan(sev), "a number (not NaN)")
     uniq, group = np.unique(signals, return_inverse=True)
     granted: BoolArray = _k._resolve_conflicts(
         np.ascontiguousarray(group.reshape(-1), dtype=np.int64),
@@ -397,13 +339,13 @@ def recovery_greens(
     error_s = float(offset_error_s)
     if not math.isfinite(error_s):
         raise ValueError(f"offset_error_s must be finite; got {offset_error_s}")
-    planned = _floats("planned_green_s", planned_green_s, None)
+    planned = float_array("planned_green_s", planned_green_s)
     size = planned.size
-    lo = _floats("min_green_s", min_green_s, size, "stage")
-    hi = _floats("max_green_s", max_green_s, size, "stage")
-    _check_values("min_green_s", lo, ~np.isfinite(lo) | (lo < 0), ">= 0 and finite")
-    _check_values("max_green_s", hi, np.isnan(hi) | (hi < lo), ">= min_green_s")
-    _check_values(
+    lo = float_array("min_green_s", min_green_s, size=size, what="stage")
+    hi = float_array("max_green_s", max_green_s, size=size, what="stage")
+    check_values("min_green_s", lo, ~np.isfinite(lo) | (lo < 0), ">= 0 and finite")
+    check_values("max_green_s", hi, np.isnan(hi) | (hi < lo), ">= min_green_s")
+    check_values(
         "planned_green_s",
         planned,
         ~np.isfinite(planned) | (planned < lo) | (planned > hi),

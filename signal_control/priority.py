@@ -129,18 +129,33 @@ class PriorityManager:
         """Whether any requester holds ``tls``."""
         return any(tls in h for h in self._holds.values())
 
-    def request(self, requester: str, tls: str, *, stage: int, t_s: float) -> None:
-        """Ask ``tls`` for ``stage`` on behalf of ``requester`` (through the guard)."""
+    def commandable(self, tls: str) -> bool:
+        """Whether the center may command ``tls`` (not handed back to local control)."""
+        st = self.port.status(tls)
+        return not (st.local or st.handing_back)
+
+    def request(self, requester: str, tls: str, *, stage: int, t_s: float) -> bool:
+        """Ask ``tls`` for ``stage`` on behalf of ``requester`` (through the guard).
+        A signal handed back to local control is not asked (returns ``False``)."""
+        if not self.commandable(tls):
+            log.info("priority for %s at %s not asked: the signal runs locally", requester, tls)
+            return False
         self.port.request_priority(tls, stage=stage, max_hold_s=self.max_hold_s)
         self._holds.setdefault(requester, {})[tls] = Hold(requester, tls, stage, t_s)
         self.recovering.pop(tls, None)
+        return True
 
     def release(self, requester: str, tls: str, *, t_s: float) -> bool:
         """``requester`` lets go of ``tls``; the signal itself is released (and starts
-        recovering) only when no other requester holds it. Returns whether it was."""
+        recovering) only when no other requester holds it. Returns whether it was.
+        A signal handed back meanwhile is only forgotten: its local program ended the
+        hold (the hand-back never cuts an interval)."""
         self._holds.get(requester, {}).pop(tls, None)
         if self.held(tls):
             return False  # another EV still holds it
+        if not self.commandable(tls):
+            self.recovering.pop(tls, None)
+            return True
         self.port.cancel_priority(tls)
         self._start_recovery(tls, t_s)
         return True
@@ -179,8 +194,9 @@ class PriorityManager:
         )
 
     def _apply(self, tls: str, greens: list[float] | None) -> None:
-        if self.port.status(tls).priority_stage is not None:
-            return  # a new priority took over
+        st = self.port.status(tls)
+        if st.priority_stage is not None or st.local or st.handing_back:
+            return  # a new priority took over, or the signal runs locally now
         plan_greens = list(self.port.plan(tls).green_s) if greens is None else greens
         self.port.apply_timing(tls, green_s=plan_greens)
 
@@ -203,6 +219,9 @@ class PriorityManager:
         """Close the recoveries that are back in step with the schedule (or gave up)."""
         for tls, since in list(self.recovering.items()):
             st = self.port.status(tls)
+            if st.local or st.handing_back:  # local control: no recovery to wait for
+                del self.recovering[tls]
+                continue
             stage, into = plan_position(self.port.plan(tls), t_s)
             in_sync = (
                 st.interval == "green"

@@ -49,6 +49,14 @@ import numpy as np
 import numpy.typing as npt
 
 from signal_control import _timing_kernels as _k
+from signal_control._checks import (
+    check_length,
+    check_offsets,
+    check_range,
+    float_array,
+    index_array,
+    readings,
+)
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -68,66 +76,6 @@ class TimingFlag(IntFlag):
     MAX_GREENS_BELOW_C_MIN = _k.MAX_GREENS_BELOW_C_MIN
     """The greens cannot fill ``c_min_s`` (all observed greens at their max, or no
     observed phase at all): the cycle is below ``c_min_s``."""
-
-
-def _float_array(name: str, value: npt.ArrayLike) -> FloatArray:
-    """A read-only 1-D ``float64`` copy of ``value``."""
-    arr = np.array(value, dtype=np.float64, copy=True)
-    if arr.ndim != 1:
-        raise ValueError(f"{name} must be 1-D; got shape {arr.shape}")
-    arr.flags.writeable = False
-    return arr
-
-
-def _index_array(name: str, value: npt.ArrayLike) -> IntArray:
-    """A read-only 1-D ``int64`` copy of ``value``, which must hold whole numbers."""
-    raw = np.asarray(value)
-    if raw.dtype.kind == "f":
-        if not np.all(np.isfinite(raw)) or not np.array_equal(raw, np.floor(raw)):
-            raise ValueError(f"{name} must hold whole numbers; got {raw.ravel()[:5]}")
-    elif raw.dtype.kind not in "iu":
-        raise ValueError(f"{name} must hold integers; got dtype {raw.dtype}")
-    if raw.ndim != 1:
-        raise ValueError(f"{name} must be 1-D; got shape {raw.shape}")
-    arr = np.array(raw, dtype=np.int64, copy=True)
-    arr.flags.writeable = False
-    return arr
-
-
-def _check_offsets(name: str, offsets: IntArray, end: int, end_name: str) -> None:
-    """``offsets`` must be non-empty and rise (non-strictly) from 0 to ``end``."""
-    if offsets.size == 0:
-        raise ValueError(f"{name} must have at least one entry (0)")
-    if offsets[0] != 0 or offsets[-1] != end:
-        raise ValueError(
-            f"{name} must run from 0 to {end_name}={end}; got {offsets[0]}...{offsets[-1]}"
-        )
-    drops = np.flatnonzero(np.diff(offsets) < 0)
-    if drops.size:
-        k = int(drops[0])
-        raise ValueError(
-            f"{name} must be non-decreasing; {name}[{k + 1}]={offsets[k + 1]} < "
-            f"{name}[{k}]={offsets[k]}"
-        )
-
-
-def _check_length(name: str, arr: npt.NDArray[np.generic], size: int, what: str) -> None:
-    if arr.shape != (size,):
-        raise ValueError(f"{name} must have one entry per {what} ({size}); got shape {arr.shape}")
-
-
-def _check_range(
-    name: str, arr: FloatArray, *, low: float, allow_inf: bool = False, strict: bool = False
-) -> None:
-    """Every entry of ``arr`` must be ``>= low`` (``> low`` if strict) and not NaN."""
-    bad = np.isnan(arr) | (arr <= low if strict else arr < low)
-    if not allow_inf:
-        bad |= np.isinf(arr)
-    if np.any(bad):
-        k = int(np.flatnonzero(bad)[0])
-        op = ">" if strict else ">="
-        kind = "" if allow_inf else "finite and "
-        raise ValueError(f"{name} must be {kind}{op} {low}; {name}[{k}]={arr[k]}")
 
 
 def _slots(ptr: IntArray, members: IntArray, pad: int) -> IndexArray:
@@ -213,9 +161,9 @@ class TimingNetwork:
     def __post_init__(self) -> None:
         set_ = object.__setattr__
         for name in ("phase_ptr", "phase_lane_ptr", "phase_lanes"):
-            set_(self, name, _index_array(name, getattr(self, name)))
+            set_(self, name, index_array(name, getattr(self, name), copy=True))
         for name in ("sat_flow_vph", "lost_s", "intergreen_s", "min_green_s", "max_green_s"):
-            set_(self, name, _float_array(name, getattr(self, name)))
+            set_(self, name, float_array(name, getattr(self, name), copy=True))
         n_phases = self.lost_s.size
         n_lanes = self.sat_flow_vph.size
         if max(n_phases, n_lanes, self.phase_ptr.size) >= _MAX_INDEX:
@@ -223,11 +171,11 @@ class TimingNetwork:
                 f"at most {_MAX_INDEX - 1} phases, lanes and intersections; got "
                 f"len(lost_s)={n_phases}, len(sat_flow_vph)={n_lanes}"
             )
-        _check_offsets("phase_ptr", self.phase_ptr, n_phases, "len(lost_s)")
+        check_offsets("phase_ptr", self.phase_ptr, n_phases, "len(lost_s)")
         for name in ("intergreen_s", "min_green_s", "max_green_s"):
-            _check_length(name, getattr(self, name), n_phases, "phase")
-        _check_length("phase_lane_ptr", self.phase_lane_ptr, n_phases + 1, "phase, plus one")
-        _check_offsets(
+            check_length(name, getattr(self, name), n_phases, "phase")
+        check_length("phase_lane_ptr", self.phase_lane_ptr, n_phases + 1, "phase, plus one")
+        check_offsets(
             "phase_lane_ptr", self.phase_lane_ptr, self.phase_lanes.size, "len(phase_lanes)"
         )
         out = (self.phase_lanes < 0) | (self.phase_lanes >= n_lanes)
@@ -237,10 +185,10 @@ class TimingNetwork:
                 f"phase_lanes must index the {n_lanes} lanes of sat_flow_vph; "
                 f"phase_lanes[{k}]={self.phase_lanes[k]}"
             )
-        _check_range("sat_flow_vph", self.sat_flow_vph, low=0.0, strict=True)
-        _check_range("lost_s", self.lost_s, low=0.0)
-        _check_range("intergreen_s", self.intergreen_s, low=0.0)
-        _check_range("min_green_s", self.min_green_s, low=0.0)
+        check_range("sat_flow_vph", self.sat_flow_vph, low=0.0, strict=True)
+        check_range("lost_s", self.lost_s, low=0.0)
+        check_range("intergreen_s", self.intergreen_s, low=0.0)
+        check_range("min_green_s", self.min_green_s, low=0.0)
         above_min = self.max_green_s - self.min_green_s
         if np.any(np.isnan(above_min) | (above_min < 0)):
             k = int(np.flatnonzero(np.isnan(above_min) | (above_min < 0))[0])
@@ -389,14 +337,6 @@ class TimingPlan(NamedTuple):
     """``[P]`` displayed green of each phase, s."""
 
 
-def _readings(name: str, value: npt.ArrayLike, size: int, what: str) -> FloatArray:
-    """``value`` as a contiguous 1-D ``float64`` array of ``size`` (no copy if it is one)."""
-    arr = np.ascontiguousarray(value, dtype=np.float64)
-    if arr.shape != (size,):
-        raise ValueError(f"{name} must have one entry per {what} ({size}); got shape {arr.shape}")
-    return arr
-
-
 def estimate_timings(
     network: TimingNetwork, count_veh: npt.ArrayLike, params: TimingParams
 ) -> TimingEstimate:
@@ -425,7 +365,7 @@ def estimate_timings(
     ValueError
         When ``count_veh`` is not one value per lane, or holds a negative or infinite count.
     """
-    counts = _readings("count_veh", count_veh, network.n_lanes, "lane")
+    counts = readings("count_veh", count_veh, network.n_lanes, "lane")
     cycle_s, green_s, y, y_sum, x, flags, bad = _k._estimate_timings(
         network.phase_ptr,
         network.phase_owner,
@@ -509,10 +449,10 @@ def smooth_timings(
         network.phase_ptr,
         network.intergreen_s,
         network.min_green_s,
-        _readings("prev_cycle_s", prev_cycle_s, n, "intersection"),
-        _readings("prev_green_s", prev_green_s, n_phases, "phase"),
-        _readings("target_cycle_s", target_cycle_s, n, "intersection"),
-        _readings("target_green_s", target_green_s, n_phases, "phase"),
+        readings("prev_cycle_s", prev_cycle_s, n, "intersection"),
+        readings("prev_green_s", prev_green_s, n_phases, "phase"),
+        readings("target_cycle_s", target_cycle_s, n, "intersection"),
+        readings("target_green_s", target_green_s, n_phases, "phase"),
         float(alpha),
         float(max_step_s),
     )
@@ -548,15 +488,19 @@ class PhaseMovements:
     def __post_init__(self) -> None:
         set_ = object.__setattr__
         for name in ("mov_ptr", "mov_in_lane", "mov_out_lane"):
-            set_(self, name, _index_array(name, getattr(self, name)))
-        set_(self, "mov_sat_flow_vph", _float_array("mov_sat_flow_vph", self.mov_sat_flow_vph))
+            set_(self, name, index_array(name, getattr(self, name), copy=True))
+        set_(
+            self,
+            "mov_sat_flow_vph",
+            float_array("mov_sat_flow_vph", self.mov_sat_flow_vph, copy=True),
+        )
         if isinstance(self.n_lanes, bool) or int(self.n_lanes) != self.n_lanes or self.n_lanes < 0:
             raise ValueError(f"n_lanes must be a whole number >= 0; got {self.n_lanes}")
         set_(self, "n_lanes", int(self.n_lanes))
         n_mov = self.mov_sat_flow_vph.size
-        _check_offsets("mov_ptr", self.mov_ptr, n_mov, "len(mov_sat_flow_vph)")
-        _check_length("mov_in_lane", self.mov_in_lane, n_mov, "movement")
-        _check_length("mov_out_lane", self.mov_out_lane, n_mov, "movement")
+        check_offsets("mov_ptr", self.mov_ptr, n_mov, "len(mov_sat_flow_vph)")
+        check_length("mov_in_lane", self.mov_in_lane, n_mov, "movement")
+        check_length("mov_out_lane", self.mov_out_lane, n_mov, "movement")
         for name, low in (("mov_in_lane", 0), ("mov_out_lane", -1)):
             lanes = getattr(self, name)
             out = (lanes < low) | (lanes >= self.n_lanes)
@@ -565,7 +509,7 @@ class PhaseMovements:
                 raise ValueError(
                     f"{name} must be in [{low}, n_lanes={self.n_lanes}); {name}[{k}]={lanes[k]}"
                 )
-        _check_range("mov_sat_flow_vph", self.mov_sat_flow_vph, low=0.0)
+        check_range("mov_sat_flow_vph", self.mov_sat_flow_vph, low=0.0)
 
     @classmethod
     def create(
@@ -644,7 +588,7 @@ def max_pressure(
             f"movements must have the network's {network.n_phases} phases and "
             f"{network.n_lanes} lanes; got {movements.n_phases} and {movements.n_lanes}"
         )
-    queues = _readings("queue_veh", queue_veh, network.n_lanes, "lane")
+    queues = readings("queue_veh", queue_veh, network.n_lanes, "lane")
     pressure, best, bad = _k._max_pressure(
         network.phase_ptr,
         movements.mov_ptr,

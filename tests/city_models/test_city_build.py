@@ -19,9 +19,9 @@ from city_models.features import approach_edge, strongly_connected_edges
 from city_models.geo import lonlat_to_xy, xy_to_lonlat
 from city_models.manifest import MANIFEST_NAME
 from city_models.net import TlsInfo
-from twin.engine.sumo_tools import sumo_binary, tool_env
 from city_models.presets import SUWON_LAT, SUWON_LON, get_preset
 from city_models.signals import LANE_WIDTH_M, axis_of
+from twin.engine.sumo_tools import sumo_binary, tool_env
 from twin.errors import CityError
 
 GREEN = "Gg"

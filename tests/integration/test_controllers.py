@@ -1,10 +1,11 @@
 """Controllers in real SUMO: what SUMO actually shows obeys the safety rules.
 
-Each run records, every simulation step, the state string SUMO shows at every signal
-(``trafficlight.getRedYellowGreenState``, read by a step hook), then checks on that
-observed timeline: no two conflicting links both priority-green, every green held at
-least its minimum (pedestrian minimum included), every yellow exactly 3 s and followed
-by the all-red, and no link jumps from green to red without yellow.
+Each run has SUMO record every signal's state every step (``SaveTLSStates``, through
+``extra_additional``), and the independent monitor (``tests/mmu.py``, not the guard)
+checks that record against the net: no two conflicting links both priority-green, every
+green held at least its minimum (pedestrian minimum included) from the very first green
+of each signal, every yellow at least 3 s and ending in red, every clearance at least
+the city's all-red promise.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 import pytest
 
 from city_models.build import City
+from tests import mmu
 
 pytestmark = pytest.mark.sumo
 
@@ -34,22 +36,10 @@ def _observe(city_path: str, run_dir: str, controller: str) -> dict[str, Any]:
         "demand": {"scale": 1.2}, "sim": {"duration_s": DURATION_S},
         "control": {"default": controller, "adaptive": {"update_s": 30}},
     })  # fmt: skip
-    ids = [s.id for s in city.manifest.signals]
-    timeline: dict[str, list[tuple[float, str]]] = {t: [] for t in ids}
-
-    class Recorder(Baseline):
-        needs_step_hook = True
-
-        def setup(self, ctx: Any) -> None:
-            self.get = ctx.session.sumo.trafficlight.getRedYellowGreenState
-
-        def on_step(self, ctx: Any) -> None:
-            t = ctx.session.time_s
-            for tls in ids:
-                timeline[tls].append((t, self.get(tls)))
-
-    result = simulate(spec, city, Recorder(spec), seed=4, run_dir=Path(run_dir))
-    return {"timeline": timeline, "metrics": result.metrics,
+    recorder, record = mmu.recorder_for(city, Path(run_dir))
+    result = simulate(spec, city, Baseline(spec), seed=4, run_dir=Path(run_dir),
+                      extra_additional=(recorder,))  # fmt: skip
+    return {"record": str(record), "metrics": result.metrics,
             "series": {k: len(v) for k, v in result.series.items()}}  # fmt: skip
 
 
@@ -59,44 +49,9 @@ def _run(city: City, tmp_path: Path, controller: str) -> dict[str, Any]:
         return pool.apply(_observe, (str(city.path), str(tmp_path / controller), controller))
 
 
-def _intervals(states: list[tuple[float, str]]) -> list[tuple[str, float, float]]:
-    """Runs of equal state: (state, start_s, duration_s)."""
-    runs: list[tuple[str, float, float]] = []
-    for t, s in states:
-        if runs and runs[-1][0] == s:
-            state, start, _ = runs[-1]
-            runs[-1] = (state, start, t - start + 1.0)
-        else:
-            runs.append((s, t, 1.0))
-    return runs
-
-
-def _check_safety(city: City, timeline: dict[str, list[tuple[float, str]]]) -> int:
-    net = city.net
-    checked = 0
-    for sig in city.manifest.signals:
-        foes = net.tls[sig.id].foes
-        greens = {p.state: p for p in sig.phases if p.kind == "green"}
-        runs = _intervals(timeline[sig.id])
-        for k, (state, _start, duration) in enumerate(runs):
-            hi = [i for i, ch in enumerate(state) if ch == "G"]
-            assert not any(foes[a][b] for a in hi for b in hi), (sig.id, state)
-            last = k == len(runs) - 1  # cut by the end of the run
-            if state in greens and k > 0 and not last:
-                assert duration >= greens[state].min_green_s, (sig.id, state, duration)
-                checked += 1
-            if "y" in state and not last:
-                assert duration == 3.0, (sig.id, state, duration)
-                after = runs[k + 1][0]
-                for i, ch in enumerate(state):
-                    if ch == "y":  # every yellow link goes to red (the all-red) next
-                        assert after[i] in "rs", (sig.id, state, after)
-            if k > 0:
-                prev = runs[k - 1][0]
-                for i, (a, b) in enumerate(zip(prev, state, strict=True)):
-                    if a in "Gg" and b in "rs":
-                        raise AssertionError(f"{sig.id} link {i}: green -> red without yellow")
-    return checked
+def monitored(city: City, record: str | Path) -> mmu.Report:
+    """The independent monitor's report on SUMO's record of a run on ``city``."""
+    return mmu.check_city_record(Path(record), city)
 
 
 @pytest.mark.parametrize("controller", ["adaptive", "max_pressure", "actuated"])
@@ -104,8 +59,11 @@ def test_what_sumo_shows_is_safe(district_city: City, tmp_path: Path, controller
     out = _run(district_city, tmp_path, controller)
     assert out["metrics"]["throughput_veh"] > 0
     assert out["metrics"]["controllers"][controller] == len(district_city.manifest.signals)
-    greens_checked = _check_safety(district_city, out["timeline"])
-    assert greens_checked > 100  # the check saw real signal changes
+    report = monitored(district_city, out["record"])
+    n_signals = len(district_city.manifest.signals)
+    assert report.counts.signals == n_signals
+    assert report.counts.signal_steps == n_signals * DURATION_S
+    report.assert_clean(min_greens=100, min_yellows=100)  # it saw real signal changes
     if controller != "actuated":
         assert out["metrics"]["guard_late_changes"] == 0
     if controller == "adaptive":

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from city_models.build import City
-from tests.integration.test_controllers import _check_safety
+from tests import mmu
+from tests.integration.test_controllers import monitored
 
 pytestmark = pytest.mark.sumo
 
@@ -32,21 +33,15 @@ def _run(city_path: str, run_dir: str, raw: dict[str, Any], record: bool) -> dic
 
     city = load_city(Path(city_path))
     spec = parse_scenario(raw)
-    ids = [s.id for s in city.manifest.signals]
-    timeline: dict[str, list[tuple[float, str]]] = {t: [] for t in ids}
-
-    class Recording(EvPriority):
-        def on_step(self, ctx: Any) -> None:
-            super().on_step(ctx)
-            if record:
-                get = ctx.session.sumo.trafficlight.getRedYellowGreenState
-                for tls in ids:
-                    timeline[tls].append((ctx.session.time_s, get(tls)))
-
-    result = simulate(spec, city, Recording(spec), seed=spec.seed, run_dir=Path(run_dir))
-    # (the recorder reads the state before the port shows this step's changes: every
-    # change is recorded one step late, which keeps every duration exact)
-    return {"metrics": result.metrics, "events": result.events, "timeline": timeline}
+    extra: tuple[Path, ...] = ()
+    record_path = None
+    if record:  # SUMO records every signal's state every step, for the monitor
+        recorder, record_path = mmu.recorder_for(city, Path(run_dir))
+        extra = (recorder,)
+    result = simulate(spec, city, EvPriority(spec), seed=spec.seed, run_dir=Path(run_dir),
+                      extra_additional=extra)  # fmt: skip
+    return {"metrics": result.metrics, "events": result.events,
+            "record": str(record_path) if record_path else None}  # fmt: skip
 
 
 def _in_process(city: City, tmp_path: Path, name: str, raw: dict[str, Any],
@@ -69,8 +64,9 @@ def test_center_priority_is_safe_and_helps(district_city: City, tmp_path: Path) 
     releases = [e for e in center["events"] if e["kind"] == "priority_release"]
     assert {e["tls"] for e in requests} == {e["tls"] for e in releases}
     # what SUMO showed, every step, obeys the safety rules (min greens incl. pedestrian
-    # clearance, 3 s yellow, no green -> red without yellow, no conflicting greens)
-    assert _check_safety(district_city, center["timeline"]) > 100
+    # minimums from each signal's first green, 3 s yellow ending in red, the all-red
+    # promise before a conflicting green, no conflicting greens): the independent monitor
+    monitored(district_city, center["record"]).assert_clean(min_greens=100, min_yellows=100)
 
 
 def test_same_seed_same_ev_metrics(district_city: City, tmp_path: Path) -> None:
@@ -83,18 +79,23 @@ def test_stale_gps_releases_priority_within_a_second(district_city: City, tmp_pa
     raw = _spec("center", gps={"drop_rate": 0.6, "latency_s": 1.0})
     out = _in_process(district_city, tmp_path, "stale", raw)
     events = out["events"]
-    stale = [e for e in events if e["kind"] == "ev_gps_stale"]
+    stale = [k for k, e in enumerate(events) if e["kind"] == "ev_gps_stale"]
     assert stale, "with 60 % of fixes dropped the GPS must go stale at some point"
-    for s in stale:
-        held = set()
-        for e in events:
-            if e["t_s"] > s["t_s"] + 1.0:
-                break
+    for k in stale:
+        t_stale = events[k]["t_s"]
+        held: set[str] = set()
+        for e in events[:k]:  # what the EV held when its track went stale
             if e["kind"] == "priority_request":
                 held.add(e["tls"])
             elif e["kind"] == "priority_release":
                 held.discard(e["tls"])
-        assert held == set(), f"priority still held 1 s after GPS went stale at {s['t_s']}"
+        released = {
+            e["tls"]
+            for e in events[k:]
+            if e["kind"] == "priority_release" and e["t_s"] <= t_stale + 1.0
+        }
+        assert held <= released, f"still held 1 s after GPS went stale at {t_stale}: {held}"
+        # (a fresh fix a second later may ask again: the center plans from it anew)
 
 
 @pytest.mark.parametrize(

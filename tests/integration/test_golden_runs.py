@@ -41,6 +41,7 @@ def differences(expected: Any, got: Any, path: str = "metrics") -> list[str]:
                 out += differences(expected[key], got[key], f"{path}.{key}")
         return out
     if isinstance(expected, float) or isinstance(got, float):
+
         def nan(x: Any) -> bool:
             return x is None or (isinstance(x, float) and math.isnan(x))
 

@@ -16,8 +16,8 @@ import pytest
 from city_models.build import City
 from scenarios.incidents import Incidents, IncidentSpec, closed_lane_ids
 from scenarios.loader import library_scenarios, parse_scenario
-from twin.center.signs import BLANK, Message, SignState, may_change, show
 from scenarios.vms_diversion import VmsDiversion, VmsDiversionSpec, _draw, recovery_time_s
+from twin.center.signs import BLANK, Message, SignState, may_change, show
 from twin.engine.events import EventBus
 from twin.engine.run import RunContext
 from twin.errors import ScenarioError

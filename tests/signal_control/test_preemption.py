@@ -7,16 +7,19 @@ from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
+from signal_control._reference.preemption import (
+    preemption_plan_reference,
+    resolve_conflicts_reference,
+)
 from signal_control.preemption import (
     PreemptionPlan,
     preemption_plan,
     recovery_greens,
     resolve_conflicts,
 )
-from tests.reference.preemption import preemption_plan_reference, resolve_conflicts_reference
 
 FLOAT_FIELDS = ("eta_s", "transition_s", "discharge_s", "lead_s")
 BOOL_FIELDS = ("request", "passed")
@@ -311,7 +314,6 @@ def pairs_strategy() -> st.SearchStrategy[dict[str, Any]]:
     return build()
 
 
-@settings(max_examples=150, deadline=None)
 @given(
     arrays=pairs_strategy(),
     margin_s=st.floats(0.0, 20.0),
@@ -420,7 +422,6 @@ def test_conflict_bad_values(which: int, value: Any, match: str) -> None:
         resolve_conflicts(*arrays)
 
 
-@settings(max_examples=300, deadline=None)
 @given(data=st.data(), k=st.integers(0, 30))
 def test_property_conflicts(data: st.DataObject, k: int) -> None:
     def col(elem: st.SearchStrategy[Any]) -> list[Any]:
@@ -520,7 +521,6 @@ def recovery_cases(draw: st.DrawFn) -> tuple[np.ndarray, np.ndarray, np.ndarray,
     return planned, lo, hi, draw(st.floats(-300.0, 300.0)), draw(st.integers(2, 4))
 
 
-@settings(max_examples=300, deadline=None)
 @given(case=recovery_cases())
 def test_property_recovery_bounds_and_absorption(
     case: tuple[np.ndarray, np.ndarray, np.ndarray, float, int],

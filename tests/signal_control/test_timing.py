@@ -7,9 +7,14 @@ from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
+from signal_control._reference.timing import (
+    estimate_timings_reference,
+    max_pressure_reference,
+    smooth_timings_reference,
+)
 from signal_control.timing import (
     PhaseMovements,
     TimingEstimate,
@@ -19,11 +24,6 @@ from signal_control.timing import (
     estimate_timings,
     max_pressure,
     smooth_timings,
-)
-from tests.reference.timing import (
-    estimate_timings_reference,
-    max_pressure_reference,
-    smooth_timings_reference,
 )
 
 TOL = {"rtol": 1e-9, "atol": 1e-9}
@@ -643,7 +643,6 @@ def networks(draw: st.DrawFn) -> tuple[TimingNetwork, np.ndarray, TimingParams]:
     return net, counts, params
 
 
-@settings(max_examples=150, deadline=None)
 @given(case=networks())
 def test_property_estimate_invariants_and_reference(
     case: tuple[TimingNetwork, np.ndarray, TimingParams],
@@ -791,7 +790,6 @@ def test_smooth_bad_shapes(which: int) -> None:
 finite_green = st.floats(0.0, 120.0)
 
 
-@settings(max_examples=150, deadline=None)
 @given(
     case=networks(),
     data=st.data(),

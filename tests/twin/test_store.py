@@ -1,4 +1,10 @@
-"""Tests of the run store (twin.engine.store) on a SQLite file."""
+"""Tests of the run store (twin.engine.store) on a SQLite file and on PostgreSQL.
+
+``store`` and ``db_url`` run each test on both backends (tests/twin/conftest.py: a
+real server, a fresh schema per test). Migrations: the schema of revision 0001 equals
+the store's first model (the b6fad66 code, copied below), the head equals the model,
+an old database is stamped and upgraded with its rows kept, and downgrades round-trip.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +15,7 @@ import re
 import subprocess
 import sys
 import time
+import tomllib
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,9 +24,36 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    create_engine,
+    inspect,
+    text,
+)
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from twin.config import Settings
-from twin.engine.store import STATUSES, RunRecord, RunStore, jsonable, new_run_id
+from twin.engine.store import (
+    MIGRATIONS_DIR,
+    RUNS_METADATA,
+    STATUSES,
+    RunRecord,
+    RunStore,
+    _alembic_config,
+    current_revision,
+    head_revision,
+    jsonable,
+    new_run_id,
+)
 from twin.errors import ConfigError, RunError, RunNotFoundError, TwinError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,8 +64,8 @@ def _url(tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[RunStore]:
-    s = RunStore(_url(tmp_path))
+def store(db_url: str) -> Iterator[RunStore]:
+    s = RunStore(db_url)
     yield s
     s.close()
 
@@ -286,9 +320,9 @@ def test_series_rejects_bad_names(store: RunStore, tmp_path: Path, name: str) ->
         store.write_series(run_id, name, pd.DataFrame({"x": [1]}))
 
 
-def test_two_stores_share_one_sqlite_file(tmp_path: Path) -> None:
-    first = RunStore(_url(tmp_path))
-    second = RunStore(_url(tmp_path))
+def test_two_stores_share_one_database(db_url: str) -> None:
+    first = RunStore(db_url)
+    second = RunStore(db_url)
     try:
         a = _create(first)
         b = _create(second)
@@ -303,8 +337,8 @@ def test_two_stores_share_one_sqlite_file(tmp_path: Path) -> None:
         second.close()
 
 
-def test_another_process_sees_runs(tmp_path: Path) -> None:
-    url = _url(tmp_path)
+def test_another_process_sees_runs(db_url: str) -> None:
+    url = db_url
     store = RunStore(url)
     try:
         mine = _create(store)
@@ -333,8 +367,9 @@ def test_another_process_sees_runs(tmp_path: Path) -> None:
         store.close()
 
 
-def test_processes_create_one_store_at_once(tmp_path: Path) -> None:
-    url = _url(tmp_path)
+def test_processes_create_one_store_at_once(db_url: str) -> None:
+    """Four processes open (and so migrate) one new database at the same moment."""
+    url = db_url
     code = (
         "import sys\n"
         "from twin.engine.store import RunStore\n"
@@ -353,3 +388,306 @@ def test_processes_create_one_store_at_once(tmp_path: Path) -> None:
         assert len(store.list()) == 4
     finally:
         store.close()
+
+
+# ----------------------------------------------------------------------------- queue
+def test_queued_run_starts_then_ends(store: RunStore) -> None:
+    run_id = _create(store, status="queued", owner="tenant-a")
+    rec = store.get(run_id)
+    assert (rec.status, rec.started_at, rec.finished_at) == ("queued", None, None)
+    assert rec.owner == "tenant-a"
+    store.mark_running(run_id)
+    rec = store.get(run_id)
+    assert rec.status == "running"
+    assert rec.started_at is not None and rec.started_at >= rec.created_at
+    with pytest.raises(RunError, match="only a queued run can start"):
+        store.mark_running(run_id)
+    store.mark_done(run_id, metrics={"x": 1})
+    rec = store.get(run_id)
+    assert rec.status == "done"
+    assert rec.finished_at is not None and rec.finished_at >= rec.started_at
+
+
+def test_a_new_run_is_queued_or_running(store: RunStore) -> None:
+    running = store.get(_create(store))
+    assert running.started_at == running.created_at
+    assert running.owner is None
+    with pytest.raises(ConfigError, match="queued"):
+        _create(store, status="done")
+
+
+def test_list_pages_with_offset_and_count(store: RunStore) -> None:
+    ids = [_create(store, owner="a" if k % 2 else "b", status="queued") for k in range(7)]
+    newest_first = ids[::-1]
+    assert [r.id for r in store.list(limit=3)] == newest_first[:3]
+    assert [r.id for r in store.list(offset=3, limit=3)] == newest_first[3:6]
+    assert [r.id for r in store.list(offset=6, limit=3)] == newest_first[6:]
+    assert store.list(offset=7) == []
+    assert store.count() == 7
+    assert store.count(owner="a") == 3
+    assert [r.id for r in store.list(owner="a")] == [i for i in newest_first if ids.index(i) % 2]
+    store.mark_running(ids[0])
+    store.mark_failed(ids[0], error="x")
+    assert store.count(status="queued") == 6
+    assert store.count(status="failed", owner="b") == 1
+    assert store.count(status="failed", owner="a") == 0
+    assert store.count(kind="ev_priority", status="queued", owner="b") == 3
+    assert store.count(kind="nothing") == 0
+    with pytest.raises(ConfigError, match="offset"):
+        store.list(offset=-1)
+    with pytest.raises(ConfigError, match="queued"):
+        store.count(status="waiting")
+
+
+def test_in_memory_sqlite_store() -> None:
+    s = RunStore("sqlite://")
+    try:
+        run_id = _create(s)
+        assert s.get(run_id).status == "running"
+        assert s.count() == 1
+    finally:
+        s.close()
+
+
+# ----------------------------------------------------------------------------- migrations
+class _OldBase(DeclarativeBase):
+    pass
+
+
+class _OldRun(_OldBase):
+    """The runs table exactly as the store defined it at b6fad66 (before migrations)."""
+
+    __tablename__ = "runs"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    scenario_name: Mapped[str] = mapped_column(String(200))
+    scenario_kind: Mapped[str] = mapped_column(String(64), index=True)
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    city_name: Mapped[str] = mapped_column(String(200))
+    city_hash: Mapped[str] = mapped_column(String(128))
+    seed: Mapped[int] = mapped_column(Integer)
+    versions: Mapped[dict[str, str]] = mapped_column(JSON)
+    metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    error: Mapped[str | None] = mapped_column(Text)
+    run_dir: Mapped[str | None] = mapped_column(String(1024))
+    series_files: Mapped[list[str] | None] = mapped_column(JSON)
+
+
+def _schema(url: str) -> dict[str, Any]:
+    """The runs table as the database describes it (columns, key, indexes)."""
+    engine = create_engine(url)
+    try:
+        with engine.connect() as connection:
+            insp = inspect(connection)
+            columns = {
+                c["name"]: (type(c["type"]).__name__, c["nullable"])
+                for c in insp.get_columns("runs")
+            }
+            indexes = {
+                i["name"]: (tuple(i["column_names"]), bool(i["unique"]))
+                for i in insp.get_indexes("runs")
+            }
+            key = tuple(insp.get_pk_constraint("runs")["constrained_columns"])
+            return {"columns": columns, "indexes": indexes, "key": key}
+    finally:
+        engine.dispose()
+
+
+def _alembic(url: str, action: str, revision: str) -> None:
+    """Run an Alembic command (upgrade, downgrade, stamp) on the store's migrations."""
+    engine = create_engine(url)
+    try:
+        with engine.begin() as connection:
+            getattr(command, action)(_alembic_config(connection), revision)
+    finally:
+        engine.dispose()
+
+
+def _revision(url: str) -> str | None:
+    engine = create_engine(url)
+    try:
+        with engine.connect() as connection:
+            return current_revision(connection)
+    finally:
+        engine.dispose()
+
+
+def _old_store(url: str, *, metadata: MetaData = _OldBase.metadata) -> datetime:
+    """A database as an old store left it: the table from ``create_all``, one run in it
+    (recorded running, then done); returns the run's creation time."""
+    created = datetime(2026, 11, 20, 8, 30, 0, tzinfo=UTC)
+    engine = create_engine(url)
+    try:
+        metadata.create_all(engine)
+        with engine.begin() as connection:
+            connection.execute(
+                metadata.tables["runs"].insert().values(
+                    id="20261120T083000-abcdef", created_at=created, finished_at=created,
+                    status="done", scenario_name="old", scenario_kind="baseline",
+                    spec={"seed": 3}, city_name="district", city_hash="h", seed=3,
+                    versions={}, metrics={"mean_delay_s": 41.5}, series_files=[],
+                )
+            )  # fmt: skip
+    finally:
+        engine.dispose()
+    return created
+
+
+def test_new_database_is_at_head_and_matches_the_model(db_url: str) -> None:
+    RunStore(db_url).close()
+    assert _revision(db_url) == head_revision() == "0002"
+    engine = create_engine(db_url)
+    try:
+        with engine.connect() as connection:
+            diffs = compare_metadata(MigrationContext.configure(connection), RUNS_METADATA)
+    finally:
+        engine.dispose()
+    assert diffs == []
+
+
+def test_revision_0001_is_the_first_stores_table(db_url: str, tmp_path: Path) -> None:
+    _alembic(db_url, "upgrade", "0001")
+    if db_url.startswith("sqlite"):
+        reference = f"sqlite:///{tmp_path / 'reference.sqlite'}"
+    else:  # the same server, another fresh schema
+        reference = db_url.replace("citytwin_test_", "citytwin_test_ref_")
+        _create_schema_like(db_url, reference)
+    try:
+        _OldBase.metadata.create_all(create_engine(reference))
+        assert _schema(db_url) == _schema(reference)
+    finally:
+        if not reference.startswith("sqlite"):
+            _drop_schema_of(reference)
+
+
+def _schema_name(url: str) -> str:
+    return make_url(url).query["options"].split("search_path=")[1]  # type: ignore[union-attr]
+
+
+def _create_schema_like(url: str, other: str) -> None:
+    engine = create_engine(url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(text(f'CREATE SCHEMA "{_schema_name(other)}"'))
+    finally:
+        engine.dispose()
+
+
+def _drop_schema_of(url: str) -> None:
+    engine = create_engine(url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(text(f'DROP SCHEMA "{_schema_name(url)}" CASCADE'))
+    finally:
+        engine.dispose()
+
+
+def test_old_database_is_stamped_then_upgraded_keeping_its_runs(db_url: str) -> None:
+    created = _old_store(db_url)
+    store = RunStore(db_url)
+    try:
+        assert _revision(db_url) == head_revision()
+        rec = store.get("20261120T083000")
+        assert rec.status == "done"
+        assert rec.metrics == {"mean_delay_s": 41.5}
+        assert rec.spec == {"seed": 3}
+        assert rec.owner is None
+        assert rec.started_at == created  # back-filled: an old run started when created
+        queued = _create(store, status="queued", owner="t")  # the new columns work
+        assert store.list(status="queued")[0].id == queued
+    finally:
+        store.close()
+
+
+def test_database_from_create_all_of_the_new_model_is_stamped_0002(db_url: str) -> None:
+    # the code between the move and migrations made the 0002 table with create_all
+    _old_store(db_url, metadata=RUNS_METADATA)
+    store = RunStore(db_url)
+    try:
+        assert _revision(db_url) == "0002"
+        assert store.get("20261120T083000-abcdef").status == "done"
+    finally:
+        store.close()
+
+
+def test_a_table_matching_no_revision_is_refused(db_url: str) -> None:
+    _old_store(db_url)
+    engine = create_engine(db_url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(text("ALTER TABLE runs ADD COLUMN owner VARCHAR(200)"))
+    finally:
+        engine.dispose()
+    with pytest.raises(ConfigError, match="matches no known revision"):
+        RunStore(db_url)
+
+
+def test_workers_do_not_migrate_and_say_why_they_cannot_open(db_url: str) -> None:
+    with pytest.raises(ConfigError, match=r"revision none, this code needs 0002"):
+        RunStore(db_url, migrate=False)
+    _alembic(db_url, "upgrade", "0001")
+    with pytest.raises(ConfigError, match=r"revision 0001, this code needs 0002"):
+        RunStore(db_url, migrate=False)
+    assert _revision(db_url) == "0001"  # checked, not migrated
+    RunStore(db_url).close()
+    worker = RunStore(db_url, migrate=False)
+    try:
+        assert worker.count() == 0
+    finally:
+        worker.close()
+
+
+def test_a_newer_database_is_refused_clearly(db_url: str) -> None:
+    RunStore(db_url).close()
+    engine = create_engine(db_url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(text("UPDATE alembic_version SET version_num = '0099'"))
+    finally:
+        engine.dispose()
+    with pytest.raises(ConfigError, match="newer CityTwin"):
+        RunStore(db_url)
+    with pytest.raises(ConfigError, match=r"revision 0099, this code needs 0002; .* newer"):
+        RunStore(db_url, migrate=False)
+
+
+def test_downgrade_and_upgrade_round_trip(db_url: str) -> None:
+    store = RunStore(db_url)
+    try:
+        done = _create(store)
+        store.mark_done(done, metrics={"a": 1})
+        queued = _create(store, status="queued", owner="t")
+    finally:
+        store.close()
+    _alembic(db_url, "downgrade", "0001")
+    assert "owner" not in _schema(db_url)["columns"]
+    store = RunStore(db_url)  # upgrades again
+    try:
+        assert store.get(done).metrics == {"a": 1}
+        rec = store.get(queued)
+        assert rec.status == "failed"  # the old code knows no queued runs
+        assert rec.error is not None and rec.error.startswith("Cancelled")
+    finally:
+        store.close()
+    _alembic(db_url, "downgrade", "base")
+    assert _revision(db_url) is None
+    RunStore(db_url).close()
+    assert _revision(db_url) == head_revision()
+
+
+def test_migrations_ship_with_the_package() -> None:
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    patterns = config["tool"]["setuptools"]["package-data"]["twin"]
+    shipped = {p.relative_to(ROOT / "twin") for pat in patterns for p in (ROOT / "twin").glob(pat)}
+    # a module of a package (a folder with __init__.py) is shipped anyway
+    needed = {
+        p.relative_to(ROOT / "twin")
+        for p in MIGRATIONS_DIR.rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts
+        and not (p.suffix == ".py" and (p.parent / "__init__.py").is_file())
+    }  # fmt: skip
+    assert Path("engine/migrations/versions/v0001_runs.py") in needed
+    assert needed <= shipped

@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from city_models.presets import PRESETS
 from twin.config import Settings, load_settings
 from twin.errors import TwinError
 
@@ -46,7 +47,7 @@ def _settings(data_dir: Path | None, db: str | None) -> Settings:
 # ----------------------------------------------------------------------------- city
 @city_app.command("build")
 def city_build(
-    preset: Annotated[str, typer.Option(help="district | suwon-scale")] = "district",
+    preset: Annotated[str, typer.Option(help=" | ".join(PRESETS))] = "district",
     seed: Annotated[int, typer.Option(help="Layout seed.")] = 1,
     out_dir: Annotated[Path | None, typer.Option("--out", help="Build into this folder.")] = None,
     force: Annotated[bool, typer.Option(help="Rebuild even if cached.")] = False,
@@ -122,13 +123,13 @@ def run(
         def on_progress(done_s: float, total_s: float) -> None:
             bar.update(task, completed=done_s, sim=f"{done_s:.0f}/{total_s:.0f} s sim")
 
-        executor = LocalProcess(settings, execute_request)
-        try:
-            record = executor.run(
-                run_request(spec, city, seed=run_seed, gui=gui), progress=on_progress
-            )
-        finally:
-            executor.close()
+        with LocalProcess(settings, execute_request) as executor:
+            run_id = executor.submit(run_request(spec, city, seed=run_seed, gui=gui))
+            try:
+                record = executor.wait(run_id, progress=on_progress)
+            except KeyboardInterrupt:
+                err.print(f"Interrupted: run {run_id} was stopped and recorded as failed.")
+                raise typer.Exit(130) from None
     files: dict[str, str] = {}
     if report and record.run_dir is not None:
         files = _write_report(record, settings)
@@ -189,29 +190,37 @@ def _print_run(record: Any, files: dict[str, str]) -> None:
 @runs_app.command("list")
 def runs_list(
     limit: Annotated[int, typer.Option(help="How many, newest first.")] = 20,
+    offset: Annotated[int, typer.Option(help="Skip this many of the newest first.")] = 0,
     status: Annotated[str | None, typer.Option(help="queued | running | done | failed")] = None,
+    kind: Annotated[str | None, typer.Option(help="Only this scenario kind.")] = None,
+    owner: Annotated[str | None, typer.Option(help="Only runs of this owner.")] = None,
     data_dir: DataDir = None,
     db: DbUrl = None,
     as_json: JsonOut = False,
 ) -> None:
-    """List recorded runs, newest first."""
+    """List recorded runs, newest first (queued ones included)."""
     from twin.engine.store import RunStore
 
     store = RunStore.from_settings(_settings(data_dir, db))
-    records = store.list(limit=limit, status=status)
-    store.close()
+    try:
+        records = store.list(offset=offset, limit=limit, status=status, kind=kind, owner=owner)
+        total = store.count(status=status, kind=kind, owner=owner)
+    finally:
+        store.close()
     if as_json:
         typer.echo(json.dumps([r.to_dict() for r in records], default=str))
         return
-    table = Table(title="Runs")
+    shown = f"{offset + 1}-{offset + len(records)} of {total}" if records else f"none of {total}"
+    table = Table(title="Runs", caption=f"runs {shown}, newest first")
     table.add_column("id", no_wrap=True)  # what users copy: never cut
-    for col in ("status", "scenario", "city", "seed", "mean delay s", "created"):
+    table.add_column("status", no_wrap=True)
+    for col in ("scenario", "city", "seed", "mean delay s", "created", "owner"):
         table.add_column(col)
     for r in records:
         delay = (r.metrics or {}).get("mean_delay_s")
         table.add_row(r.id, r.status, r.scenario_name, r.city_name, str(r.seed),
                       f"{delay:.1f}" if isinstance(delay, float) else "-",
-                      r.created_at.strftime("%Y-%m-%d %H:%M:%S"))  # fmt: skip
+                      r.created_at.strftime("%Y-%m-%d %H:%M:%S"), r.owner or "-")  # fmt: skip
     out.print(table)
 
 

@@ -19,12 +19,13 @@ import pandas as pd
 
 from city_models.build import City, load_city
 from city_models.demand import sample_trips, write_trips
+from city_models.plan_check import all_red_promise_s, check_city_plans, conflict_matrix
 from scenarios.base import Scenario
 from scenarios.loader import parse_scenario
 from scenarios.registry import make_scenario
 from scenarios.spec import ScenarioSpec
 from signal_control.control import ControlManager
-from twin.engine.executors import RunOutcome, RunRequest
+from twin.engine.executors import SUMO_ARGS_FILE, RunOutcome, RunRequest
 from twin.engine.run import Progress, Run, RunResult, SessionWiring
 from twin.engine.run import simulate as run_to_end
 from twin.engine.sumo_session import Backend, SessionConfig, SumoSession
@@ -33,7 +34,6 @@ from twin.errors import ScenarioError
 
 log = logging.getLogger(__name__)
 
-SUMO_ARGS_FILE = "sumo_args.json"
 
 
 def session_config(spec: ScenarioSpec, city: City, *, seed: int, run_dir: Path) -> SessionConfig:
@@ -106,7 +106,14 @@ def make_session(
 
 def make_control(spec: ScenarioSpec, city: City) -> ControlManager | None:
     """The run's controllers, or ``None`` when every signal keeps its fixed-time plan
-    (nothing to drive)."""
+    (nothing to drive).
+
+    The city's signal plans are checked first (a city made without
+    :func:`~city_models.build.load_city` included): a plan that breaks a safety rule is a
+    :class:`~twin.errors.CityError` here, before SUMO starts. The guard gets every
+    signal's conflict matrix and the city's all-red promise.
+    """
+    check_city_plans(city)
     ctl = spec.control
     ids = [s.id for s in city.manifest.signals]
     unknown = sorted(set(ctl.by_signal) - set(ids))
@@ -128,6 +135,8 @@ def make_control(spec: ScenarioSpec, city: City) -> ControlManager | None:
         spec=ctl,
         detector_period_s=city.manifest.detector_period_s,
         control_interval_s=spec.sim.control_interval_s,
+        foes={t: conflict_matrix(net.tls[t]) for t in ids},
+        all_red_promise_s=all_red_promise_s(city.manifest),
     )
 
 

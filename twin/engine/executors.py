@@ -4,12 +4,21 @@ libsumo allows one simulation per process, and SUMO can die hard (a segfault tak
 process with it). So every run is first recorded in the run store, then executed in a
 fresh *spawned* worker process that streams its progress back over a queue; when the
 process has ended the executor makes sure the record says ``done`` or ``failed`` with
-the error, also when the worker was killed before it could say so itself.
+the error, also when the worker was killed before it could say so itself (then the
+error carries SUMO's own words: its error log, or what a plain ``sumo`` says about the
+run's inputs).
 
-- :class:`LocalProcess` runs one request at a time (the CLI).
-- :class:`Pool` keeps a queue of requests (recorded ``queued``) and runs up to
-  ``workers`` of them at once, each in its own process (benchmarks, later the API). A
-  distributed backend (Dask) would be a third implementation of :class:`Executor`.
+Life cycle of a record: ``queued`` (recorded, waiting for a worker) -> ``running`` (its
+worker process is up) -> ``done`` (metrics stored) or ``failed`` (error stored).
+Cancelling stops only that run: a queued run is dropped from the queue, a running one
+loses its worker process (and whatever the worker started, e.g. ``duarouter``). A
+worker whose executor process ends without it (killed, say) records its run failed
+and ends too.
+
+- :class:`LocalProcess` runs one request at a time, in the foreground (the CLI).
+- :class:`Pool` keeps a queue of requests and runs up to ``workers`` of them at once,
+  each in its own process (benchmarks, later the API). A distributed backend (Dask)
+  would be a third implementation of :class:`Executor`.
 
 What a worker *does* is not the engine's business: the layer that composes runs passes
 a module-level ``work`` function (picklable by reference) that turns a
@@ -34,6 +43,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
+from types import TracebackType
 from typing import Any, Protocol
 
 import pandas as pd
@@ -51,6 +61,14 @@ VERSIONED = ("citytwin", "eclipse-sumo", "libsumo", "numba", "numpy", "simpy", "
 SUMO_ARGS_FILE = "sumo_args.json"
 """The SUMO command line of a run, written before SUMO starts (for a post-mortem)."""
 POLL_S = 0.2
+"""How often a waiting executor looks at its workers (progress, exits)."""
+KILL_GRACE_S = 5.0
+"""A cancelled worker that ignores SIGTERM this long gets SIGKILL."""
+CANCELLED = "Cancelled"
+"""Every cancelled run's error starts with this word."""
+ORPHANED = f"{CANCELLED}: the executor process that started the run ended."
+PARENT_CHECK_S = 1.0
+"""How often a worker checks that its executor process is still there."""
 
 
 @dataclass(frozen=True)
@@ -87,13 +105,21 @@ class Executor(Protocol):
         """Record the request (``queued``) and return the run id."""
         ...
 
+    def queue_position(self, run_id: str) -> int | None:
+        """0 for the next run to start; ``None`` when the run is not waiting."""
+        ...
+
     def wait(self, run_id: str, *, timeout_s: float | None = None) -> RunRecord:
         """The run's final record once it is done or failed."""
         ...
 
     def cancel(self, run_id: str) -> bool:
-        """Stop a queued or running run (recorded failed, "cancelled"); ``False`` when it
-        had already ended."""
+        """Stop a queued or running run (recorded failed, "Cancelled ..."); ``False``
+        when it is not this executor's or had already ended."""
+        ...
+
+    def close(self) -> None:
+        """Release the executor's resources."""
         ...
 
 
@@ -148,11 +174,14 @@ def run_in_this_process(
     run_dir: Path,
     progress: Progress | None,
 ) -> None:
-    """Execute one recorded run here and record its end (done or failed)."""
+    """Execute one recorded (running) run here and record its end: ``done`` with the
+    outcome, or ``failed`` with the error. A :class:`TwinError` is recorded with its
+    message; any other exception as unexpected, with the traceback in ``run.log``."""
     store = RunStore(db_url, migrate=False)
     handler = logging.FileHandler(run_dir / "run.log", encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
+    level = root.level
     root.addHandler(handler)
     if root.level > logging.INFO or root.level == logging.NOTSET:
         root.setLevel(logging.INFO)
@@ -165,7 +194,6 @@ def run_in_this_process(
         store.mark_done(
             run_id, metrics=outcome.metrics, series_files=[f"{n}.parquet" for n in names]
         )
-        log.info("run %s done", run_id)
     except TwinError as exc:
         log.error("run %s failed: %s", run_id, exc)
         store.mark_failed(run_id, error=str(exc))
@@ -177,14 +205,45 @@ def run_in_this_process(
         )
     finally:
         root.removeHandler(handler)
+        root.setLevel(level)
         handler.close()
         store.close()
+
+
+def _end_with_executor(executor_pid: int, run_id: str, db_url: str) -> None:
+    """In a worker: once the executor process that started it has ended (killed, or
+    ended without closing its pool), record the run failed and end the worker with
+    whatever it started: nobody is left to collect the run."""
+    while os.getppid() == executor_pid:
+        time.sleep(PARENT_CHECK_S)
+    try:
+        store = RunStore(db_url, migrate=False)
+        try:
+            store.mark_failed(run_id, error=ORPHANED)
+        finally:
+            store.close()
+    except Exception:
+        log.exception("run %s: could not record that its executor ended", run_id)
+    finally:
+        if os.getpgid(0) == os.getpid():  # its own group: the worker and its children
+            os.killpg(0, signal.SIGKILL)
+        os._exit(1)
 
 
 def _worker_main(
     work: Work, request: RunRequest, run_id: str, *, db_url: str, run_dir: str, channel: Any
 ) -> None:
     """Entry point of a run's worker process."""
+    # its own process group: a cancel stops the worker and what it started (duarouter,
+    # a traci SUMO), and a Ctrl-C in the terminal reaches only the executor, which
+    # decides what to stop and records it
+    with contextlib.suppress(OSError):
+        os.setpgid(0, 0)
+    executor_pid = os.getppid()
+    threading.Thread(
+        target=_end_with_executor, args=(executor_pid, run_id, db_url),
+        name="watch-executor", daemon=True,
+    ).start()  # fmt: skip
 
     def report(done_s: float, total_s: float) -> None:
         channel.put((done_s, total_s))
@@ -202,11 +261,36 @@ class _Job:
     run_dir: Path
     proc: Any
     channel: Any
-    cancelled: bool = False
+    stop_reason: str | None = None  # set when the executor stopped the worker
+    kill_at: float = math.inf  # monotonic time after which a stopped worker gets SIGKILL
+
+
+def _signal_worker(job: _Job, sig: signal.Signals) -> None:
+    """Send ``sig`` to the worker's process group (the worker and its children), or to
+    the worker alone while it has not made its own group yet."""
+    pid = job.proc.pid
+    if pid is None:
+        return
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        if os.getpgid(pid) == pid:
+            os.killpg(pid, sig)
+            return
+        os.kill(pid, sig)
+
+
+def _exit_words(code: int | None) -> str:
+    if code is None:
+        return "an unknown exit"
+    if code < 0:
+        try:
+            return f"signal {signal.Signals(-code).name}"
+        except ValueError:
+            return f"signal {-code}"
+    return f"exit code {code}"
 
 
 class _Processes:
-    """Starting, watching and finishing worker processes (shared by the executors)."""
+    """Starting, watching, stopping and finishing worker processes (for the executors)."""
 
     def __init__(self, settings: Settings, work: Work, store: RunStore) -> None:
         self.settings = settings
@@ -215,6 +299,7 @@ class _Processes:
         self._mp = mp.get_context("spawn")
 
     def start(self, run_id: str, request: RunRequest) -> _Job:
+        """Mark the run running and start its worker."""
         run_dir = self.settings.run_dir(run_id)
         channel = self._mp.Queue()
         proc = self._mp.Process(
@@ -228,29 +313,46 @@ class _Processes:
         return _Job(run_id=run_id, run_dir=run_dir, proc=proc, channel=channel)
 
     @staticmethod
+    def stop(job: _Job, reason: str) -> None:
+        """Ask the worker to end now (SIGTERM; :meth:`watch` escalates to SIGKILL)."""
+        if job.stop_reason is None:
+            job.stop_reason = reason
+            job.kill_at = time.monotonic() + KILL_GRACE_S
+        _signal_worker(job, signal.SIGTERM)
+
+    @staticmethod
+    def watch(job: _Job) -> None:
+        """SIGKILL for a stopped worker past its grace time."""
+        if job.stop_reason is not None and time.monotonic() > job.kill_at:
+            _signal_worker(job, signal.SIGKILL)
+
+    @staticmethod
     def drain(job: _Job, progress: RunProgress | None) -> None:
+        """Hand the worker's progress reports to ``progress`` (errors in it are logged)."""
         while True:
             try:
                 done_s, total_s = job.channel.get_nowait()
-            except (queue_mod.Empty, OSError, ValueError):
+            except (queue_mod.Empty, OSError, ValueError, EOFError):
                 return
             if progress is not None:
-                progress(job.run_id, done_s, total_s)
+                try:
+                    progress(job.run_id, done_s, total_s)
+                except Exception:  # a broken progress display must not lose the run
+                    log.exception("progress callback failed for run %s", job.run_id)
 
     def finish(self, job: _Job) -> RunRecord:
         """After the process ended: the record, failed with SUMO's words if the worker
-        died before it could report."""
+        died before it could report, or with the reason it was stopped."""
         job.proc.join()
-        code = job.proc.exitcode or 0
         record = self.store.get(job.run_id)
         if record.status == "running":
-            if job.cancelled:
-                error = "Cancelled: the run was stopped before it finished."
+            if job.stop_reason is not None:
+                error = job.stop_reason
             else:
-                how = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
                 error = (
-                    f"The run's worker process died ({how}) before it could report.\n"
-                    f"SUMO says: {post_mortem(job.run_dir)}\nLogs: {job.run_dir / 'run.log'}"
+                    f"The run's worker process died ({_exit_words(job.proc.exitcode)}) "
+                    f"before it could report.\nSUMO says: {post_mortem(job.run_dir)}\n"
+                    f"Logs: {job.run_dir / 'run.log'}"
                 )
             self.store.mark_failed(job.run_id, error=error)
             record = self.store.get(job.run_id)
@@ -260,7 +362,10 @@ class _Processes:
 
 
 class LocalProcess:
-    """Runs one request at a time, each in its own spawned process.
+    """Runs one request at a time, in the foreground, each in its own spawned process.
+
+    :meth:`submit` records the request ``queued``; :meth:`wait` (or :meth:`run`) then
+    executes it and returns its final record.
 
     Parameters
     ----------
@@ -281,15 +386,33 @@ class LocalProcess:
         self._procs = _Processes(settings, work, self.store)
         self._queued: dict[str, RunRequest] = {}
 
+    def __enter__(self) -> LocalProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def submit(self, request: RunRequest) -> str:
         run_id = record_request(self.store, self.settings, request)
         self._queued[run_id] = request
         return run_id
 
+    def queue_position(self, run_id: str) -> int | None:
+        """Position among the runs submitted and not yet waited for (they run in the
+        order :meth:`wait` is called; this counts submission order)."""
+        for k, rid in enumerate(self._queued):
+            if rid == run_id:
+                return k
+        return None
+
     def wait(
         self, run_id: str, *, timeout_s: float | None = None, progress: Progress | None = None
     ) -> RunRecord:
-        """Execute the queued run now, in the foreground; returns its final record."""
+        """Execute the queued run now, in the foreground; returns its final record.
+
+        A run still going after ``timeout_s`` is stopped and recorded failed. Ctrl-C
+        stops the run, records it failed and re-raises :class:`KeyboardInterrupt`.
+        """
         request = self._queued.pop(run_id, None)
         if request is None:
             return self.store.get(run_id)
@@ -314,15 +437,15 @@ class LocalProcess:
                 job.proc.join(POLL_S)
                 self._procs.drain(job, relay)
                 if time.monotonic() > deadline:
-                    job.cancelled = True
-                    job.proc.terminate()
+                    self._procs.stop(
+                        job, f"{CANCELLED}: the run did not end within {timeout_s:g} s."
+                    )
+                self._procs.watch(job)
             self._procs.drain(job, relay)
         except KeyboardInterrupt:
-            job.proc.terminate()
+            _signal_worker(job, signal.SIGKILL)
             job.proc.join()
-            self.store.mark_failed(
-                run_id, error="Interrupted by the user (Ctrl-C); the run was stopped."
-            )
+            self.store.mark_failed(run_id, error=f"{CANCELLED}: interrupted by the user (Ctrl-C).")
             raise
         return self._procs.finish(job)
 
@@ -331,12 +454,17 @@ class LocalProcess:
         return self.wait(self.submit(request), progress=progress)
 
     def cancel(self, run_id: str) -> bool:
+        """Drop a submitted run that has not been waited for (a running one is in the
+        foreground: stop it with Ctrl-C or a ``timeout_s``)."""
         if self._queued.pop(run_id, None) is None:
             return False
-        self.store.mark_failed(run_id, error="Cancelled before it started.")
+        self.store.mark_failed(run_id, error=f"{CANCELLED} before it started.")
         return True
 
     def close(self) -> None:
+        """Cancel what was submitted and not run; close the store."""
+        for run_id in list(self._queued):
+            self.cancel(run_id)
         self.store.close()
 
 
@@ -344,8 +472,9 @@ class Pool:
     """A queue of runs executed up to ``workers`` at a time, each in its own process.
 
     Requests are recorded ``queued`` on :meth:`submit`; a dispatcher thread starts them
-    in submission order as worker slots free up. Use it as a context manager, or call
-    :meth:`close` (which waits for the runs in flight unless ``cancel=True``).
+    in submission order as worker slots free up, relays their progress and records
+    their end. Use it as a context manager (leaving it by an exception, Ctrl-C
+    included, cancels every run not yet ended), or call :meth:`close`.
 
     Parameters
     ----------
@@ -356,7 +485,8 @@ class Pool:
     workers
         Runs at once; default: the machine's cores.
     progress
-        Called with ``(run_id, done_s, total_s)`` from the dispatcher thread.
+        Called with ``(run_id, done_s, total_s)`` from the dispatcher thread; an
+        exception in it is logged, never lost into the runs.
     """
 
     def __init__(
@@ -380,19 +510,28 @@ class Pool:
         self._active: dict[str, _Job] = {}
         self._ended: dict[str, threading.Event] = {}
         self._closing = False
+        self._broken: str | None = None  # why the dispatcher stopped, if it crashed
         self._thread = threading.Thread(target=self._dispatch, name="run-pool", daemon=True)
         self._thread.start()
 
     def __enter__(self) -> Pool:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close(cancel=exc_type is not None)
 
     # ------------------------------------------------------------------ API
     def submit(self, request: RunRequest) -> str:
+        """Record the request ``queued`` and put it at the end of the queue."""
         if self._closing:
-            raise RunError("The pool is closed; no new runs.")
+            raise RunError("The pool is closed; it takes no new runs.")
+        if self._broken is not None:
+            raise RunError(f"The pool's dispatcher stopped: {self._broken}")
         run_id = record_request(self.store, self.settings, request)
         with self._lock:
             self._ended[run_id] = threading.Event()
@@ -408,33 +547,47 @@ class Pool:
         return None
 
     def wait(self, run_id: str, *, timeout_s: float | None = None) -> RunRecord:
+        """The final record of a run of this pool (any other run: its record as it is).
+
+        Raises
+        ------
+        RunError
+            The run did not end within ``timeout_s`` (it goes on), or the dispatcher
+            stopped.
+        """
         event = self._ended.get(run_id)
         if event is not None and not event.wait(timeout_s):
-            raise RunError(f"Run {run_id} did not end within {timeout_s} s.")
+            raise RunError(f"Run {run_id} did not end within {timeout_s} s (it goes on).")
+        if self._broken is not None and event is not None and not self._final(run_id):
+            raise RunError(f"The pool's dispatcher stopped: {self._broken}")
         return self.store.get(run_id)
 
     def map(self, requests: Iterable[RunRequest]) -> list[RunRecord]:
-        """Submit every request and wait for all; records in the order given."""
+        """Submit every request and wait for all; the final records in the order given."""
         ids = [self.submit(r) for r in requests]
         return [self.wait(i) for i in ids]
 
     def cancel(self, run_id: str) -> bool:
+        """Drop a queued run, or stop a running one (its worker and what it started;
+        no other run is touched). Recorded failed, the error starting "Cancelled".
+        ``False`` when the run is not this pool's or had already ended."""
         with self._lock:
-            for item in list(self._queue):
+            for item in self._queue:
                 if item[0] == run_id:
                     self._queue.remove(item)
-                    self.store.mark_failed(run_id, error="Cancelled before it started.")
+                    self.store.mark_failed(run_id, error=f"{CANCELLED} before it started.")
                     self._ended[run_id].set()
                     return True
             job = self._active.get(run_id)
             if job is None:
                 return False
-            job.cancelled = True
-        job.proc.terminate()  # the dispatcher records it once the process is gone
+            # the dispatcher records it once the process is gone
+            self._procs.stop(job, f"{CANCELLED}: the run was stopped before it finished.")
         return True
 
     def close(self, *, cancel: bool = False) -> None:
-        """Stop taking runs; wait for the queue to drain (or cancel everything)."""
+        """Take no more runs; wait until every run has ended, or with ``cancel=True``
+        cancel the queued and running ones first. Idempotent."""
         self._closing = True
         if cancel:
             with self._lock:
@@ -445,7 +598,29 @@ class Pool:
         self.store.close()
 
     # ------------------------------------------------------------------ dispatcher
+    def _final(self, run_id: str) -> bool:
+        return self.store.get(run_id).status in ("done", "failed")
+
     def _dispatch(self) -> None:
+        try:
+            self._dispatch_loop()
+        except BaseException as exc:  # never leave waiters hanging
+            self._broken = f"{type(exc).__name__}: {exc}"
+            log.exception("the run pool's dispatcher stopped")
+            error = f"{CANCELLED}: the pool's dispatcher stopped ({exc})."
+            with self._lock:
+                for job in self._active.values():
+                    _signal_worker(job, signal.SIGKILL)
+                ids = [job.run_id for job in self._active.values()]
+                ids += [run_id for run_id, _ in self._queue]
+                for run_id in ids:
+                    with contextlib.suppress(Exception):
+                        self.store.mark_failed(run_id, error=error)
+                self._queue.clear()
+                for event in self._ended.values():
+                    event.set()
+
+    def _dispatch_loop(self) -> None:
         while True:
             with self._lock:
                 while self._queue and len(self._active) < self.workers:
@@ -460,14 +635,15 @@ class Pool:
                 idle = not self._queue and not active
             if idle and self._closing:
                 return
-            if not active:
-                time.sleep(POLL_S / 4)
-                continue
             for job in active:
                 self._procs.drain(job, self.progress)
+                self._procs.watch(job)
                 if not job.proc.is_alive():
                     self._procs.drain(job, self.progress)
-                    self._procs.finish(job)
+                    try:
+                        self._procs.finish(job)
+                    except Exception:  # the record could not be read or written
+                        log.exception("run %s: could not record its end", job.run_id)
                     with self._lock:
                         del self._active[job.run_id]
                         self._ended[job.run_id].set()
@@ -482,7 +658,7 @@ def run_requests(
     workers: int | None = None,
     progress: RunProgress | None = None,
 ) -> list[RunRecord]:
-    """Run every request on a :class:`Pool`; the final records, in order."""
+    """Run every request on a :class:`Pool`; the final records, in the order given."""
     with Pool(settings, work, workers=workers, progress=progress) as pool:
         return pool.map(requests)
 

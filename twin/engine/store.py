@@ -1,9 +1,17 @@
 """The run store: one row per simulation run, through SQLAlchemy (SQLite or PostgreSQL).
 
-A run is created as ``'running'`` and ends as ``'done'`` (with metrics) or ``'failed'``
-(with the error message). Time series of a run are Parquet files in the run's folder;
+A run is recorded ``'queued'`` (an executor will start it) or ``'running'``, and ends as
+``'done'`` (with metrics) or ``'failed'`` (with the error message); ``owner`` says who
+asked for it (a tenant). Time series of a run are Parquet files in the run's folder;
 the store keeps their names. Several processes may share one store (SQLite file or
 PostgreSQL database).
+
+The schema changes only through Alembic migrations (``twin/engine/migrations``):
+opening a store upgrades its database to the newest revision, unless
+``migrate=False`` (the executors' worker processes), which only checks it is there.
+Give CityTwin its own database, or its own schema on a shared PostgreSQL server
+(``?options=-csearch_path%3Dcitytwin`` in the URL): the store's tables are ``runs``
+and Alembic's ``alembic_version``.
 """
 
 from __future__ import annotations
@@ -16,14 +24,35 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
+from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast
 
 import numpy as np
-from sqlalchemy import JSON, DateTime, Integer, String, Text, create_engine, inspect, select
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from alembic.util.exc import CommandError
+from sqlalchemy import (
+    JSON,
+    Connection,
+    DateTime,
+    Engine,
+    Integer,
+    Select,
+    String,
+    Text,
+    create_engine,
+    event,
+    func,
+    inspect,
+    select,
+    text,
+)
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy.pool import StaticPool
 
 from twin.errors import ConfigError, RunError, RunNotFoundError
 
@@ -38,6 +67,10 @@ RunStatus = Literal["queued", "running", "done", "failed"]
 STATUSES: tuple[RunStatus, ...] = ("queued", "running", "done", "failed")
 MIN_PREFIX_CHARS = 4
 _SERIES_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+VERSION_TABLE = "alembic_version"
+FIRST_REVISION = "0001"
+_MIGRATION_LOCK_KEY = 0x7C17_7E1A  # PostgreSQL advisory lock: one migrator at a time
 
 
 class _Base(DeclarativeBase):
@@ -64,6 +97,10 @@ class _Run(_Base):
     error: Mapped[str | None] = mapped_column(Text)
     run_dir: Mapped[str | None] = mapped_column(String(1024))
     series_files: Mapped[list[str] | None] = mapped_column(JSON)
+
+
+RUNS_METADATA = _Base.metadata
+"""The tables as the code expects them (what the newest migration makes)."""
 
 
 @dataclass(frozen=True)
@@ -148,6 +185,118 @@ def _record(row: _Run) -> RunRecord:
     )
 
 
+def _alembic_config(connection: Connection | None = None) -> Config:
+    """Alembic's configuration, made here (no ``alembic.ini``): the migrations shipped
+    in the package, run on ``connection``."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
+    config.attributes["connection"] = connection
+    return config
+
+
+@cache
+def head_revision() -> str:
+    """The newest migration: the schema this code reads and writes."""
+    head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
+    if head is None:
+        raise ConfigError(f"No run store migrations found in {MIGRATIONS_DIR}.")
+    return head
+
+
+@cache
+def known_revisions() -> frozenset[str]:
+    """Every revision of the migrations shipped with this code."""
+    script = ScriptDirectory.from_config(_alembic_config())
+    return frozenset(r.revision for r in script.walk_revisions())
+
+
+def current_revision(connection: Connection) -> str | None:
+    """The revision the database is at (``None``: never migrated)."""
+    return MigrationContext.configure(connection).get_current_revision()
+
+
+def _legacy_revision(connection: Connection) -> str:
+    """The revision whose schema a pre-Alembic ``runs`` table has (revision 0002's
+    columns were first made by ``create_all`` too, before migrations existed)."""
+    columns = {c["name"] for c in inspect(connection).get_columns(_Run.__tablename__)}
+    added = {"owner", "started_at"} & columns
+    if not added:
+        return FIRST_REVISION
+    if added == {"owner", "started_at"}:
+        return "0002"
+    raise ConfigError(
+        f"The runs table has {', '.join(sorted(added))} but not the other columns of "
+        "revision 0002 (owner, started_at), so it matches no known revision; it was made "
+        "by other code. Move it away or fix it by hand, then open the store again."
+    )
+
+
+def _migration_engine(url: str, connect_args: dict[str, Any], *, echo: bool = False) -> Engine:
+    """An engine whose transactions lock out other migrators at once: SQLite's
+    ``BEGIN IMMEDIATE`` (the driver would otherwise run DDL outside any transaction),
+    PostgreSQL's advisory lock (taken in :func:`_upgrade`). An in-memory SQLite
+    database lives in one connection, kept for the engine's life."""
+    if not _is_sqlite_memory(url):
+        engine = create_engine(url, connect_args=connect_args, echo=echo)
+    else:
+        engine = create_engine(url, connect_args=connect_args, echo=echo, poolclass=StaticPool)
+    if engine.dialect.name == "sqlite":
+
+        @event.listens_for(engine, "connect")
+        def _no_driver_transactions(dbapi_connection: Any, _record: Any) -> None:
+            dbapi_connection.isolation_level = None
+
+        @event.listens_for(engine, "begin")
+        def _begin_immediate(connection: Connection) -> None:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+def _is_sqlite_memory(url: str) -> bool:
+    parsed = make_url(url)
+    db = parsed.database or ""
+    return parsed.get_backend_name() == "sqlite" and (
+        db in ("", ":memory:") or "mode=memory" in url
+    )
+
+
+def _upgrade(engine: Engine, url: str) -> str:
+    try:
+        with engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                connection.execute(
+                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY}
+                )
+            config = _alembic_config(connection)
+            before = current_revision(connection)
+            if before is None and inspect(connection).has_table(_Run.__tablename__):
+                before = _legacy_revision(connection)
+                log.info("run store %s predates migrations: stamped %s", url, before)
+                command.stamp(config, before)
+            if before != head_revision():
+                command.upgrade(config, "head")
+                log.info("run store %s upgraded from %s to %s", url, before, head_revision())
+            return head_revision()
+    except CommandError as exc:
+        raise ConfigError(
+            f"The run store {url} could not be migrated: {exc}. A revision this code does "
+            "not know means the database was upgraded by a newer CityTwin; use that one."
+        ) from exc
+
+
+def migrate_to_head(url: str, *, connect_args: dict[str, Any] | None = None) -> str:
+    """Upgrade the run store at ``url`` to the newest revision, in one transaction;
+    returns the revision. A database made before migrations (a ``runs`` table without
+    Alembic's version table) is stamped with the revision it matches first. Safe to
+    call from several processes at once: the others wait, then find nothing to do."""
+    engine = _migration_engine(url, connect_args or {})
+    try:
+        return _upgrade(engine, url)
+    finally:
+        engine.dispose()
+
+
 class RunStore:
     """Records of runs in a SQL database.
 
@@ -155,9 +304,19 @@ class RunStore:
     ----------
     url
         SQLAlchemy URL, e.g. ``sqlite:///path/runs.sqlite`` or ``postgresql+psycopg://...``.
-        The parent folder of a SQLite file is created; the table is created if missing.
+        The parent folder of a SQLite file is created.
     echo
         Log every SQL statement (for debugging).
+    migrate
+        Upgrade the database to the newest schema revision (creating the tables if
+        missing), see :func:`migrate_to_head`. ``False`` only checks that it is at that
+        revision (worker processes: no DDL from many processes at once).
+
+    Raises
+    ------
+    ConfigError
+        With ``migrate=False``, the database is not at the newest revision; or it
+        cannot be migrated (made by a newer CityTwin, or by other code).
     """
 
     def __init__(self, url: str, *, echo: bool = False, migrate: bool = True) -> None:
@@ -169,13 +328,32 @@ class RunStore:
             if db and db != ":memory:" and not db.startswith("file:"):
                 Path(db).expanduser().parent.mkdir(parents=True, exist_ok=True)
         self.url = url
-        self._engine = create_engine(url, echo=echo, connect_args=connect_args)
-        if migrate:
-            try:
-                _Base.metadata.create_all(self._engine)
-            except DBAPIError:
-                if not inspect(self._engine).has_table(_Run.__tablename__):
-                    raise  # else another process created the table at the same moment
+        memory = _is_sqlite_memory(url)
+        if memory:  # one private database: it lives in this engine's one connection
+            self._engine = _migration_engine(url, connect_args, echo=echo)
+        else:
+            self._engine = create_engine(
+                url, echo=echo, connect_args=connect_args, pool_pre_ping=True
+            )
+        with self._engine.connect() as connection:  # a plain read: no lock when at head
+            found = current_revision(connection)
+        if found != head_revision():
+            if not migrate:
+                self._engine.dispose()
+                fix = (
+                    "open it once with migrations on (RunStore(url) or any 'twin runs' "
+                    "command) to upgrade it"
+                    if found is None or found in known_revisions()
+                    else "it was upgraded by a newer CityTwin; use that one"
+                )
+                raise ConfigError(
+                    f"The run store {url} is at schema revision {found or 'none'}, this "
+                    f"code needs {head_revision()}; {fix}."
+                )
+            if memory:
+                _upgrade(self._engine, url)
+            else:
+                migrate_to_head(url, connect_args=connect_args)
         self._sessions = sessionmaker(self._engine, expire_on_commit=False)
 
     @classmethod
@@ -315,23 +493,52 @@ class RunStore:
             )
         return _record(rows[0])
 
-    def list(
-        self, *, limit: int = 50, status: str | None = None, kind: str | None = None
-    ) -> builtins.list[RunRecord]:
-        """At most ``limit`` runs, newest first, optionally of one status and scenario kind."""
-        if limit < 1:
-            raise ConfigError(f"The run list limit must be at least 1, not {limit}.")
+    @staticmethod
+    def _filters(
+        query: Select[Any], *, status: str | None, kind: str | None, owner: str | None
+    ) -> Select[Any]:
         if status is not None and status not in STATUSES:
             raise ConfigError(
                 f"Unknown run status {status!r}; allowed values are {', '.join(STATUSES)}."
             )
-        query = select(_Run).order_by(_Run.created_at.desc(), _Run.id.desc()).limit(limit)
         if status is not None:
             query = query.where(_Run.status == status)
         if kind is not None:
             query = query.where(_Run.scenario_kind == kind)
+        if owner is not None:
+            query = query.where(_Run.owner == owner)
+        return query
+
+    def list(
+        self,
+        *,
+        offset: int = 0,
+        limit: int = 50,
+        status: str | None = None,
+        kind: str | None = None,
+        owner: str | None = None,
+    ) -> builtins.list[RunRecord]:
+        """Runs newest first (by creation; queued runs included), optionally of one
+        status, scenario kind and owner: at most ``limit``, after skipping ``offset``.
+        :meth:`count` with the same filters gives the total for paging."""
+        if limit < 1:
+            raise ConfigError(f"The run list limit must be at least 1, not {limit}.")
+        if offset < 0:
+            raise ConfigError(f"The run list offset must be at least 0, not {offset}.")
+        query = select(_Run).order_by(_Run.created_at.desc(), _Run.id.desc())
+        query = self._filters(query, status=status, kind=kind, owner=owner)
         with self._sessions() as session:
-            return [_record(row) for row in session.scalars(query)]
+            return [_record(row) for row in session.scalars(query.offset(offset).limit(limit))]
+
+    def count(
+        self, *, status: str | None = None, kind: str | None = None, owner: str | None = None
+    ) -> int:
+        """How many runs :meth:`list` would page through with these filters."""
+        query = self._filters(
+            select(func.count()).select_from(_Run), status=status, kind=kind, owner=owner
+        )
+        with self._sessions() as session:
+            return int(session.scalar(query) or 0)
 
     def write_series(self, run_id: str, name: str, frame: pd.DataFrame) -> Path:
         """Write ``frame`` to ``<run_dir>/<name>.parquet`` and record the file; return its path."""

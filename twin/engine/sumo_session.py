@@ -318,6 +318,21 @@ class SumoSession:
         except Exception as exc:
             raise SumoError(f"Signal {tls_id} has no program {program_id!r}: {exc}") from exc
 
+    def set_phase(self, tls_id: str, phase_index: int, *, remaining_s: float) -> None:
+        """Put ``tls_id``'s active program in phase ``phase_index`` for ``remaining_s`` more
+        seconds (shown from this step on); the program then runs on with its own phases.
+        A hand-back uses it right after :meth:`set_program`, so the local program resumes
+        in the phase the guard shows instead of at its own schedule position."""
+        tl = self.sumo.trafficlight
+        try:
+            tl.setPhase(tls_id, int(phase_index))
+            tl.setPhaseDuration(tls_id, float(remaining_s))
+        except Exception as exc:
+            raise SumoError(
+                f"Signal {tls_id}: cannot show phase {phase_index} of program "
+                f"{tl.getProgram(tls_id)!r} for {remaining_s:g} s: {exc}"
+            ) from exc
+
     def read_lane_halting(self, lane_ids: Sequence[str], out: npt.NDArray[np.float64]) -> None:
         """Halting vehicles on each lane (last step) into ``out``."""
         get = self.sumo.lane.getLastStepHaltingNumber

@@ -24,6 +24,8 @@ class SignalDisplay(Protocol):
 
     def set_program(self, tls_id: str, program_id: str) -> None: ...
 
+    def set_phase(self, tls_id: str, phase_index: int, *, remaining_s: float) -> None: ...
+
 
 class World(SignalDisplay, Protocol):
     """SUMO as scenarios see it (all times in simulation seconds)."""

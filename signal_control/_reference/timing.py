@@ -27,6 +27,7 @@ def _water_fill(
     bounds: list[float],
     weights: list[float],
     free: list[bool],
+    *,
     amount_s: float,
     direction: float,
 ) -> None:
@@ -140,11 +141,15 @@ def estimate_timings_reference(
         if cycle > params.c_max_s:
             free = [observed[j] and greens[j] > gmin[p] for j, p in enumerate(phases)]
             floors = [gmin[p] for p in phases]
-            _water_fill(greens, floors, weights, free, cycle - params.c_max_s, -1.0)
+            _water_fill(
+                greens, floors, weights, free, amount_s=cycle - params.c_max_s, direction=-1.0
+            )
         elif cycle < params.c_min_s:
             free = [observed[j] and greens[j] < gmax[p] for j, p in enumerate(phases)]
             ceilings = [gmax[p] for p in phases]
-            _water_fill(greens, ceilings, weights, free, params.c_min_s - cycle, +1.0)
+            _water_fill(
+                greens, ceilings, weights, free, amount_s=params.c_min_s - cycle, direction=+1.0
+            )
         floor_s = sum(gmin[p] + inter[p] for p in phases)
         ceiling_s = sum(
             (gmax[p] if observed[j] else gmin[p]) + inter[p] for j, p in enumerate(phases)
