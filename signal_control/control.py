@@ -36,6 +36,14 @@ import numpy as np
 import numpy.typing as npt
 
 from signal_control.guard import ALL_RED_PROMISE_S, Foes
+from signal_control.interfaces import (
+    ControlSettings,
+    ControlWorld,
+    DetectorLike,
+    DetectorReadings,
+    LinkLike,
+    SignalLike,
+)
 from signal_control.port import GuardedPort, LocalMode, plan_from_phases
 from signal_control.timing import (
     PhaseMovements,
@@ -72,7 +80,7 @@ def lane_sat_flow_vph(directions: set[str], *, protected_left: bool) -> float:
     return base * HEAVY_VEHICLE_FACTOR
 
 
-def actuated_programs_xml(signals: Sequence[Any]) -> str:
+def actuated_programs_xml(signals: Sequence[SignalLike]) -> str:
     """SUMO ``actuated`` programs (programID ``actuated``) over the plans' phases:
     greens between their minimum (pedestrian minimum included) and maximum."""
     lines = ["<additional>"]
@@ -128,12 +136,12 @@ class ControlManager:
     def __init__(
         self,
         *,
-        signals: Sequence[Any],
-        links: Mapping[str, Sequence[Any]],
+        signals: Sequence[SignalLike],
+        links: Mapping[str, Sequence[LinkLike]],
         edge_lanes: Mapping[str, int],
-        detectors: Sequence[Any],
+        detectors: Sequence[DetectorLike],
         assignment: Mapping[str, str],
-        spec: Any,
+        spec: ControlSettings,
         detector_period_s: float,
         control_interval_s: float,
         foes: Mapping[str, Foes],
@@ -175,7 +183,7 @@ class ControlManager:
             out.append(lanes)
         return out
 
-    def _build_adaptive(self, detectors: Sequence[Any]) -> None:
+    def _build_adaptive(self, detectors: Sequence[DetectorLike]) -> None:
         a = self.spec.adaptive
         stop_loop = {d.lane: d.id for d in detectors if d.kind == "stopline"}
         lanes: list[str] = []
@@ -287,7 +295,7 @@ class ControlManager:
         """Programs to load at start (SUMO reads programs only from its inputs)."""
         return actuated_programs_xml(self.actuated) if self.actuated else None
 
-    def start(self, session: Any, *, t_s: float) -> None:
+    def start(self, session: ControlWorld, *, t_s: float) -> None:
         for sig in self.actuated:
             session.set_program(sig.id, "actuated")
         if self.guarded:
@@ -333,7 +341,7 @@ class ControlManager:
         if self.port is not None:
             self.port.advance(t_s)
 
-    def on_tick(self, t_s: float, session: Any, state: Any) -> None:
+    def on_tick(self, t_s: float, session: ControlWorld, state: DetectorReadings) -> None:
         """Called every control interval, after the state arrays were refreshed."""
         if self.adaptive:
             self._collect_counts(state)
@@ -343,7 +351,7 @@ class ControlManager:
         if self.pressure:
             self._update_pressure(t_s, session)
 
-    def _collect_counts(self, state: Any) -> None:
+    def _collect_counts(self, state: DetectorReadings) -> None:
         if state.det_interval_end_s <= self._ad_last_interval:
             return
         self._ad_last_interval = state.det_interval_end_s
@@ -353,7 +361,7 @@ class ControlManager:
                 counts[k] = state.det_count_veh[state.det_index[det]]
         self._ad_history.append(counts)
 
-    def _update_adaptive(self, t_s: float, session: Any) -> None:
+    def _update_adaptive(self, t_s: float, session: ControlWorld) -> None:
         if not self._ad_history:
             return
         window = np.vstack(self._ad_history)
@@ -392,7 +400,7 @@ class ControlManager:
             }
             self.telemetry.timings.append(row)
 
-    def _update_pressure(self, t_s: float, session: Any) -> None:
+    def _update_pressure(self, t_s: float, session: ControlWorld) -> None:
         assert self.port is not None
         n_in = len(self._mp_lanes)
         session.read_lane_halting(self._mp_lanes, self._mp_queue[:n_in])

@@ -30,7 +30,7 @@ import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Literal, Protocol
 
 import numpy as np
 
@@ -44,6 +44,7 @@ from signal_control.guard import (
     SignalGuard,
     UnsafePlanError,
 )
+from signal_control.interfaces import PhaseLike, SignalDisplay
 
 log = logging.getLogger(__name__)
 
@@ -80,19 +81,6 @@ class ControllerPort(Protocol):
 
     def local_mode(self, tls_id: str, mode: LocalMode) -> None:
         """Hand the intersection back to the controller's own plan or actuation."""
-        ...
-
-
-class SignalDisplay(Protocol):
-    """What a port needs from the thing that shows the signals (SUMO or the field)."""
-
-    def set_signal_state(self, tls_id: str, state: str) -> None: ...
-
-    def set_program(self, tls_id: str, program_id: str) -> None: ...
-
-    def set_phase(self, tls_id: str, phase_index: int, *, remaining_s: float) -> None:
-        """Put the signal's active program in phase ``phase_index`` for ``remaining_s``
-        more seconds; the program runs on from there with its own phases."""
         ...
 
 
@@ -143,7 +131,7 @@ class SignalStatus:
 
 def plan_from_phases(
     tls_id: str,
-    phases: Sequence[Any],
+    phases: Sequence[PhaseLike],
     *,
     offset_s: float = 0.0,
     min_all_red_s: float = ALL_RED_PROMISE_S,

@@ -1,7 +1,9 @@
 """The world a scenario acts on: the calls scenarios and controllers make to SUMO.
 
 :class:`~twin.engine.sumo_session.SumoSession` implements it over libsumo and traci
-alike; ``tests/integration/test_world_contract.py`` runs one contract suite over both.
+alike (the display part, :class:`signal_control.interfaces.SignalDisplay`, is what a
+controller port shows signal states on); ``tests/integration/test_world_contract.py``
+runs one contract suite over both.
 A scenario or controller types its session as :class:`World`, never as the concrete
 session, so it cannot reach SUMO other than through these calls.
 """
@@ -14,17 +16,8 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
+from signal_control.interfaces import SignalDisplay
 from twin.engine.state import TwinState
-
-
-class SignalDisplay(Protocol):
-    """What a controller port needs to show signal states (SUMO, or the field)."""
-
-    def set_signal_state(self, tls_id: str, state: str) -> None: ...
-
-    def set_program(self, tls_id: str, program_id: str) -> None: ...
-
-    def set_phase(self, tls_id: str, phase_index: int, *, remaining_s: float) -> None: ...
 
 
 class World(SignalDisplay, Protocol):
