@@ -15,6 +15,7 @@ import pytest
 
 from city_models.build import City
 from scenarios.loader import library_scenarios
+from tests import mmu
 
 pytestmark = pytest.mark.sumo
 
@@ -30,7 +31,7 @@ def _spec(**patch: Any) -> dict[str, Any]:
     return raw
 
 
-def _run(city_path: str, run_dir: str, raw: dict[str, Any]) -> dict[str, Any]:
+def _run(city_path: str, run_dir: str, raw: dict[str, Any], monitor: bool) -> dict[str, Any]:
     from city_models.build import load_city
     from scenarios.loader import parse_scenario
     from scenarios.registry import get_kind
@@ -38,15 +39,24 @@ def _run(city_path: str, run_dir: str, raw: dict[str, Any]) -> dict[str, Any]:
 
     city = load_city(Path(city_path))
     spec = parse_scenario(raw)
+    extra: tuple[Path, ...] = ()
+    record = None
+    if monitor:  # SUMO's own record of every signal, for the independent monitor
+        recorder, record = mmu.recorder_for(city, Path(run_dir))
+        extra = (recorder,)
     result = simulate(
-        spec, city, get_kind(spec.kind).make(spec), seed=spec.seed, run_dir=Path(run_dir)
-    )
-    return {"metrics": result.metrics, "events": result.events, "series": result.series}
+        spec, city, get_kind(spec.kind).make(spec), seed=spec.seed, run_dir=Path(run_dir),
+        extra_additional=extra,
+    )  # fmt: skip
+    return {"metrics": result.metrics, "events": result.events, "series": result.series,
+            "record": str(record) if record else None}  # fmt: skip
 
 
-def _in_process(city: City, run_dir: Path, raw: dict[str, Any]) -> dict[str, Any]:
+def _in_process(
+    city: City, run_dir: Path, raw: dict[str, Any], *, monitor: bool = False
+) -> dict[str, Any]:
     with mp.get_context("spawn").Pool(1) as pool:
-        return pool.apply(_run, (str(city.path), str(run_dir), raw))
+        return pool.apply(_run, (str(city.path), str(run_dir), raw, monitor))
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +137,12 @@ def test_ev_only_message_follows_the_emergency_vehicle(district_city: City, tmp_
            "ev_signs": [sign], "compliance": {"ev_clear": 1.0},
            "evs": [{"id": "amb1", "dispatch_s": 60.0, "station": "fire_station_1",
                     "call_edge": call, "on_scene_s": 30.0}]}  # fmt: skip
-    out = _in_process(district_city, tmp_path / "ev", raw)
+    out = _in_process(district_city, tmp_path / "ev", raw, monitor=True)
+    # the EV's priority drives the (guarded) signals: SUMO's record must be clean
+    mmu.check_city_record(Path(out["record"]), district_city).assert_clean(
+        min_greens=100, min_yellows=500
+    )
+    assert out["metrics"]["ev_preempted_signals"] >= 1
     ev_msgs = [e for e in out["events"] if e["kind"] == "vms_message" and e["sign"] == sign]
     on = [e["t_s"] for e in ev_msgs if e["message"] == "ev_clear"]
     off = [e["t_s"] for e in ev_msgs if e["message"] != "ev_clear" and on and e["t_s"] > on[0]]
