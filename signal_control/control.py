@@ -44,13 +44,21 @@ from signal_control.interfaces import (
     LinkLike,
     SignalLike,
 )
+from signal_control.max_pressure import MaxPressurePolicy
+from signal_control.movements import (
+    HEAVY_VEHICLE_FACTOR,
+    SAT_FLOW_PERMISSIVE_LEFT_VPH,
+    SAT_FLOW_PROTECTED_LEFT_VPH,
+    SAT_FLOW_SHARED_RIGHT_VPH,
+    SAT_FLOW_THROUGH_VPH,
+    lane_sat_flow_vph,
+    stage_lanes,
+)
 from signal_control.port import GuardedPort, LocalMode, plan_from_phases
 from signal_control.timing import (
-    PhaseMovements,
     TimingNetwork,
     TimingParams,
     estimate_timings,
-    max_pressure,
     smooth_timings,
 )
 
@@ -58,26 +66,17 @@ log = logging.getLogger(__name__)
 
 FloatArray = npt.NDArray[np.float64]
 KINDS = ("fixed", "actuated", "adaptive", "max_pressure")
-
-# saturation flow per lane by what the lane does in a stage (pcu/h ~ veh/h, 5 % trucks)
-SAT_FLOW_THROUGH_VPH = 1900.0
-SAT_FLOW_PROTECTED_LEFT_VPH = 1800.0  # ≈ 0.95 of through
-SAT_FLOW_SHARED_RIGHT_VPH = 1700.0
-SAT_FLOW_PERMISSIVE_LEFT_VPH = 1200.0
-HEAVY_VEHICLE_FACTOR = 0.95
-
-
-def lane_sat_flow_vph(directions: set[str], *, protected_left: bool) -> float:
-    """Saturation flow of a lane from the movements it serves in a stage."""
-    if directions <= {"l", "L", "t"}:
-        base = SAT_FLOW_PROTECTED_LEFT_VPH if protected_left else SAT_FLOW_PERMISSIVE_LEFT_VPH
-    elif directions & {"l", "L"}:
-        base = SAT_FLOW_PERMISSIVE_LEFT_VPH
-    elif directions & {"r", "R"}:
-        base = SAT_FLOW_SHARED_RIGHT_VPH
-    else:
-        base = SAT_FLOW_THROUGH_VPH
-    return base * HEAVY_VEHICLE_FACTOR
+__all__ = [
+    "HEAVY_VEHICLE_FACTOR",
+    "KINDS",
+    "SAT_FLOW_PERMISSIVE_LEFT_VPH",
+    "SAT_FLOW_PROTECTED_LEFT_VPH",
+    "SAT_FLOW_SHARED_RIGHT_VPH",
+    "SAT_FLOW_THROUGH_VPH",
+    "ControlManager",
+    "actuated_programs_xml",
+    "lane_sat_flow_vph",
+]
 
 
 def actuated_programs_xml(signals: Sequence[SignalLike]) -> str:
@@ -174,14 +173,7 @@ class ControlManager:
     # ------------------------------------------------------------------ structure
     def _stage_lanes(self, tls: str) -> list[dict[str, set[str]]]:
         """Per green stage: lane -> directions served green in it."""
-        out = []
-        for phase in (p for p in self.by_id[tls].phases if p.kind == "green"):
-            lanes: dict[str, set[str]] = {}
-            for link in self._links[tls]:
-                if phase.state[link.index] in "Gg":
-                    lanes.setdefault(link.from_lane, set()).add(link.direction)
-            out.append(lanes)
-        return out
+        return stage_lanes(self.by_id[tls], self._links[tls])
 
     def _build_adaptive(self, detectors: Sequence[DetectorLike]) -> None:
         a = self.spec.adaptive
@@ -236,59 +228,15 @@ class ControlManager:
         self._ad_halting = np.zeros(len(lanes))
 
     def _build_pressure(self) -> None:
-        """Queue array = the signals' served in-lanes, then their out-edges (per lane)."""
-        lanes: list[str] = []
-        index: dict[str, int] = {}
-        edges: list[str] = []
-        edge_index: dict[str, int] = {}
-        phase_ptr, lane_ptr, phase_lanes = [0], [0], []
-        mov_ptr, mov_in, mov_out_edge, mov_sat = [0], [], [], []
-        lost, intergreen, min_g, max_g = [], [], [], []
-        for tls in self.pressure:
-            greens = [p for p in self.by_id[tls].phases if p.kind == "green"]
-            for phase, served in zip(greens, self._stage_lanes(tls), strict=True):
-                for lane, dirs in sorted(served.items()):
-                    if lane not in index:
-                        index[lane] = len(lanes)
-                        lanes.append(lane)
-                    phase_lanes.append(index[lane])
-                    for link in self._links[tls]:
-                        if link.from_lane == lane and link.direction in dirs:
-                            if link.to_edge not in edge_index:
-                                edge_index[link.to_edge] = len(edges)
-                                edges.append(link.to_edge)
-                            mov_in.append(index[lane])
-                            mov_out_edge.append(edge_index[link.to_edge])
-                            mov_sat.append(lane_sat_flow_vph({link.direction}, protected_left=True))
-                lane_ptr.append(len(phase_lanes))
-                mov_ptr.append(len(mov_in))
-                lost.append(0.0)
-                intergreen.append(0.0)
-                min_g.append(phase.min_green_s)
-                max_g.append(phase.max_green_s)
-            phase_ptr.append(len(lost))
-        n_in = len(lanes)
-        n_all = n_in + len(edges)
-        self._mp_lanes, self._mp_edges = lanes, edges
-        self._mp_edge_lanes = np.array([self._edge_lanes[e] for e in edges], np.float64)
-        self._mp_network = TimingNetwork.create(
-            phase_ptr=np.array(phase_ptr, np.int64),
-            phase_lane_ptr=np.array(lane_ptr, np.int64),
-            phase_lanes=np.array(phase_lanes, np.int64),
-            sat_flow_vph=np.full(n_all, SAT_FLOW_THROUGH_VPH),
-            lost_s=np.array(lost, np.float64),
-            intergreen_s=np.array(intergreen, np.float64),
-            min_green_s=np.array(min_g, np.float64),
-            max_green_s=np.array(max_g, np.float64),
+        self._mp = MaxPressurePolicy(
+            [self.by_id[t] for t in self.pressure],
+            self._links,
+            self._edge_lanes,
+            hysteresis_veh=self.spec.pressure_hysteresis_veh,
+            control_interval_s=self.control_interval_s,
         )
-        self._mp_movements = PhaseMovements.create(
-            mov_ptr=np.array(mov_ptr, np.int64),
-            mov_in_lane=np.array(mov_in, np.int64),
-            mov_out_lane=n_in + np.array(mov_out_edge, np.int64),
-            mov_sat_flow_vph=np.array(mov_sat, np.float64),
-            n_lanes=n_all,
-        )
-        self._mp_queue = np.zeros(n_all)
+        self._mp_lane_halting = np.zeros(len(self._mp.lanes))
+        self._mp_edge_halting = np.zeros(len(self._mp.edges))
 
     # ------------------------------------------------------------------ run
     def extra_additional_xml(self) -> str | None:
@@ -401,29 +349,24 @@ class ControlManager:
             self.telemetry.timings.append(row)
 
     def _update_pressure(self, t_s: float, session: ControlWorld) -> None:
-        assert self.port is not None
-        n_in = len(self._mp_lanes)
-        session.read_lane_halting(self._mp_lanes, self._mp_queue[:n_in])
-        session.read_edge_halting(self._mp_edges, self._mp_queue[n_in:])
-        self._mp_queue[n_in:] /= self._mp_edge_lanes
-        result = max_pressure(self._mp_network, self._mp_movements, self._mp_queue)
-        ptr = self._mp_network.phase_ptr
-        margin = self.spec.pressure_hysteresis_veh * SAT_FLOW_THROUGH_VPH
-        for i, tls in enumerate(self.pressure):
-            if not self._commanded(tls):
-                continue
-            guard = self.port.guard(tls)
-            if guard.interval != "green" or guard.min_end_s() > t_s + 1e-9:
-                continue
-            pressures = result.pressure[ptr[i] : ptr[i + 1]]
-            best = int(result.best_phase[i])
-            current = guard.stage
-            if best >= 0 and best != current and pressures[best] > pressures[current] + margin:
-                self.port.skip(tls, stage=best)
-                self.port.force_off(tls)
+        port = self.port
+        if port is None:
+            raise RuntimeError("max-pressure control needs the guarded port: start() first")
+        session.read_lane_halting(self._mp.lanes, self._mp_lane_halting)
+        session.read_edge_halting(self._mp.edges, self._mp_edge_halting)
+        commands = self._mp.decide(
+            t_s,
+            lane_halting_veh=self._mp_lane_halting,
+            edge_halting_veh=self._mp_edge_halting,
+            status=port.status,
+        )
+        for cmd in commands:
+            if cmd.verb == "switch":
+                port.skip(cmd.tls, stage=cmd.stage)
+                port.force_off(cmd.tls)
                 self.telemetry.decisions += 1
             else:
-                self.port.hold(tls, until_s=t_s + self.control_interval_s)
+                port.hold(cmd.tls, until_s=cmd.until_s)
 
     # ------------------------------------------------------------------ results
     def metrics(self) -> dict[str, Any]:
