@@ -187,6 +187,21 @@ class EvPriority(Scenario[EvPrioritySpec]):
             )
         ctx.bus.record("ev_setup", mode=spec.mode, field_signals=len(self.field_signals))
 
+    def add_ev(self, ctx: Context[Any], ev: EvSpec) -> None:
+        """Dispatch one more EV now (an operator's or an API session's event)."""
+        if ev.id in self.evs:
+            raise ScenarioError(f"an EV with id {ev.id!r} is already in the run")
+        self._check_ev(len(self.evs), ev, ctx.city)
+        new = _Ev(ev, TrackedEv(id=ev.id, kind=ev.kind, severity=ev.severity))
+        self.evs[ev.id] = new
+        self.special_vehicles = {*self.special_vehicles, ev.id}
+        ctx.session.track(list(self.evs))
+        phone = seed_sequence(ctx.seed, f"ev_priority/gps/{ev.id}")
+        new.gps = GpsEmulator(self.spec.gps, seed=phone, vehicle_id=ev.id)
+        calls = stream(ctx.seed, f"ev_priority/call_edges/{ev.id}")
+        new.call_edge = ev.call_edge or self._random_call_edge(ev, calls)
+        self._dispatch(ctx, new)
+
     def _check_ev(self, k: int, ev: EvSpec, city: City) -> None:
         stations = sorted(p.id for p in city.manifest.pois if p.role == "fire_station")
         hospitals = sorted(p.id for p in city.manifest.pois if p.role == "hospital")

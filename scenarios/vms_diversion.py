@@ -306,7 +306,7 @@ class VmsDiversion(Scenario[VmsDiversionSpec]):
         times = {e: min(tt, MAX_EDGE_TIME_S) for e, tt in measured.items()}
         self._log(ctx, self.logic.update(t, self._known(), times))
 
-    def _log(self, ctx: Context[VmsDiversionSpec], changes: list[SignChange]) -> None:
+    def _log(self, ctx: Context[Any], changes: list[SignChange]) -> None:
         for c in changes:
             m = c.message
             row = {"t_s": c.t_s, "sign": c.sign, "kind": m.kind, "text": m.text}
@@ -314,6 +314,16 @@ class VmsDiversion(Scenario[VmsDiversionSpec]):
             if c.changed_kind:
                 ctx.bus.record("vms_message", sign=c.sign, message=m.kind, text=m.text,
                                incident=m.incident)  # fmt: skip
+
+    def operator_message(self, ctx: Context[Any], sign: str, text: str, t: float) -> str:
+        """An operator's message on a sign, from now on (an API session's event)."""
+        try:
+            change = self.logic.operator(sign, text, t)
+        except ValueError as exc:
+            raise ScenarioError(f"vms_message: {exc}") from exc
+        if change is not None:
+            self._log(ctx, [change])
+        return " ".join(text.split())
 
     def _update_ev_signs(self, ctx: Context[VmsDiversionSpec], t: float) -> None:
         """The EV-only message (the center's sign logic, on its GPS tracks of the EVs)."""

@@ -35,12 +35,15 @@ UPSTREAM_QUEUE_M = 600.0
 MAX_CIRCUITY = 1.4
 """Driving / straight-line distance for an incident to count as "ahead" of a sign."""
 
-MessageKind = Literal["blank", "travel_time", "incident_warning", "incident_detour", "ev_clear"]
+MessageKind = Literal[
+    "blank", "travel_time", "incident_warning", "incident_detour", "operator", "ev_clear"
+]
 MESSAGE_KINDS: tuple[MessageKind, ...] = (
     "blank",
     "travel_time",
     "incident_warning",
     "incident_detour",
+    "operator",
     "ev_clear",
 )
 PRIORITY: dict[MessageKind, int] = {
@@ -48,8 +51,10 @@ PRIORITY: dict[MessageKind, int] = {
     "travel_time": 1,
     "incident_warning": 2,
     "incident_detour": 2,
+    "operator": 2,  # an operator's own text (police, the center): like an incident
     "ev_clear": 3,
 }
+MAX_TEXT_CHARS = 120
 
 
 @dataclass(frozen=True)
@@ -319,6 +324,20 @@ class SignLogic:
             elif may_change(sign, desired, t_s, min_display_s=self.min_display_s):
                 out.append(self._show(sid, desired, t_s))
         return out
+
+    def operator(self, sid: str, text: str, t_s: float) -> SignChange | None:
+        """An operator's own message on one sign, shown now (an EV message keeps
+        priority: the operator's text then shows once the EV has passed)."""
+        if sid not in self.state:
+            raise ValueError(f"no sign {sid!r}; signs: {', '.join(sorted(self.state))}")
+        text = " ".join(text.split())
+        if not 0 < len(text) <= MAX_TEXT_CHARS:
+            raise ValueError(f"a sign's text has 1..{MAX_TEXT_CHARS} characters; got {len(text)}")
+        message = Message("operator", text)
+        if self.state[sid].message.kind == "ev_clear":
+            self.resume[sid] = message  # shown once the EV has passed
+            return None
+        return self._show(sid, message, t_s)
 
     def _show(self, sid: str, message: Message, t_s: float) -> SignChange:
         sign = self.state[sid]
