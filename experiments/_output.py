@@ -10,9 +10,21 @@ from pathlib import Path
 from typing import Any
 
 
+def _strict(value: Any) -> Any:
+    """JSON values only: NaN and infinities become null (``NaN`` is not JSON)."""
+    if isinstance(value, dict):
+        return {k: _strict(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_strict(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
 def emit_json(result: dict[str, Any], path: Path | None) -> None:
-    """Print ``result`` as indented JSON to stdout and write it to ``path`` if given."""
-    text = json.dumps(result, indent=2)
+    """Print ``result`` as indented JSON to stdout and write it to ``path`` if given
+    (NaN, meaning "not measured", is written as null)."""
+    text = json.dumps(_strict(result), indent=2, allow_nan=False)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text + "\n", encoding="utf-8")

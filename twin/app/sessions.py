@@ -32,7 +32,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
 
@@ -51,7 +51,8 @@ from twin.errors import ConfigError, RunError, TwinError
 
 log = logging.getLogger(__name__)
 
-VERBS = ("apply_timing", "hold", "force_off", "skip", "request_priority", "cancel_priority")
+Verb = Literal["apply_timing", "hold", "force_off", "skip", "request_priority", "cancel_priority"]
+VERBS: tuple[str, ...] = get_args(Verb)
 EVENT_KINDS = ("incident", "ev_dispatch", "vms_message")
 MAX_BATCH = 2000
 """The most commands in one batch."""
