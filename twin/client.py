@@ -58,6 +58,23 @@ def _check(resp: httpx.Response) -> Any:
     return resp.json()
 
 
+def _body(
+    scenario: str | Mapping[str, Any],
+    seed: int | None,
+    city: str | None,
+    overrides: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    """A run or session request: the scenario and what is given of the rest."""
+    body: dict[str, Any] = {"scenario": scenario if isinstance(scenario, str) else dict(scenario)}
+    if seed is not None:
+        body["seed"] = seed
+    if city is not None:
+        body["city"] = city
+    if overrides:
+        body["overrides"] = dict(overrides)
+    return body
+
+
 class TwinClient:
     """The sandbox API over HTTP.
 
@@ -114,14 +131,7 @@ class TwinClient:
         overrides: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Queue a run; ``{"id", "status", "queue_position"}``."""
-        body: dict[str, Any] = {"scenario": scenario}
-        if seed is not None:
-            body["seed"] = seed
-        if city is not None:
-            body["city"] = city
-        if overrides:
-            body["overrides"] = dict(overrides)
-        out: dict[str, Any] = self._post("/v1/runs", body)
+        out: dict[str, Any] = self._post("/v1/runs", _body(scenario, seed, city, overrides))
         return out
 
     def run(self, run_id: str) -> dict[str, Any]:
@@ -155,13 +165,8 @@ class TwinClient:
         controlled: Sequence[str] | Literal["all"] = "all",
     ) -> Session:
         """Start an interactive session (a worker process on the server)."""
-        body: dict[str, Any] = {"scenario": scenario, "controlled": controlled}
-        if seed is not None:
-            body["seed"] = seed
-        if city is not None:
-            body["city"] = city
-        if overrides:
-            body["overrides"] = dict(overrides)
+        body = _body(scenario, seed, city, overrides)
+        body["controlled"] = controlled if controlled == "all" else list(controlled)
         out = self._post("/v1/sessions", body)
         return Session(self, out["id"], out["layout"])
 
