@@ -5,7 +5,7 @@ from twin.client import TwinClient
 
 twin = TwinClient("http://127.0.0.1:8000", key="ctk_...")
 run = twin.submit_run("baseline", seed=7)              # queued -> running -> done
-print(twin.wait_run(run["id"])["metrics"]["mean_delay_s"])
+delay_s = twin.wait_run(run["id"])["metrics"]["mean_delay_s"]
 
 with twin.open_session("baseline", seed=7, overrides={"sim.duration_s": 600}) as s:
     obs = s.advance(5)                                 # the world after 5 s

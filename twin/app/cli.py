@@ -25,8 +25,14 @@ from twin.errors import TwinError
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="CityTwin: a SUMO traffic twin.")
 city_app = typer.Typer(no_args_is_help=True, help="Build and inspect city models.")
 runs_app = typer.Typer(no_args_is_help=True, help="List and show recorded runs.")
+admin_app = typer.Typer(no_args_is_help=True, help="Tenants and API keys of the HTTP API.")
+tenant_app = typer.Typer(no_args_is_help=True, help="Tenants (organisations with keys).")
+key_app = typer.Typer(no_args_is_help=True, help="API keys: create, list, revoke, rotate.")
 app.add_typer(city_app, name="city")
 app.add_typer(runs_app, name="runs")
+app.add_typer(admin_app, name="admin")
+admin_app.add_typer(tenant_app, name="tenant")
+admin_app.add_typer(key_app, name="key")
 err = Console(stderr=True, soft_wrap=True)
 out = Console(soft_wrap=True)  # never break a path across lines
 log = logging.getLogger("twin")
@@ -242,6 +248,151 @@ def runs_show(
         return
     _print_run(record, {})
     out.print_json(json.dumps({"spec": record.spec, "versions": record.versions}))
+
+
+# ----------------------------------------------------------------------------- serve
+@app.command("serve")
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    workers: Annotated[int, typer.Option(help="HTTP worker processes.")] = 1,
+    run_workers: Annotated[
+        int | None, typer.Option(help="Runs at once [env CITYTWIN_RUN_WORKERS; default: cores].")
+    ] = None,
+    data_dir: DataDir = None,
+    db: DbUrl = None,
+) -> None:
+    """Serve the sandbox HTTP API (OpenAPI page at /docs): runs from a queue in the run
+    store, each in its own worker process."""
+    from twin.app.api.server import serve as serve_api
+
+    if not 1 <= port <= 65535:
+        raise typer.BadParameter(f"--port must be 1-65535 (got {port})")
+    if workers < 1:
+        raise typer.BadParameter(f"--workers must be >= 1 (got {workers})")
+    logging.getLogger().setLevel(logging.INFO)
+    serve_api(_api_settings(data_dir, db, run_workers=run_workers), host=host, port=port,
+              workers=workers)  # fmt: skip
+
+
+def _api_settings(data_dir: Path | None, db: str | None, **more: Any) -> Any:
+    from twin.app.api.settings import load_api_settings
+
+    given = {"data": data_dir, "db": db, **more}
+    return load_api_settings(**{k: v for k, v in given.items() if v is not None})
+
+
+def _api_db(data_dir: Path | None, db: str | None) -> tuple[Any, Any]:
+    from twin.app.api.db import ApiDatabase
+
+    settings = _api_settings(data_dir, db)
+    return settings, ApiDatabase(settings.engine_settings().db_url)
+
+
+# ----------------------------------------------------------------------------- admin
+@tenant_app.command("create")
+def tenant_create(
+    name: Annotated[str, typer.Argument(help="Lowercase letters, digits, '_' or '-'.")],
+    data_dir: DataDir = None,
+    db: DbUrl = None,
+) -> None:
+    """Create a tenant with the default quotas (docs/API.md)."""
+    from twin.app.api.keys import create_tenant
+
+    _, api_db = _api_db(data_dir, db)
+    try:
+        quotas = create_tenant(api_db, name)
+    finally:
+        api_db.close()
+    err.print(f"tenant {name} created; quotas: {quotas}")
+    typer.echo(name)
+
+
+@tenant_app.command("list")
+def tenant_list(data_dir: DataDir = None, db: DbUrl = None) -> None:
+    """List the tenants."""
+    from twin.app.api.keys import tenant_names
+
+    _, api_db = _api_db(data_dir, db)
+    try:
+        for name in tenant_names(api_db):
+            typer.echo(name)
+    finally:
+        api_db.close()
+
+
+@key_app.command("create")
+def key_create(
+    tenant: Annotated[str, typer.Option(help="The key's tenant.")],
+    role: Annotated[str, typer.Option(help="operator | fire | police | researcher | admin")],
+    data_dir: DataDir = None,
+    db: DbUrl = None,
+) -> None:
+    """Create an API key; prints it once, alone on the last stdout line."""
+    from twin.app.api.keys import create_key
+
+    settings, api_db = _api_db(data_dir, db)
+    try:
+        info, key = create_key(api_db, settings.secret, tenant=tenant, role=role)
+    finally:
+        api_db.close()
+    err.print(f"key {info.id} ({role}) for tenant {tenant}; shown once, store it now:")
+    typer.echo(key)
+
+
+@key_app.command("list")
+def key_list(
+    tenant: Annotated[str, typer.Option(help="The tenant whose keys to list.")],
+    data_dir: DataDir = None,
+    db: DbUrl = None,
+) -> None:
+    """List a tenant's keys (prefixes, never the keys)."""
+    from twin.app.api.keys import list_keys
+
+    _, api_db = _api_db(data_dir, db)
+    try:
+        keys = list_keys(api_db, tenant=tenant)
+    finally:
+        api_db.close()
+    for k in keys:
+        state = f"revoked {k.revoked_at:%Y-%m-%d %H:%M}" if k.revoked_at else "live"
+        typer.echo(f"{k.id}  {k.prefix}...  {k.role}  {state}")
+
+
+@key_app.command("revoke")
+def key_revoke(
+    key_id: Annotated[str, typer.Argument(help="The key's id (key_...).")],
+    data_dir: DataDir = None,
+    db: DbUrl = None,
+) -> None:
+    """Revoke a key: every request with it fails from now on."""
+    from twin.app.api.keys import revoke_key
+
+    _, api_db = _api_db(data_dir, db)
+    try:
+        revoke_key(api_db, key_id)
+    finally:
+        api_db.close()
+    err.print(f"key {key_id} revoked")
+
+
+@key_app.command("rotate")
+def key_rotate(
+    key_id: Annotated[str, typer.Argument(help="The key's id (key_...).")],
+    data_dir: DataDir = None,
+    db: DbUrl = None,
+) -> None:
+    """Replace a key by a new one (same tenant and role; the old one is revoked at once);
+    prints the new key alone on the last stdout line."""
+    from twin.app.api.keys import rotate_key
+
+    settings, api_db = _api_db(data_dir, db)
+    try:
+        info, key = rotate_key(api_db, settings.secret, key_id)
+    finally:
+        api_db.close()
+    err.print(f"key {key_id} revoked; new key {info.id}, shown once, store it now:")
+    typer.echo(key)
 
 
 # ----------------------------------------------------------------------------- main

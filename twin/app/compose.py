@@ -35,7 +35,6 @@ from twin.errors import ScenarioError
 log = logging.getLogger(__name__)
 
 
-
 def session_config(spec: ScenarioSpec, city: City, *, seed: int, run_dir: Path) -> SessionConfig:
     """Write the run's demand and return SUMO's inputs/outputs for it."""
     trips = sample_trips(

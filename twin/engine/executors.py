@@ -17,8 +17,13 @@ and ends too.
 
 - :class:`LocalProcess` runs one request at a time, in the foreground (the CLI).
 - :class:`Pool` keeps a queue of requests and runs up to ``workers`` of them at once,
-  each in its own process (benchmarks, later the API). A distributed backend (Dask)
-  would be a third implementation of :class:`Executor`.
+  each in its own process (benchmarks). A distributed backend (Dask) would be a third
+  implementation of :class:`Executor`.
+- :class:`Dispatcher` runs the queue that lives in the *database* (the HTTP API): the
+  runs a :class:`QueueSource` names, claimed one by one (:meth:`RunStore.claim`), so a
+  server restart loses no queued run; at start it fails the runs a dead server left
+  ``running`` (:data:`INTERRUPTED`), at an orderly close it puts its running runs back
+  in the queue.
 
 What a worker *does* is not the engine's business: the layer that composes runs passes
 a module-level ``work`` function (picklable by reference) that turns a
@@ -51,7 +56,7 @@ import pandas as pd
 from twin.config import Settings
 from twin.engine.store import RunRecord, RunStore
 from twin.engine.sumo_tools import diagnose, sumo_version
-from twin.errors import ConfigError, RunError, TwinError
+from twin.errors import ConfigError, RunError, RunNotFoundError, TwinError
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +74,11 @@ CANCELLED = "Cancelled"
 ORPHANED = f"{CANCELLED}: the executor process that started the run ended."
 PARENT_CHECK_S = 1.0
 """How often a worker checks that its executor process is still there."""
+INTERRUPTED = (
+    "Interrupted: the server stopped while the run was running (its worker did not "
+    "survive it); submit the run again."
+)
+"""The error of a run that a dead server left ``running`` (see :class:`Dispatcher`)."""
 
 
 @dataclass(frozen=True)
@@ -135,9 +145,13 @@ def versions() -> dict[str, str]:
     return out
 
 
-def record_request(store: RunStore, settings: Settings, request: RunRequest) -> str:
-    """Create the run's record (``queued``) and folder; returns the run id."""
+def record_request(
+    store: RunStore, settings: Settings, request: RunRequest, *, run_id: str | None = None
+) -> str:
+    """Create the run's record (``queued``) and folder; returns the run id (``run_id``
+    when given: the caller booked it first, e.g. the API's quota check)."""
     run_id = store.create_run(
+        run_id=run_id,
         scenario_name=request.scenario_name,
         scenario_kind=request.scenario_kind,
         spec=request.spec,
@@ -298,8 +312,9 @@ class _Processes:
         self.store = store
         self._mp = mp.get_context("spawn")
 
-    def start(self, run_id: str, request: RunRequest) -> _Job:
-        """Mark the run running and start its worker."""
+    def start(self, run_id: str, request: RunRequest, *, claimed: bool = False) -> _Job:
+        """Mark the run running (unless the caller ``claimed`` it already, see
+        :meth:`RunStore.claim`) and start its worker."""
         run_dir = self.settings.run_dir(run_id)
         channel = self._mp.Queue()
         proc = self._mp.Process(
@@ -308,7 +323,8 @@ class _Processes:
             kwargs={"db_url": self.settings.db_url, "run_dir": str(run_dir), "channel": channel},
             name=f"run-{run_id}",
         )
-        self.store.mark_running(run_id)
+        if not claimed:
+            self.store.mark_running(run_id)
         proc.start()
         return _Job(run_id=run_id, run_dir=run_dir, proc=proc, channel=channel)
 
@@ -648,6 +664,199 @@ class Pool:
                         del self._active[job.run_id]
                         self._ended[job.run_id].set()
             time.sleep(POLL_S / 4)
+
+
+class QueueSource(Protocol):
+    """Which queued runs a :class:`Dispatcher` serves, and what it is told about them.
+
+    The queue itself is the run store's ``queued`` rows; the source (the layer that
+    accepted the runs, e.g. the HTTP API) knows which of them are its own and how to
+    rebuild each one's :class:`RunRequest`. Every method is called from the
+    dispatcher's thread.
+    """
+
+    def waiting(self, limit: int) -> Sequence[tuple[str, RunRequest]]:
+        """Up to ``limit`` of the source's runs that may be queued, in the order to
+        start them (a run no longer queued is skipped: the claim fails)."""
+        ...
+
+    def unfinished(self) -> Sequence[str]:
+        """Ids of the source's runs not known to have ended (checked at start: those the
+        store holds as ``running`` are left from a server that died)."""
+        ...
+
+    def started(self, run_id: str) -> None:
+        """The run was claimed and its worker is starting."""
+        ...
+
+    def cancelling(self, run_ids: Sequence[str]) -> Sequence[str]:
+        """Which of these running runs were asked to stop."""
+        ...
+
+    def progress(self, run_id: str, done_s: float, total_s: float) -> None:
+        """A progress report of a running run."""
+        ...
+
+    def ended(self, record: RunRecord) -> None:
+        """The run is over (``done`` or ``failed``) or back in the queue (``queued``)."""
+        ...
+
+
+class Dispatcher:
+    """Runs the queue that lives in the run store, up to ``workers`` runs at once, each
+    in its own process (as :class:`Pool` does; the same worker life cycle).
+
+    The dispatcher owns no queue in memory: each turn it asks its
+    :class:`QueueSource` which runs wait, claims them one at a time
+    (:meth:`RunStore.claim`: a run is started once, even by two dispatchers on one
+    database), starts their workers, relays progress, stops the runs whose cancellation
+    was asked, and reports every end. On :meth:`start` the runs a dead server left
+    ``running`` are failed with :data:`INTERRUPTED`; :meth:`close` stops the running
+    workers and puts their runs back in the queue (``requeue=True``, the default) or
+    fails them. A worker whose dispatcher's process dies records its run failed and
+    ends (the same watch as the pool's workers).
+
+    Parameters
+    ----------
+    settings
+        Data dir and run store.
+    work
+        What a worker does (a module-level function).
+    source
+        Which runs to serve (see :class:`QueueSource`).
+    workers
+        Runs at once; default: the machine's cores.
+    """
+
+    def __init__(
+        self, settings: Settings, work: Work, source: QueueSource, *, workers: int | None = None
+    ) -> None:
+        n = workers if workers is not None else (os.cpu_count() or 1)
+        if n < 1:
+            raise ConfigError(f"A dispatcher needs at least 1 worker, not {n}.")
+        self.settings = settings
+        self.source = source
+        self.workers = n
+        self.store = RunStore.from_settings(settings)
+        self._procs = _Processes(settings, work, self.store)
+        self._active: dict[str, _Job] = {}
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.broken: str | None = None
+        """Why the dispatcher's thread stopped, if it crashed."""
+
+    def start(self) -> Dispatcher:
+        """Fail the runs a dead server left running, then start dispatching."""
+        for run_id in self.source.unfinished():
+            self.store.fail_if(run_id, "running", error=INTERRUPTED)
+            try:
+                record = self.store.get(run_id)
+            except RunNotFoundError:
+                continue
+            if record.status != "running":
+                self.source.ended(record)  # ended, or still queued: the source's books
+        self._thread = threading.Thread(target=self._loop, name="run-dispatcher", daemon=True)
+        self._thread.start()
+        return self
+
+    def wake(self) -> None:
+        """Look at the queue now (a run was submitted or cancelled)."""
+        self._wake.set()
+
+    def active(self) -> list[str]:
+        """Ids of the runs whose workers are up."""
+        with self._lock:
+            return list(self._active)
+
+    def worker_pid(self, run_id: str) -> int | None:
+        """The process id of a running run's worker (``None`` when not running here)."""
+        with self._lock:
+            job = self._active.get(run_id)
+        return None if job is None else job.proc.pid
+
+    def close(self, *, requeue: bool = True) -> None:
+        """Stop dispatching; stop the running workers (their process groups) and put
+        their runs back in the queue, or with ``requeue=False`` fail them
+        (:data:`INTERRUPTED`). Idempotent."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        with self._lock:
+            jobs = list(self._active.values())
+            self._active.clear()
+        for job in jobs:
+            self._procs.stop(job, INTERRUPTED)
+        for job in jobs:
+            job.proc.join(KILL_GRACE_S)
+            if job.proc.is_alive():
+                _signal_worker(job, signal.SIGKILL)
+                job.proc.join()
+            if requeue and self.store.requeue(job.run_id):
+                self.source.ended(self.store.get(job.run_id))
+                continue
+            with contextlib.suppress(Exception):
+                self.source.ended(self._procs.finish(job))
+        self.store.close()
+
+    # ------------------------------------------------------------------ the loop
+    def _loop(self) -> None:
+        try:
+            while not self._stop.is_set():
+                self._turn()
+                self._wake.wait(POLL_S / 2)
+                self._wake.clear()
+        except BaseException as exc:  # keep serving nothing rather than half
+            self.broken = f"{type(exc).__name__}: {exc}"
+            log.exception("the run dispatcher stopped")
+
+    def _turn(self) -> None:
+        free = self.workers - len(self._active)
+        if free > 0:
+            for run_id, request in self.source.waiting(free):
+                if len(self._active) >= self.workers or self._stop.is_set():
+                    break
+                if not self.store.claim(run_id):
+                    continue  # cancelled meanwhile, or taken by another dispatcher
+                self.source.started(run_id)
+                try:
+                    job = self._procs.start(run_id, request, claimed=True)
+                except Exception as exc:  # a start that fails must end the record
+                    log.error("run %s could not start: %s", run_id, exc)
+                    self.store.mark_failed(run_id, error=f"Could not start: {exc}")
+                    self.source.ended(self.store.get(run_id))
+                    continue
+                with self._lock:
+                    self._active[run_id] = job
+        with self._lock:
+            jobs = list(self._active.values())
+        if not jobs:
+            return
+        for run_id in self.source.cancelling([job.run_id for job in jobs]):
+            stopping = self._active.get(run_id)
+            if stopping is not None:
+                self._procs.stop(stopping, f"{CANCELLED}: the run was stopped before it finished.")
+        for job in jobs:
+            self._procs.drain(job, self.source.progress)
+            self._procs.watch(job)
+            if job.proc.is_alive():
+                continue
+            self._procs.drain(job, self.source.progress)
+            try:
+                record = self._procs.finish(job)
+            except Exception:  # the record could not be read or written
+                log.exception("run %s: could not record its end", job.run_id)
+                continue
+            finally:
+                with self._lock:
+                    self._active.pop(job.run_id, None)
+            try:
+                self.source.ended(record)
+            except Exception:  # the source's bookkeeping must not stop the runs
+                log.exception("run %s: the queue source failed on its end", job.run_id)
 
 
 def run_requests(

@@ -49,6 +49,7 @@ from sqlalchemy import (
     inspect,
     select,
     text,
+    update,
 )
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
@@ -458,6 +459,49 @@ class RunStore:
             row.finished_at = datetime.now(UTC)
             row.error = error
         log.info("run %s failed: %s", run_id, error)
+
+    def claim(self, run_id: str) -> bool:
+        """Start a queued run for this caller only: ``queued`` -> ``running`` in one
+        conditional update, so two dispatchers never start the same run. ``False``
+        when the run is no longer queued (cancelled, or taken by another dispatcher)."""
+        with self._sessions.begin() as session:
+            changed = session.execute(
+                update(_Run)
+                .where(_Run.id == run_id, _Run.status == "queued")
+                .values(status="running", started_at=datetime.now(UTC))
+            ).rowcount  # type: ignore[attr-defined]
+        if changed:
+            log.info("run %s started", run_id)
+        return bool(changed)
+
+    def fail_if(self, run_id: str, status: Literal["queued", "running"], *, error: str) -> bool:
+        """Set the run ``'failed'`` with ``error`` only if it is still ``status``, in one
+        conditional update (cancelling a queued run while a dispatcher may claim it;
+        failing a run a dead server left running). ``True`` when it was changed."""
+        with self._sessions.begin() as session:
+            changed = session.execute(
+                update(_Run)
+                .where(_Run.id == run_id, _Run.status == status)
+                .values(status="failed", finished_at=datetime.now(UTC), error=error)
+            ).rowcount  # type: ignore[attr-defined]
+        if changed:
+            log.info("run %s failed: %s", run_id, error)
+        return bool(changed)
+
+    def requeue(self, run_id: str) -> bool:
+        """Put a running run back in the queue (its worker was stopped on purpose, at a
+        server's orderly shutdown): ``running`` -> ``queued``. A run starts from scratch
+        and the same spec and seed give the same metrics, so nothing is lost. ``False``
+        when it was not running."""
+        with self._sessions.begin() as session:
+            changed = session.execute(
+                update(_Run)
+                .where(_Run.id == run_id, _Run.status == "running")
+                .values(status="queued", started_at=None)
+            ).rowcount  # type: ignore[attr-defined]
+        if changed:
+            log.info("run %s queued again", run_id)
+        return bool(changed)
 
     def set_run_dir(self, run_id: str, run_dir: Path) -> None:
         """Record the folder that holds the run's files."""
