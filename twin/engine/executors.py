@@ -245,9 +245,20 @@ def _end_with_executor(executor_pid: int, run_id: str, db_url: str) -> None:
 
 
 def _worker_main(
-    work: Work, request: RunRequest, run_id: str, *, db_url: str, run_dir: str, channel: Any
+    work: Work,
+    request: RunRequest,
+    run_id: str,
+    *,
+    db_url: str,
+    run_dir: str,
+    channel: Any,
+    nice: int = 0,
 ) -> None:
-    """Entry point of a run's worker process."""
+    """Entry point of a run's worker process (``nice``: lower its CPU priority, so a
+    server that starts it keeps answering while the cores simulate)."""
+    if nice > 0:
+        with contextlib.suppress(OSError):
+            os.nice(nice)
     # its own process group: a cancel stops the worker and what it started (duarouter,
     # a traci SUMO), and a Ctrl-C in the terminal reaches only the executor, which
     # decides what to stop and records it
@@ -306,10 +317,11 @@ def _exit_words(code: int | None) -> str:
 class _Processes:
     """Starting, watching, stopping and finishing worker processes (for the executors)."""
 
-    def __init__(self, settings: Settings, work: Work, store: RunStore) -> None:
+    def __init__(self, settings: Settings, work: Work, store: RunStore, *, nice: int = 0) -> None:
         self.settings = settings
         self.work = work
         self.store = store
+        self.nice = nice
         self._mp = mp.get_context("spawn")
 
     def start(self, run_id: str, request: RunRequest, *, claimed: bool = False) -> _Job:
@@ -320,7 +332,12 @@ class _Processes:
         proc = self._mp.Process(
             target=_worker_main,
             args=(self.work, request, run_id),
-            kwargs={"db_url": self.settings.db_url, "run_dir": str(run_dir), "channel": channel},
+            kwargs={
+                "db_url": self.settings.db_url,
+                "run_dir": str(run_dir),
+                "channel": channel,
+                "nice": self.nice,
+            },
             name=f"run-{run_id}",
         )
         if not claimed:
@@ -729,16 +746,24 @@ class Dispatcher:
     """
 
     def __init__(
-        self, settings: Settings, work: Work, source: QueueSource, *, workers: int | None = None
+        self,
+        settings: Settings,
+        work: Work,
+        source: QueueSource,
+        *,
+        workers: int | None = None,
+        nice: int = 0,
     ) -> None:
         n = workers if workers is not None else (os.cpu_count() or 1)
         if n < 1:
             raise ConfigError(f"A dispatcher needs at least 1 worker, not {n}.")
+        if not 0 <= nice <= 19:
+            raise ConfigError(f"A worker's nice value is 0..19, not {nice}.")
         self.settings = settings
         self.source = source
         self.workers = n
         self.store = RunStore.from_settings(settings)
-        self._procs = _Processes(settings, work, self.store)
+        self._procs = _Processes(settings, work, self.store, nice=nice)
         self._active: dict[str, _Job] = {}
         self._lock = threading.Lock()
         self._wake = threading.Event()

@@ -48,8 +48,9 @@ class Door:
         """Start the dispatcher (``run_workers`` > 0) and the session manager."""
         if self.settings.run_workers > 0 and self.dispatcher is None:
             self.dispatcher = Dispatcher(
-                self.engine, self.work, self.queue, workers=self.settings.run_workers
-            ).start()
+                self.engine, self.work, self.queue, workers=self.settings.run_workers,
+                nice=self.settings.run_nice,
+            ).start()  # fmt: skip
             log.info("dispatcher started: %d workers", self.settings.run_workers)
         if self.sessions is None and importlib.util.find_spec(SESSIONS_MODULE) is not None:
             manager = importlib.import_module(SESSIONS_MODULE).SessionManager

@@ -40,6 +40,9 @@ class ApiSettings(BaseSettings):
     run_workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=0, le=256)
     """Runs at once (worker processes); 0: this process runs none (the queue waits for
     a server that does)."""
+    run_nice: int = Field(default=10, ge=0, le=19)
+    """How much lower the run workers' CPU priority is than the server's (so status
+    reads and session steps stay quick while every core simulates)."""
     max_body_bytes: int = Field(default=1_000_000, ge=1_000, le=100_000_000)
     """The largest request body (a scenario, a run request)."""
     max_city_upload_bytes: int = Field(default=50_000_000, ge=1_000, le=2_000_000_000)
