@@ -51,9 +51,15 @@ def who(principal: Principal) -> Who:
 
 def progress_of(record: RunRecord, row: ApiRun) -> RunProgress:
     """Simulated seconds done of how many; a done run is done to the end (its last
-    progress report may reach the database a moment after the worker recorded it)."""
-    if record.status == "done" and row.progress_total_s is not None:
-        return RunProgress(done_s=row.progress_total_s, total_s=row.progress_total_s)
+    progress report may reach the database a moment after the worker recorded it, or
+    never, when the run ended before the first report was relayed)."""
+    if record.status == "done":
+        total_s = row.progress_total_s
+        if total_s is None:  # ended before its first progress report was written
+            duration = (record.spec or {}).get("sim", {}).get("duration_s")
+            total_s = float(duration) if isinstance(duration, int | float) else None
+        if total_s is not None:
+            return RunProgress(done_s=total_s, total_s=total_s)
     return RunProgress(done_s=row.progress_done_s, total_s=row.progress_total_s)
 
 
