@@ -28,8 +28,8 @@ from __future__ import annotations
 import functools
 import logging
 import math
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -42,7 +42,8 @@ from scenarios.gps import GpsEmulator, GpsModel
 from scenarios.registry import ScenarioKind, register
 from scenarios.spec import ControlSpec, ScenarioSpec, _Spec
 from signal_control.priority import PriorityManager
-from twin.center.preemption import Competitor, PreemptionPlanner, TrackedEv
+from twin.center.ev_center import EvCenter
+from twin.center.preemption import PreemptionPlanner, TrackedEv
 from twin.errors import CityError, ScenarioError
 from twin.streams import seed_sequence, stream
 
@@ -114,14 +115,13 @@ class _Ev:
     stops: int = 0
     stopped_s: float = 0.0
     moving: bool = True
-    preempted: set[str] = field(default_factory=set)
     last_reroute_s: float = 0.0
 
 
 class EvPriority(Scenario[EvPrioritySpec]):
     """An ``ev_priority`` run: the simulated EVs and their phones (the world), the
-    center's planner (:class:`twin.center.preemption.PreemptionPlanner`) and the
-    priority manager (:class:`signal_control.priority.PriorityManager`)."""
+    center's EV loop (:class:`twin.center.ev_center.EvCenter`: the planner and the
+    priority manager, the same code live mode runs)."""
 
     needs_step_hook = True
 
@@ -134,7 +134,6 @@ class EvPriority(Scenario[EvPrioritySpec]):
         self.special_vehicles = set(self.evs)
         self.field_signals: set[str] = set()
         self.cross_queue_max: dict[str, float] = {}
-        self.conflicts = 0
         self.planner = PreemptionPlanner(horizon_m=spec.horizon_m, lead_margin_s=spec.lead_margin_s)
 
     def tracks(self) -> list[TrackedEv]:
@@ -156,6 +155,22 @@ class EvPriority(Scenario[EvPrioritySpec]):
             schedule=lambda t_s, action, name: ctx.bus.at(t_s, action, name=name),
         )
         self.net = city.net
+
+        def queue_veh(lanes: Sequence[str]) -> float:
+            buf = np.zeros(len(lanes))
+            ctx.session.read_lane_halting(lanes, buf)
+            return float(buf.sum())
+
+        self.center = EvCenter(
+            planner=self.planner,
+            manager=self.manager,
+            port=self.port,
+            net=self.net,
+            queue_veh=queue_veh,
+            record=ctx.bus.record,
+        )
+        for ev in self.evs.values():
+            self.center.add(ev.track)
         self.graph = edge_graph(self.net)
         self.pois = {p.id: p for p in city.manifest.pois}
         signals = [s.id for s in city.manifest.signals]
@@ -194,6 +209,7 @@ class EvPriority(Scenario[EvPrioritySpec]):
         self._check_ev(len(self.evs), ev, ctx.city)
         new = _Ev(ev, TrackedEv(id=ev.id, kind=ev.kind, severity=ev.severity))
         self.evs[ev.id] = new
+        self.center.add(new.track)
         self.special_vehicles = {*self.special_vehicles, ev.id}
         ctx.session.track(list(self.evs))
         phone = seed_sequence(ctx.seed, f"ev_priority/gps/{ev.id}")
@@ -323,45 +339,7 @@ class EvPriority(Scenario[EvPrioritySpec]):
             ev.moving = True
 
     def _center(self, ctx: Context[Any], ev: _Ev, t: float) -> None:
-        tracker = ev.track.tracker
-        if tracker is None or tracker.last_received_s is None:
-            return  # no fix yet: nothing to plan from (and nothing held)
-        if tracker.is_stale(t):
-            if not ev.track.stale:
-                ctx.bus.record("ev_gps_stale", t_s=ctx.session.time_s, ev=ev.spec.id)
-                self._release_all(ctx, ev, reason="gps_stale")
-            ev.track.stale = True
-            return
-        ev.track.stale = False
-
-        def queue_veh(lanes: Sequence[str]) -> float:
-            buf = np.zeros(len(lanes))
-            ctx.session.read_lane_halting(lanes, buf)
-            return float(buf.sum())
-
-        def competitors(index: Mapping[str, int]) -> list[Competitor]:
-            return [
-                Competitor(sig.tls, sig.stage, other.spec.severity)
-                for other in self.evs.values()
-                if other is not ev
-                for sig in other.track.signals
-                if self.manager.holds(other.spec.id, sig.tls) and sig.tls in index
-            ]
-
-        actions = self.planner.plan(
-            ev.track, t_s=t, net=self.net, port=self.port, queue_veh=queue_veh,
-            holding=self.manager.holding(ev.spec.id), competitors=competitors,
-        )  # fmt: skip
-        for action in actions:
-            if action.kind == "release":
-                self._release(ctx, ev, action.tls, reason="passed")
-            elif action.kind == "lost":
-                self.conflicts += 1
-                ctx.bus.record(
-                    "ev_conflict_lost", t_s=ctx.session.time_s, ev=ev.spec.id, tls=action.tls
-                )
-            else:
-                self._request(ctx, ev, action.tls, action.stage, t, eta_s=action.eta_s)
+        self.center.step(ev.track, t)
 
     def _field(self, ctx: Context[Any], ev: _Ev, t: float, x: float, y: float) -> None:
         """Roadside units: react only to an EV within radio range of their stop line."""
@@ -385,27 +363,13 @@ class EvPriority(Scenario[EvPrioritySpec]):
     def _request(
         self, ctx: Context[Any], ev: _Ev, tls: str, stage: int, t: float, *, eta_s: float
     ) -> None:
-        if not self.manager.request(ev.spec.id, tls, stage=stage, t_s=t):
-            return  # handed back to local control: the center leaves it alone
-        ev.preempted.add(tls)
-        ctx.bus.record(
-            "priority_request",
-            t_s=ctx.session.time_s,
-            ev=ev.spec.id,
-            tls=tls,
-            stage=stage,
-            eta_s=eta_s,
-        )
+        self.center.request(ev.spec.id, tls, stage, t, eta_s=eta_s)
 
     def _release(self, ctx: Context[Any], ev: _Ev, tls: str, *, reason: str) -> None:
-        if self.manager.release(ev.spec.id, tls, t_s=ctx.session.time_s):
-            ctx.bus.record(
-                "priority_release", t_s=ctx.session.time_s, ev=ev.spec.id, tls=tls, reason=reason
-            )
+        self.center.release(ev.spec.id, tls, ctx.session.time_s, reason=reason)
 
     def _release_all(self, ctx: Context[Any], ev: _Ev, *, reason: str) -> None:
-        for tls in self.manager.holding(ev.spec.id):
-            self._release(ctx, ev, tls, reason=reason)
+        self.center.release_all(ev.spec.id, ctx.session.time_s, reason=reason)
 
     # ------------------------------------------------------------------ each tick
     def on_interval(self, ctx: Context[Any]) -> None:
@@ -473,7 +437,7 @@ class EvPriority(Scenario[EvPrioritySpec]):
                 "s_per_km": trip_s / km if done and km > 0 else math.nan,
                 "stops": ev.stops,
                 "stopped_s": max(ev.stopped_s - ev.spec.on_scene_s, 0.0),
-                "preempted_signals": len(ev.preempted),
+                "preempted_signals": len(self.center.preempted.get(ev.spec.id, ())),
                 "hospital": ev.hospital,
             }
         arrived = [v for v in per_ev.values() if v["arrived"]]
@@ -490,7 +454,7 @@ class EvPriority(Scenario[EvPrioritySpec]):
             "ev_stops": mean("stops"),
             "ev_stopped_s": mean("stopped_s"),
             "ev_preempted_signals": sum(v["preempted_signals"] for v in per_ev.values()),
-            "ev_conflicts": self.conflicts,
+            "ev_conflicts": self.center.conflicts,
             "cross_street_max_queue_veh": max(self.cross_queue_max.values(), default=0.0),
             "recovery_mean_s": float(np.mean(recovered)) if recovered else math.nan,
             "ev": per_ev,

@@ -270,6 +270,19 @@ class ControlManager:
         if self.adaptive:
             self._next_update_s = t_s + self.spec.adaptive.update_s
 
+    def attach(self, port: GuardedPort, *, t_s: float) -> None:
+        """Drive a guarded port that already took the signals over (live mode: a field
+        port over the controllers) instead of starting one over a display."""
+        missing = [t for t in self.guarded if t not in port.index]
+        if missing:
+            raise ValueError(
+                f"the port does not control signals {', '.join(missing[:5])} that these "
+                "controllers drive"
+            )
+        self.port = port
+        if self.adaptive:
+            self._next_update_s = t_s + self.spec.adaptive.update_s
+
     def hand_back(self, tls_ids: Sequence[str], mode: LocalMode = "plan") -> None:
         """Hand guarded signals back to their local program (see
         :meth:`GuardedPort.local_mode`); the controllers here stop commanding them."""

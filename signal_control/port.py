@@ -250,6 +250,12 @@ class GuardedPort:
         finished, a yellow or all-red included, so nothing is cut.
     clock
         The current time (e.g. SUMO's); commands are dated with it.
+    initial
+        Per signal, the interval it is known to show at ``start_s`` (read back from a
+        field controller): ``(interval, stage, elapsed_s)``, ``stage`` the green shown or
+        the one being left. It overrides ``align_offsets`` for that signal and is
+        finished, never cut (an unknown elapsed time is 0: the green keeps its full
+        minimum from now, a yellow or all-red runs in full).
     """
 
     def __init__(
@@ -262,6 +268,7 @@ class GuardedPort:
         align_offsets: bool = False,
         takeover: Takeover = "fresh",
         clock: Callable[[], float] | None = None,
+        initial: Mapping[str, tuple[Interval, int, float]] | None = None,
     ) -> None:
         if takeover not in ("fresh", "running"):
             raise ValueError(f"takeover {takeover!r}; allowed: fresh, running")
@@ -276,12 +283,15 @@ class GuardedPort:
         self.now_s = start_s
         self.ids = list(plans)
         self.index = {tls: k for k, tls in enumerate(self.ids)}
+        self._foes = {t: foes[t] for t in self.ids}
         self.guards = []
         for t in self.ids:
             plan = plans[t]
             interval: Interval = "green"
             stage, elapsed = 0, 0.0
-            if align_offsets:
+            if initial is not None and t in initial:
+                interval, stage, elapsed = initial[t]
+            elif align_offsets:
                 # the plan's cycle needs valid intervals: check before dividing by it
                 plan.check(foes[t])
                 if takeover == "running":
@@ -305,6 +315,31 @@ class GuardedPort:
         self.late_changes = 0  # changes shown after they were due (must stay 0)
         for tls, guard in zip(self.ids, self.guards, strict=True):
             self.display.set_signal_state(tls, guard.state)
+
+    def retake(self, tls_id: str, *, interval: Interval, stage: int, elapsed_s: float) -> None:
+        """Take ``tls_id`` over again from what its controller shows now (after it ran on
+        its own: a field controller that was down, or restarted). The interval in
+        progress is finished, never cut; the signal's priority and timing start afresh
+        (the plan's), and it takes commands again."""
+        k = self.index[tls_id]
+        old = self.guards[k]
+        now = self._now()
+        guard = SignalGuard(
+            old.plan,
+            start_s=now,
+            foes=self._foes[tls_id],
+            stage=stage,
+            elapsed_s=elapsed_s,
+            interval=interval,
+        )
+        guard.events = old.events
+        guard.served = old.served
+        guard._log(now, "retaken", interval=interval, stage=stage, elapsed_s=elapsed_s)
+        self.guards[k] = guard
+        self._handback.pop(k, None)
+        self.released.discard(tls_id)
+        self._reschedule(k)
+        self.display.set_signal_state(tls_id, guard.state)
 
     def guard(self, tls_id: str) -> SignalGuard:
         try:

@@ -395,6 +395,151 @@ def key_rotate(
     typer.echo(key)
 
 
+# ----------------------------------------------------------------------------- live
+live_app = typer.Typer(
+    invoke_without_command=True,
+    help="Live mode: the center loop against field controllers (docs/LIVE.md).",
+)
+app.add_typer(live_app, name="live")
+ClockEpoch = Annotated[
+    float | None, typer.Option("--epoch", help="Wall time at which the clock reads --origin.")
+]
+ClockOrigin = Annotated[float | None, typer.Option("--origin", help="Clock reading at --epoch.")]
+
+
+@live_app.callback()
+def live(
+    ctx: typer.Context,
+    city_dir: Annotated[Path | None, typer.Option("--city", help="Built city folder.")] = None,
+    field_file: Annotated[Path | None, typer.Option("--field", help="FIELD.toml.")] = None,
+    audit: Annotated[Path | None, typer.Option(help="Audit log (default: data dir).")] = None,
+    mqtt_host: Annotated[str, typer.Option(help="MQTT broker.")] = "127.0.0.1",
+    mqtt_port: Annotated[int, typer.Option(help="MQTT broker port.")] = 1883,
+    no_mqtt: Annotated[bool, typer.Option("--no-mqtt", help="No broker client.")] = False,
+    api_port: Annotated[int, typer.Option(help="API port (0: any free one).")] = 8100,
+    no_api: Annotated[bool, typer.Option("--no-api", help="Serve no API.")] = False,
+    control: Annotated[str, typer.Option(help="fixed | adaptive")] = "fixed",
+    shadow: Annotated[
+        bool, typer.Option("--shadow", help="Run the shadow twin (SUMO at the clock's pace).")
+    ] = False,
+    tenant: Annotated[str, typer.Option(help="The API tenant that owns live mode.")] = "city",
+    speed: Annotated[float, typer.Option(help="Clock speed (tests, demos).")] = 1.0,
+    epoch: ClockEpoch = None,
+    origin: ClockOrigin = None,
+    data_dir: DataDir = None,
+    db: DbUrl = None,
+) -> None:
+    """Run the live service: ingest GPS and detectors, run the center loop in real time,
+    command the controllers of FIELD.toml, publish SPaT; Ctrl-C hands every signal back."""
+    if ctx.invoked_subcommand is not None:
+        return
+    import asyncio
+
+    from city_models.build import load_city
+    from twin.app.live.clock import LiveClock
+    from twin.app.live.emulator import clock_from_args
+    from twin.app.live.field import load_field
+    from twin.app.live.run import serve_live
+    from twin.app.live.service import LiveOptions
+
+    if city_dir is None or field_file is None:
+        raise typer.BadParameter("twin live needs --city DIR and --field FIELD.toml")
+    if control not in ("fixed", "adaptive"):
+        raise typer.BadParameter(f"--control {control!r}; allowed: fixed, adaptive")
+    logging.getLogger().setLevel(logging.INFO)
+    settings = _settings(data_dir, db)
+    api = None if no_api else _api_settings(data_dir, db, run_workers=0)
+    secret = (api or _api_settings(data_dir, db)).secret
+    city = load_city(city_dir)
+    cfg = load_field(field_file, city)
+    clock: LiveClock = clock_from_args(epoch, speed, origin)
+    options = LiveOptions(
+        mqtt_host=None if no_mqtt else mqtt_host, mqtt_port=mqtt_port,
+        control=control,  # type: ignore[arg-type]
+        tenant=tenant, shadow=shadow,
+    )  # fmt: skip
+    audit_path = audit or settings.data_dir / "live" / "audit.jsonl"
+    summary = asyncio.run(
+        serve_live(city, cfg, clock=clock, audit_path=audit_path, secret=secret,
+                   options=options, api=api, api_port=api_port)
+    )  # fmt: skip
+    err.print(f"live service stopped; {summary['audit_records']} audit records written")
+
+
+@live_app.command("demo")
+def live_demo(
+    speed: Annotated[float, typer.Option(help="Replay this many times faster.")] = 1.0,
+    city_dir: Annotated[Path | None, typer.Option("--city", help="Built city folder.")] = None,
+    mqtt_host: Annotated[str, typer.Option(help="MQTT broker.")] = "127.0.0.1",
+    mqtt_port: Annotated[int, typer.Option(help="MQTT broker port.")] = 1883,
+    workdir: Annotated[Path | None, typer.Option(help="Where the demo writes.")] = None,
+    data_dir: DataDir = None,
+    as_json: JsonOut = False,
+) -> None:
+    """Emulator + live service + broker client; an ambulance (from a simulated
+    ev_priority run) replayed as GPS; per signal: requested, granted, shown; the EV's
+    s/km and the emulator's MMU verdict."""
+    import asyncio
+    import tempfile
+
+    from city_models.build import build_city, load_city
+    from twin.app.live.demo import run_demo
+
+    if not 0.1 <= speed <= 50:
+        raise typer.BadParameter(f"--speed must be in [0.1, 50] (got {speed})")
+    settings = _settings(data_dir, None)
+    if city_dir is not None:
+        city = load_city(city_dir)
+    else:
+        with err.status("preparing city district (seed 1)…"):
+            city = build_city("district", seed=1, cities_dir=settings.cities_dir)
+    work = workdir or Path(tempfile.mkdtemp(prefix="citytwin-live-demo-"))
+    result = asyncio.run(
+        run_demo(city, data_dir=settings.data_dir, workdir=work, speed=speed,
+                 mqtt_host=mqtt_host, mqtt_port=mqtt_port,
+                 say=lambda m: err.print(m, highlight=False))
+    )  # fmt: skip
+    if as_json:
+        typer.echo(json.dumps(result.as_dict(), default=str))
+    if result.mmu.get("violations", 1) != 0 or not result.audit_ok:
+        raise typer.Exit(1)
+
+
+@app.command("emulate-controllers")
+def emulate_controllers(
+    city_dir: Annotated[Path, typer.Option("--city", help="Built city folder.")],
+    host: Annotated[str, typer.Option(help="Address to serve on.")] = "127.0.0.1",
+    base_port: Annotated[int, typer.Option(help="First UDP port (0: any free ones).")] = 16100,
+    admin_port: Annotated[int, typer.Option(help="Admin port (JSON lines over TCP).")] = 16099,
+    community: Annotated[str, typer.Option(help="SNMPv2c community.")] = "citytwin",
+    backup_time: Annotated[int, typer.Option(help="unitBackupTime at power-up (s).")] = 10,
+    write_field: Annotated[
+        Path | None, typer.Option(help="Write a FIELD.toml for these controllers.")
+    ] = None,
+    speed: Annotated[float, typer.Option(help="Clock speed (tests, demos).")] = 1.0,
+    epoch: ClockEpoch = None,
+    origin: ClockOrigin = None,
+) -> None:
+    """Serve every city signal as an NTCIP 1202 SNMP agent on loopback, running the city's
+    own plans, obeying Hold/ForceOff/VehCall and the backup timer, with its own MMU."""
+    import asyncio
+
+    from city_models.build import load_city
+    from twin.app.live.emulator import clock_from_args, run_emulator
+
+    logging.getLogger().setLevel(logging.INFO)
+    city = load_city(city_dir)
+    verdict = asyncio.run(
+        run_emulator(city, clock=clock_from_args(epoch, speed, origin), host=host,
+                     base_port=base_port, admin_port=admin_port, community=community,
+                     backup_time_s=backup_time, field_out=write_field)
+    )  # fmt: skip
+    err.print(f"MMU verdict: {verdict['violations']} violation(s) in "
+              f"{verdict['changes_checked']} changes checked")  # fmt: skip
+    if verdict["violations"]:
+        raise typer.Exit(1)
+
+
 # ----------------------------------------------------------------------------- main
 def main() -> None:
     """Console entry point: user errors become one clear paragraph, exit code 2."""

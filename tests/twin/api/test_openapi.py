@@ -49,7 +49,9 @@ CHECKS = (
 def test_api_matches_its_openapi(client: TestClient) -> None:
     # driven by hand: schemathesis' pytest plugin does not run under this pytest
     schema = schemathesis.openapi.from_asgi("/openapi.json", client.app).exclude(
-        path_regex="^/v1/sessions"  # the sessions router is tested with its own work
+        # the sessions router is tested with its own work; the live router answers 503
+        # here (no live service attached: tests/twin/api/test_live_api.py attaches one)
+        path_regex="^/v1/(sessions|live)"
     )
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) >= 20

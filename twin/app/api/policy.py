@@ -32,6 +32,15 @@ POLICY: dict[str, frozenset[str]] = {
     # interactive sessions (the sessions router)
     "sessions:create": frozenset({"operator", "researcher"}),
     "sessions:use": frozenset({"operator", "researcher"}),
+    # live mode (the live router): EV missions and GPS from the fire service, detector
+    # counts from the operator's VDS, the audit read by role (fire: its EVs; police:
+    # its incidents; operator: all), SPaT for every agency
+    "live:dispatch": frozenset({"operator", "fire"}),
+    "live:gps": frozenset({"fire"}),
+    "live:detectors": frozenset({"operator"}),
+    "live:audit": frozenset({"operator", "fire", "police"}),
+    "live:spat": _AGENCIES,
+    "live:status": frozenset({"operator"}),
     # the tenant's own administration: the operator is the tenant's admin
     "tenant:read": _AGENCIES,
     "tenant:keys": frozenset({"operator"}),

@@ -1,0 +1,222 @@
+"""The shadow twin: SUMO at the live clock's pace, mirroring the field.
+
+A :class:`~twin.engine.run.Run` of the city's demand (a baseline run: the period's OD
+model) in its own process (libsumo runs one simulation per process), paced by the live
+clock: every ``tick_wall_s`` it is advanced to where the clock says. What it is fed:
+
+- the signal states the controllers are told and confirm (the field display's, on
+  every change), shown in SUMO as they are (``set_signal_state``), so SUMO's signals do
+  what the field's do;
+- the detector counts that come in, per loop and interval; each is set against SUMO's
+  own count of the same loop over the interval nearest in time.
+
+What it gives back (every tick): the simulated time, the halting vehicles on every
+signalized lane (the center's queue estimates: the EV planner's queue in front of the
+EV and the adaptive controller's residual queue) and the divergence figure: over every
+(loop, interval) both counted, ``sum |simulated - reported| / sum reported``, and the
+share of them with GEH < 5 (hourly flows).
+
+The counts only measure how far the shadow is from the field; they do not steer its
+demand (no calibrators): a shadow that drifts says so in its divergence.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import multiprocessing as mp
+import queue
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from twin.app.live.clock import LiveClock
+
+log = logging.getLogger(__name__)
+
+SHADOW_SCENARIO = {
+    "name": "shadow",
+    "kind": "baseline",
+    "seed": 1,
+    "demand": {"period": "am_peak"},
+    "sim": {"duration_s": 7200.0, "control_interval_s": 1.0, "series_interval_s": 60.0},
+}
+
+
+@dataclass
+class ShadowReport:
+    """What the shadow said last."""
+
+    sim_s: float = math.nan
+    clock_s: float = math.nan
+    lag_s: float = math.nan
+    divergence: float = math.nan
+    geh_ok_share: float = math.nan
+    compared: int = 0
+    states_applied: int = 0
+    lane_halting: dict[str, float] = field(default_factory=dict)
+
+
+def geh(model: float, count: float) -> float:
+    """GEH statistic of two hourly flows."""
+    total = model + count
+    return 0.0 if total <= 0 else math.sqrt(2.0 * (model - count) ** 2 / total)
+
+
+def _worker(  # noqa: PLR0917 - a process target takes positional arguments
+    city_path: str,
+    clock: LiveClock,
+    scenario: dict[str, Any],
+    run_dir: str,
+    inbox: Any,
+    outbox: Any,
+    tick_wall_s: float,
+) -> None:
+    """The shadow's process: build the run, then pace it by the clock."""
+    from city_models.build import load_city  # noqa: PLC0415 - the worker process only
+    from scenarios.loader import parse_scenario  # noqa: PLC0415
+    from twin.app.compose import build_run  # noqa: PLC0415
+
+    logging.basicConfig(level=logging.WARNING)
+    city = load_city(Path(city_path))
+    spec = parse_scenario(scenario, source="shadow twin")
+    run = build_run(spec, city, seed=spec.seed, run_dir=Path(run_dir))
+    run.start()
+    session = run.session
+    st = session.state
+    period = city.manifest.detector_period_s
+    lanes = list(st.lane_ids)
+    halting = np.zeros(len(lanes))
+    t0_clock = clock.now_s()
+    begin = spec.sim.begin_s
+    sim_counts: dict[int, np.ndarray] = {}  # interval index (sim) -> counts
+    reported: dict[tuple[str, int], float] = {}
+    det_index = {d: k for k, d in enumerate(st.det_ids)}
+    states: dict[str, str] = {}
+    applied = 0
+    last_end = -1.0
+    try:
+        while True:
+            stop = False
+            with contextlib.suppress(queue.Empty):
+                while True:
+                    msg = inbox.get_nowait()
+                    if msg[0] == "stop":
+                        stop = True
+                    elif msg[0] == "state":
+                        states[msg[1]] = msg[2]
+                    elif msg[0] == "count":
+                        _, loop_id, t_end_clock, count = msg
+                        k = round((begin + (t_end_clock - t0_clock)) / period)
+                        reported[(loop_id, k)] = float(count)
+            if stop:
+                break
+            for tls, state in states.items():
+                with contextlib.suppress(Exception):  # a state SUMO refuses is skipped
+                    session.set_signal_state(tls, state)
+                    applied += 1
+            states.clear()
+            target = begin + (clock.now_s() - t0_clock)
+            run.advance_to(target)
+            if st.det_interval_end_s > last_end and st.det_interval_end_s > 0:
+                last_end = st.det_interval_end_s
+                sim_counts[round(last_end / period)] = st.det_count_veh.copy()
+            session.read_lane_halting(lanes, halting)
+            diffs, total, ok, n = 0.0, 0.0, 0, 0
+            for (loop_id, k), count in reported.items():
+                sim = sim_counts.get(k)
+                j = det_index.get(loop_id)
+                if sim is None or j is None or math.isnan(sim[j]):
+                    continue
+                diffs += abs(sim[j] - count)
+                total += count
+                ok += geh(sim[j] * 3600 / period, count * 3600 / period) < 5.0
+                n += 1
+            outbox.put(
+                ShadowReport(
+                    sim_s=run.t_s,
+                    clock_s=clock.now_s(),
+                    lag_s=target - run.t_s,
+                    divergence=diffs / total if total > 0 else math.nan,
+                    geh_ok_share=ok / n if n else math.nan,
+                    compared=n,
+                    states_applied=applied,
+                    lane_halting={ln: float(h) for ln, h in zip(lanes, halting, strict=True) if h},
+                )
+            )
+            time.sleep(tick_wall_s)
+    finally:
+        run.close()
+
+
+class ShadowTwin:
+    """The shadow's handle in the live service (see the module doc).
+
+    Parameters
+    ----------
+    city_path
+        The city.
+    clock
+        The live clock (the shadow runs at its pace).
+    run_dir
+        Where SUMO writes.
+    tick_wall_s
+        How often (wall) it is advanced and reports.
+    """
+
+    def __init__(
+        self,
+        city_path: Path,
+        *,
+        clock: LiveClock,
+        run_dir: Path,
+        tick_wall_s: float = 0.5,
+        scenario: dict[str, Any] | None = None,
+    ) -> None:
+        ctx = mp.get_context("spawn")
+        self.inbox: Any = ctx.Queue()
+        self.outbox: Any = ctx.Queue()
+        self.report = ShadowReport()
+        self.proc = ctx.Process(
+            target=_worker,
+            args=(
+                str(city_path),
+                clock,
+                scenario or SHADOW_SCENARIO,
+                str(run_dir),
+                self.inbox,
+                self.outbox,
+                tick_wall_s,
+            ),
+            name="shadow twin",
+            daemon=True,
+        )
+
+    def start(self) -> ShadowTwin:
+        self.proc.start()
+        return self
+
+    def feed_state(self, tls: str, state: str) -> None:
+        self.inbox.put(("state", tls, state))
+
+    def feed_count(self, loop_id: str, t_end_s: float, count_veh: float) -> None:
+        self.inbox.put(("count", loop_id, t_end_s, count_veh))
+
+    def poll(self) -> ShadowReport:
+        """The newest report (the last one if nothing new came)."""
+        with contextlib.suppress(queue.Empty):
+            while True:
+                self.report = self.outbox.get_nowait()
+        return self.report
+
+    def stop(self, timeout_s: float = 15.0) -> None:
+        if self.proc.is_alive():
+            self.inbox.put(("stop",))
+            self.proc.join(timeout_s)
+        if self.proc.is_alive():
+            self.proc.terminate()
+            self.proc.join(5.0)
