@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 
 from city_models.build import City
+from tests.twin.live.conftest import needs_mosquitto
 from twin.app.live.procs import free_port
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, needs_mosquitto]
 
 SPEED = 25
 """The replay's speed. At 10x the demo takes about 60 s of wall time here (a 392 s drive

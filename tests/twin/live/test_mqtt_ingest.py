@@ -21,13 +21,14 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from city_models.build import City
+from tests.twin.live.conftest import needs_mosquitto
 from tests.twin.live.harness import Center, ev, mission, start_center
 from twin.app.live.clock import LiveClock
 from twin.app.live.mqtt import detector_topic, gps_topic, new_client
 from twin.app.live.procs import Broker, EmulatorProcess, free_port, start_emulator
 from twin.app.live.trace import Trace, gps_message
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, needs_mosquitto]
 
 T = TypeVar("T")
 SPEED = 10.0

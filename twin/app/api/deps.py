@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, WebSocket
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from twin.app.api.door import Door
@@ -82,3 +82,18 @@ def require(action: str) -> Callable[[Principal], Principal]:
 
     dependency.__name__ = f"require_{action.replace(':', '_')}"
     return dependency
+
+
+def websocket_principal(websocket: WebSocket, action: str) -> Principal:
+    """A WebSocket's principal (its ``Authorization: Bearer KEY`` header), if its role
+    may do ``action``: the same key check, rate and policy as :func:`require`."""
+    door: Door = websocket.app.state.door
+    header = websocket.headers.get("authorization", "")
+    scheme, _, key = header.partition(" ")
+    if scheme.lower() != "bearer" or not key:
+        raise AuthError("No API key: send the header 'Authorization: Bearer KEY'.")
+    info, tenant = authenticate(door.db, door.secret, key.strip())
+    door.limiter.take(info.id, tenant.requests_per_min)
+    if not allowed(info.role, action):
+        raise ForbiddenError(f"A key with role {info.role!r} may not do {action!r}.")
+    return Principal(tenant=tenant.name, role=info.role, key_id=info.id, door=door)

@@ -35,10 +35,8 @@ from fastapi import (
 )
 from fastapi.responses import JSONResponse
 
-from twin.app.api.deps import Principal, get_door, require
-from twin.app.api.errors import AuthError, ForbiddenError, responses
-from twin.app.api.keys import authenticate
-from twin.app.api.policy import allowed
+from twin.app.api.deps import Principal, require, websocket_principal
+from twin.app.api.errors import responses
 from twin.app.live.audit import verify, visible_to
 from twin.app.live.service import Mission
 from twin.errors import TwinError
@@ -178,22 +176,11 @@ async def read_status(
 
 
 # ----------------------------------------------------------------------------- WebSockets
-def _ws_principal(websocket: WebSocket, action: str) -> Principal:
-    door = get_door(websocket)  # type: ignore[arg-type]
-    header = websocket.headers.get("authorization", "")
-    scheme, _, key = header.partition(" ")
-    if scheme.lower() != "bearer" or not key:
-        raise AuthError("No API key: send the header 'Authorization: Bearer KEY'.")
-    info, tenant = authenticate(door.db, door.secret, key.strip())
-    door.limiter.take(info.id, tenant.requests_per_min)
-    if not allowed(info.role, action):
-        raise ForbiddenError(f"A key with role {info.role!r} may not do {action!r}.")
-    return Principal(tenant=tenant.name, role=info.role, key_id=info.id, door=door)
 
 
 async def _ws_open(websocket: WebSocket, action: str) -> tuple[Principal, LiveService] | None:
     try:
-        principal = _ws_principal(websocket, action)
+        principal = websocket_principal(websocket, action)
         svc = _service(websocket.app.state, principal)
     except (TwinError, HTTPException) as exc:
         await websocket.close(code=1008, reason=str(getattr(exc, "detail", exc))[:120])

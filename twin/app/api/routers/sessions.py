@@ -26,10 +26,8 @@ from starlette.concurrency import run_in_threadpool
 
 from twin.app.api import quotas
 from twin.app.api.catalog import merge_overrides, resolve_city, scenario_raw, validate_spec
-from twin.app.api.deps import Principal, get_door, require
-from twin.app.api.errors import AuthError, ConflictError, ForbiddenError, NotFoundError, QuotaError
-from twin.app.api.keys import authenticate
-from twin.app.api.policy import allowed
+from twin.app.api.deps import Principal, require, websocket_principal
+from twin.app.api.errors import ConflictError, NotFoundError, QuotaError
 from twin.app.sessions import (
     MAX_ADVANCE_S,
     MAX_BATCH,
@@ -269,17 +267,6 @@ def _check_length(principal: Principal, sid: str, seconds: float) -> None:
 
 
 # ----------------------------------------------------------------------------- stream
-def _ws_principal(websocket: WebSocket) -> Principal:
-    door = get_door(websocket)  # type: ignore[arg-type]
-    header = websocket.headers.get("authorization", "")
-    scheme, _, key = header.partition(" ")
-    if scheme.lower() != "bearer" or not key:
-        raise AuthError("No API key: send the header 'Authorization: Bearer KEY'.")
-    info, tenant = authenticate(door.db, door.secret, key.strip())
-    door.limiter.take(info.id, tenant.requests_per_min)
-    if not allowed(info.role, "sessions:use"):
-        raise ForbiddenError(f"A key with role {info.role!r} may not do 'sessions:use'.")
-    return Principal(tenant=tenant.name, role=info.role, key_id=info.id, door=door)
 
 
 @router.websocket("/{sid}/stream")
@@ -292,7 +279,7 @@ async def stream(
     observation is pushed as soon as it exists (with ``server_wall_s``), then
     ``{"end": true, "t_s": ...}``. Errors come as ``{"error": ...}``."""
     try:
-        principal = _ws_principal(websocket)
+        principal = websocket_principal(websocket, "sessions:use")
     except TwinError as exc:
         await websocket.close(code=1008, reason=str(exc)[:120])
         return
