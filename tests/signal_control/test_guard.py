@@ -595,27 +595,60 @@ def test_a_take_over_finishes_the_interval_in_progress(data: st.DataObject) -> N
     timeline += guard.advance(t_end)
     first_change, first_shown = timeline[1]
     nxt = (stage + 1) % plan.n_stages
+    # the green after an intergreen in progress: the plan's next stage, or the one a skip
+    # re-aimed the change to, which is allowed only where its lamps are the same
+    k_green = 2 if interval == "yellow" else 1
+    target = nxt
+    if interval != "green" and timeline[k_green][1] != plan.green_states[nxt]:
+        target = next(
+            k for k, g in enumerate(plan.green_states)
+            if g == timeline[k_green][1] and plan.show(interval, stage, k) == timeline[0][1]
+        )  # fmt: skip
     if interval == "green":
         assert timeline[0][1] == plan.green_states[stage]
         assert first_change >= max(began + plan.min_green_s[stage], start) - TOL
         assert first_shown in {plan.show("yellow", stage, b) for b in range(plan.n_stages)}
     elif interval == "yellow":
-        assert timeline[0][1] == plan.show("yellow", stage, nxt)
+        assert (
+            timeline[0][1] == plan.show("yellow", stage, nxt) == plan.show("yellow", stage, target)
+        )
         assert first_change == pytest.approx(began + plan.yellow_s, abs=TOL)
-        assert first_shown == plan.show("all_red", stage, nxt)
+        assert first_shown == plan.show("all_red", stage, target)
     else:
-        assert timeline[0][1] == plan.show("all_red", stage, nxt)
+        assert (
+            timeline[0][1]
+            == plan.show("all_red", stage, nxt)
+            == plan.show("all_red", stage, target)
+        )
         assert first_change == pytest.approx(began + plan.all_red_s, abs=TOL)
-        assert first_shown == plan.green_states[nxt]
+        assert first_shown == plan.green_states[target]
     run = Run(plan, guard, began, stage, timeline, t_end)
     check_links(run)  # no green -> red without yellow, yellows exact, all-reds in full
     check_foes(run, foes)
     if interval == "green":
         check_min_green(run, check_structure(run))  # the first green from its real start
     else:
-        rest = Run(plan, guard, timeline[2 if interval == "yellow" else 1][0],
-                   nxt, timeline[2 if interval == "yellow" else 1:], t_end)  # fmt: skip
+        rest = Run(plan, guard, timeline[k_green][0], target, timeline[k_green:], t_end)
         check_min_green(rest, check_structure(rest))
+
+
+def test_a_skip_in_a_taken_over_yellow_re_aims_it_only_where_the_lamps_agree() -> None:
+    """Found by the property above (CI): taken over in the yellow of stage 3 -> 0, a skip
+    to stage 2, whose change from 3 shows the same yellow, re-aims it: the yellow and
+    all-red run in full, then stage 2's green."""
+    greens = ("GgrGgG", "GgGGGg", "gGrGgG", "ggGGGg")
+    plan = GuardPlan(tls_id="J", green_states=greens, min_green_s=(1.0,) * 4,
+                     max_green_s=(1.0,) * 4, green_s=(1.0,) * 4, yellow_s=3.0, all_red_s=1.0,
+                     max_priority_hold_s=5.0, min_all_red_s=1.0)  # fmt: skip
+    rows = ("010000", "101000", "010000", "000000", "000001", "000010")
+    foes = [[c == "1" for c in row] for row in rows]
+    assert plan.show("yellow", 3, 0) == plan.show("yellow", 3, 2)
+    guard = SignalGuard(plan, start_s=0.0, foes=foes, stage=3, elapsed_s=0.0,
+                        interval="yellow")  # fmt: skip
+    _apply(guard, 0.0, ("skip", 2))
+    timeline = [(0.0, guard.state), *guard.advance(10.0)]
+    assert timeline[:3] == [(0.0, plan.show("yellow", 3, 0)), (3.0, plan.show("all_red", 3, 2)),
+                            (4.0, greens[2])]  # fmt: skip
 
 
 @pytest.mark.parametrize(("interval", "elapsed"), [("yellow", 3.0), ("all_red", 2.5), ("x", 0)])
