@@ -48,7 +48,7 @@ from twin.engine.store import (
     STATUSES,
     RunRecord,
     RunStore,
-    _alembic_config,
+    alembic_config,
     current_revision,
     head_revision,
     jsonable,
@@ -501,7 +501,7 @@ def _alembic(url: str, action: str, revision: str) -> None:
     engine = create_engine(url)
     try:
         with engine.begin() as connection:
-            getattr(command, action)(_alembic_config(connection), revision)
+            getattr(command, action)(alembic_config(connection), revision)
     finally:
         engine.dispose()
 

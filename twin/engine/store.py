@@ -186,11 +186,14 @@ def _record(row: _Run) -> RunRecord:
     )
 
 
-def _alembic_config(connection: Connection | None = None) -> Config:
+def alembic_config(
+    connection: Connection | None = None, *, migrations_dir: Path = MIGRATIONS_DIR
+) -> Config:
     """Alembic's configuration, made here (no ``alembic.ini``): the migrations shipped
-    in the package, run on ``connection``."""
+    in the package (the run store's, or another door's ``migrations_dir``), run on
+    ``connection``."""
     config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
+    config.set_main_option("script_location", str(migrations_dir).replace("%", "%%"))
     config.attributes["connection"] = connection
     return config
 
@@ -198,7 +201,7 @@ def _alembic_config(connection: Connection | None = None) -> Config:
 @cache
 def head_revision() -> str:
     """The newest migration: the schema this code reads and writes."""
-    head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     if head is None:
         raise ConfigError(f"No run store migrations found in {MIGRATIONS_DIR}.")
     return head
@@ -207,7 +210,7 @@ def head_revision() -> str:
 @cache
 def known_revisions() -> frozenset[str]:
     """Every revision of the migrations shipped with this code."""
-    script = ScriptDirectory.from_config(_alembic_config())
+    script = ScriptDirectory.from_config(alembic_config())
     return frozenset(r.revision for r in script.walk_revisions())
 
 
@@ -232,7 +235,7 @@ def _legacy_revision(connection: Connection) -> str:
     )
 
 
-def _migration_engine(url: str, connect_args: dict[str, Any], *, echo: bool = False) -> Engine:
+def migration_engine(url: str, connect_args: dict[str, Any], *, echo: bool = False) -> Engine:
     """An engine whose transactions lock out other migrators at once: SQLite's
     ``BEGIN IMMEDIATE`` (the driver would otherwise run DDL outside any transaction),
     PostgreSQL's advisory lock (taken in :func:`_upgrade`). An in-memory SQLite
@@ -269,7 +272,7 @@ def _upgrade(engine: Engine, url: str) -> str:
                 connection.execute(
                     text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY}
                 )
-            config = _alembic_config(connection)
+            config = alembic_config(connection)
             before = current_revision(connection)
             if before is None and inspect(connection).has_table(_Run.__tablename__):
                 before = _legacy_revision(connection)
@@ -291,7 +294,7 @@ def migrate_to_head(url: str, *, connect_args: dict[str, Any] | None = None) -> 
     returns the revision. A database made before migrations (a ``runs`` table without
     Alembic's version table) is stamped with the revision it matches first. Safe to
     call from several processes at once: the others wait, then find nothing to do."""
-    engine = _migration_engine(url, connect_args or {})
+    engine = migration_engine(url, connect_args or {})
     try:
         return _upgrade(engine, url)
     finally:
@@ -331,7 +334,7 @@ class RunStore:
         self.url = url
         memory = _is_sqlite_memory(url)
         if memory:  # one private database: it lives in this engine's one connection
-            self._engine = _migration_engine(url, connect_args, echo=echo)
+            self._engine = migration_engine(url, connect_args, echo=echo)
         else:
             self._engine = create_engine(
                 url, echo=echo, connect_args=connect_args, pool_pre_ping=True

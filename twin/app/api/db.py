@@ -40,6 +40,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 
+from twin.engine.store import alembic_config, migration_engine
 from twin.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -144,10 +145,7 @@ API_METADATA = Base.metadata
 
 
 def _alembic_config(connection: Connection | None = None) -> Config:
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
-    config.attributes["connection"] = connection
-    return config
+    return alembic_config(connection, migrations_dir=MIGRATIONS_DIR)
 
 
 @cache
@@ -229,17 +227,7 @@ class ApiDatabase:
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     def _upgrade(self, connect_args: dict[str, Any]) -> None:
-        engine = create_engine(self.url, connect_args=connect_args)
-        if engine.dialect.name == "sqlite":
-
-            @event.listens_for(engine, "connect")
-            def _no_driver_transactions(dbapi_connection: Any, _record: Any) -> None:
-                dbapi_connection.isolation_level = None
-
-            @event.listens_for(engine, "begin")
-            def _begin_immediate(connection: Connection) -> None:
-                connection.exec_driver_sql("BEGIN IMMEDIATE")
-
+        engine = migration_engine(self.url, connect_args)  # one migrator at a time
         try:
             with engine.begin() as connection:
                 if connection.dialect.name == "postgresql":
