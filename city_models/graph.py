@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Protocol, TypeVar
 import networkx as nx
 
 from city_models.features import approach_edge
-from city_models.geo import xy_to_lonlat
+from city_models.geo import Projection, projection_of
 from city_models.net import NetInfo
 from twin.errors import CityError
 
@@ -90,15 +90,14 @@ def city_graph(
     """
     net = _net(city_or_net)
     signalized = set(signals) if signals is not None else {t.node for t in net.tls.values()}
-    origin = None
+    proj: Projection | None = None
     if not isinstance(city_or_net, NetInfo):
-        manifest = city_or_net.manifest
-        origin = (manifest.origin_lat, manifest.origin_lon)
+        proj = projection_of(city_or_net.manifest)
     graph = nx.MultiDiGraph(name=net.path.name)
     for node, (x, y) in net.nodes_xy.items():
         attrs: dict[str, object] = {"x": x, "y": y, "signalized": node in signalized}
-        if origin is not None:
-            attrs["lon"], attrs["lat"] = xy_to_lonlat(x, y, lat0=origin[0], lon0=origin[1])
+        if proj is not None:
+            attrs["lon"], attrs["lat"] = proj.xy_to_lonlat(x, y)
         graph.add_node(node, **attrs)
     for e in net.edges.values():
         graph.add_edge(

@@ -115,6 +115,22 @@ class CityFiles(_Model):
     signal_plans: str
 
 
+class GeoRef(_Model):
+    """The net's own projection (an imported city): net x/y = projected x/y + offset."""
+
+    proj_params: str
+    net_offset: tuple[float, float]
+
+
+class SourceSpec(_Model):
+    """Where an imported city came from: the source files' hashes, the importer, options."""
+
+    kind: Literal["osm", "sumo", "nodelink"]
+    files: dict[str, str]  # file name -> sha256
+    importer_version: str
+    options: dict[str, Any]
+
+
 class Manifest(_Model):
     """Everything about a city that is not in SUMO's own files."""
 
@@ -140,6 +156,10 @@ class Manifest(_Model):
     zones: list[ZoneSpec]
     demand: DemandModel
     counts: dict[str, int] = Field(default_factory=dict)
+    # imported cities only: the source, the net's projection, road class per edge id
+    source: SourceSpec | None = None
+    georef: GeoRef | None = None
+    edge_classes: dict[str, str] = Field(default_factory=dict)
 
 
 def read_manifest(path: Path) -> Manifest:

@@ -30,7 +30,9 @@ from city_models.build import (
     signal_spec,
 )
 from city_models.features import detectors_xml, make_detectors
+from city_models.geo import projection_of
 from city_models.manifest import MANIFEST_NAME, write_manifest
+from city_models.pipeline import IMPORT_PARAMS, build_imported_network, signal_spec_imported
 from city_models.plan_check import check_city_plans
 from city_models.presets import get_preset
 from twin.errors import CityError
@@ -88,6 +90,9 @@ def _patch_edges(source: Path, target: Path, pairs: dict[str, str]) -> dict[str,
         el.set("numLanes", str(lanes))
         for split in el.iter("split"):  # a left-turn pocket adds one lane at the end
             split.set("lanes", " ".join(str(k) for k in range(lanes + 1)))
+        for lane in list(el.iter("lane")):  # an imported city's lane records (plain output)
+            if int(lane.attrib.get("index", "0")) >= lanes:
+                el.remove(lane)
         changed[el.attrib["id"]] = (before, lanes)
 
     for out_id, back_id in pairs.items():
@@ -148,12 +153,20 @@ def _build_variant(city: City, folder: Path, pairs: dict[str, str], *, key: str,
                    say: Progress) -> None:  # fmt: skip
     m = city.manifest
     files = m.files
-    preset = get_preset(m.preset)
+    imported = m.source is not None
+    preset = IMPORT_PARAMS if imported else get_preset(m.preset)
     for name in (files.plain_nodes, files.plain_types, files.default_routes, files.sumocfg):
         shutil.copy2(city.path / name, folder / name)
+    for extra in m.source.options.get("own_routes", []) if m.source else []:
+        shutil.copy2(city.path / extra, folder / extra)
+    for extra in m.source.options.get("own_additional", []) if m.source else []:
+        shutil.copy2(city.path / extra, folder / extra)
     changed = _patch_edges(city.path / files.plain_edges, folder / files.plain_edges, pairs)
     say(f"contraflow on {len(pairs)} edges: {changed}")
-    net, plans = build_network(folder, files=files, preset=preset, seed=m.seed, say=say)
+    if imported:
+        net, plans = build_imported_network(folder, files=files, say=say)
+    else:
+        net, plans = build_network(folder, files=files, preset=preset, seed=m.seed, say=say)
     missing = [p.edge for p in m.pois if p.edge not in net.edges]
     if missing:
         raise CityError(f"The contraflow variant lost the POI edges {missing}.")
@@ -161,7 +174,13 @@ def _build_variant(city: City, folder: Path, pairs: dict[str, str], *, key: str,
     (folder / files.detectors).write_text(
         detectors_xml(detectors, period_s=preset.detector_period_s), encoding="utf-8"
     )
-    signals = [signal_spec(net, plan, preset=preset) for plan in plans]
+    if imported:
+        proj = projection_of(m)
+        signals = [
+            signal_spec_imported(net, p, projection=proj, classes=m.edge_classes) for p in plans
+        ]
+    else:
+        signals = [signal_spec(net, plan, preset=preset) for plan in plans]
     manifest = m.model_copy(
         update={
             "name": f"{m.name}+contraflow-{key[:6]}",

@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from city_models.build import City, build_city, load_city
-from city_models.geo import xy_to_lonlat
+from city_models.geo import projection_of
 from city_models.graph import edge_graph, fastest_route, nearest_poi_by_time
 from experiments._output import emit_json
 from experiments._phone import publish
@@ -90,10 +90,10 @@ def ev_traces(city: City, n: int, *, seed: int, prefix: str) -> list[Trace]:
 def _lat_lon(
     city: City, points: Sequence[tuple[float, float, float, float]]
 ) -> list[tuple[float, float, float]]:
-    m = city.manifest
+    proj = projection_of(city.manifest)
     out = []
     for _t, x, y, v in points:
-        lon, lat = xy_to_lonlat(x, y, lat0=m.origin_lat, lon0=m.origin_lon)
+        lon, lat = proj.xy_to_lonlat(x, y)
         out.append((round(lat, 7), round(lon, 7), round(v, 2)))
     return out
 

@@ -52,6 +52,12 @@ log = logging.getLogger(__name__)
 STALE_AFTER_S = 3.0
 
 
+ADD_POI_HINT = (
+    " A station or hospital the city lacks can be added when the city is imported: "
+    "twin city import ... --pois POIS.toml ([[pois]] id, kind, lat, lon, name)."
+)
+
+
 class EvSpec(_Spec):
     """One emergency vehicle: from a fire station to a call, then to a hospital."""
 
@@ -224,7 +230,13 @@ class EvPriority(Scenario[EvPrioritySpec]):
         if ev.station not in stations:
             raise ScenarioError(
                 f"Scenario {self.spec.name!r}: field 'evs[{k}].station' = {ev.station!r} is not "
-                f"a fire station of city {city.name}; allowed: {', '.join(stations)}."
+                f"a fire station of city {city.name}; allowed: {', '.join(stations) or 'none'}."
+                f"{ADD_POI_HINT}"
+            )
+        if not hospitals:
+            raise ScenarioError(
+                f"Scenario {self.spec.name!r}: city {city.name} has no hospital for "
+                f"evs[{k}] to go to.{ADD_POI_HINT}"
             )
         if ev.destination != "nearest" and ev.destination not in hospitals:
             raise ScenarioError(
@@ -239,14 +251,21 @@ class EvPriority(Scenario[EvPrioritySpec]):
 
     def _random_call_edge(self, ev: EvSpec, rng: np.random.Generator) -> str:
         sx, sy = self.pois[ev.station].x, self.pois[ev.station].y
-        candidates = []
+        dist: dict[str, float] = {}
         for e in self.net.edges.values():
             if e.id.endswith("_pocket") or e.length_m < 60 or e.id not in self.graph:
                 continue
             (x0, y0), (x1, y1) = e.shape_xy[0], e.shape_xy[-1]
-            if 1000.0 <= math.dist(((x0 + x1) / 2, (y0 + y1) / 2), (sx, sy)) <= 3000.0:
-                candidates.append(e.id)
-        candidates.sort()
+            dist[e.id] = math.dist(((x0 + x1) / 2, (y0 + y1) / 2), (sx, sy))
+        candidates = sorted(e for e, d in dist.items() if 1000.0 <= d <= 3000.0)
+        if not candidates and dist:  # a small city: calls in its farther half
+            far = max(dist.values())
+            candidates = sorted(e for e, d in dist.items() if d >= far / 2)
+        if not candidates:
+            raise ScenarioError(
+                f"Scenario {self.spec.name!r}: city has no street of 60 m or more to place "
+                f"the call of {ev.id!r}; give evs.call_edge."
+            )
         return str(candidates[int(rng.integers(len(candidates)))])
 
     # ------------------------------------------------------------------ dispatch

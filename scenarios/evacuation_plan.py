@@ -23,6 +23,7 @@ import numpy as np
 
 from city_models.build import City
 from city_models.features import edge_mid_xy, edges_in_polygon
+from city_models.geo import projection_of
 from city_models.graph import _street_ends as street_ends
 from city_models.graph import edge_graph
 from city_models.net import NetInfo
@@ -500,13 +501,18 @@ def zone_of(city: City, spec: EvacuationSpec) -> tuple[list[tuple[float, float]]
         poly = [(float(x), float(y)) for x, y in spec.zone_polygon_xy]
         edges = edges_in_polygon(city.net, poly)
         field_name = "zone_polygon_xy"
+    elif spec.zone_polygon_lonlat is not None:
+        proj = projection_of(city.manifest)
+        poly = [proj.lonlat_to_xy(float(lon), float(lat)) for lon, lat in spec.zone_polygon_lonlat]
+        edges = edges_in_polygon(city.net, poly)
+        field_name = "zone_polygon_lonlat"
     else:
         zones = {z.id: z for z in city.manifest.zones}
         if spec.zone not in zones:
             raise ScenarioError(
                 f"Scenario {spec.name!r}: field 'zone' = {spec.zone!r} is not a zone of city "
                 f"{city.name}; allowed: {', '.join(sorted(zones)) or '(none)'} "
-                "(or give 'zone_polygon_xy')."
+                "(or give 'zone_polygon_xy' or 'zone_polygon_lonlat')."
             )
         zone = zones[spec.zone]
         poly = [(float(x), float(y)) for x, y in zone.polygon_xy]

@@ -50,6 +50,8 @@ class EvacuationSpec(ScenarioSpec):
     kind: Literal["evacuation"] = "evacuation"
     zone: str = "flood_1"
     zone_polygon_xy: list[tuple[float, float]] | None = Field(default=None, min_length=3)
+    # the same in longitude, latitude (degrees): how an imported city's zone is given
+    zone_polygon_lonlat: list[tuple[float, float]] | None = Field(default=None, min_length=3)
     warning_s: float = Field(default=300.0, ge=0.0)
     households_per_km2: float = Field(default=2000.0, gt=0.0, le=50_000.0)
     vehicles_per_household: float = Field(default=1.0, gt=0.0, le=5.0)
@@ -66,6 +68,14 @@ class EvacuationSpec(ScenarioSpec):
 
     @model_validator(mode="after")
     def _check(self) -> EvacuationSpec:
+        if self.zone_polygon_xy is not None and self.zone_polygon_lonlat is not None:
+            raise ValueError("give zone_polygon_xy or zone_polygon_lonlat, not both")
+        for lon, lat in self.zone_polygon_lonlat or []:
+            if not (-180.0 <= lon <= 180.0 and -90.0 <= lat <= 90.0):
+                raise ValueError(
+                    f"zone_polygon_lonlat has the point ({lon:g}, {lat:g}); allowed: "
+                    "[longitude -180..180, latitude -90..90] pairs"
+                )
         if not self.sim.begin_s <= self.warning_s < self.sim.end_s:
             raise ValueError(
                 f"warning_s = {self.warning_s:g} is outside the run "

@@ -33,7 +33,12 @@ class IncidentSpec(_Spec):
 
     id: str = Field(pattern=r"^[A-Za-z0-9_\-]+$", max_length=40)
     kind: Literal["crash", "roadworks", "hazard"] = "crash"
-    edge: str
+    # where: a SUMO edge id, or a street by its name (``street = "Jungbu-daero"``, with
+    # ``heading`` to choose the carriageway); the street resolves to its longest edge
+    # with the most lanes when the run is prepared on the city
+    edge: str = ""
+    street: str | None = Field(default=None, min_length=1, max_length=120)
+    heading: Literal["north", "south", "east", "west"] | None = None
     # how many lanes close, counted from the left (inner) lane; "all": full closure
     closed_lanes: int | Literal["all"] = 2
     # speed past the scene on the lanes left open (rubbernecking, police letting traffic
@@ -46,6 +51,11 @@ class IncidentSpec(_Spec):
 
     @model_validator(mode="after")
     def _check(self) -> IncidentSpec:
+        if bool(self.edge) == (self.street is not None):
+            raise ValueError("give the incident's place as edge (a SUMO edge id) or street "
+                             "(a street name), one of the two")  # fmt: skip
+        if self.heading is not None and self.street is None:
+            raise ValueError("heading chooses the carriageway of a street: give street too")
         if self.end_s <= self.start_s:
             raise ValueError(f"end_s ({self.end_s:g}) must be after start_s ({self.start_s:g})")
         if self.closed_lanes != "all" and self.closed_lanes < 0:
@@ -66,9 +76,14 @@ def check_incidents(incidents: list[IncidentSpec], *, begin_s: float, end_s: flo
         raise ValueError(f"incidents ids must be unique (got {ids})")
     for i, a in enumerate(incidents):  # one street, one incident at a time
         for j, b in enumerate(incidents[:i]):
-            if a.edge == b.edge and a.start_s < b.end_s and b.start_s < a.end_s:
+            if (
+                (a.edge or a.street) == (b.edge or b.street)
+                and a.start_s < b.end_s
+                and b.start_s < a.end_s
+            ):
                 raise ValueError(
-                    f"incidents[{j}] and incidents[{i}] overlap in time on street {a.edge}; "
+                    f"incidents[{j}] and incidents[{i}] overlap in time on street "
+                    f"{a.edge or a.street}; "
                     "describe them as one incident"
                 )
     for k, inc in enumerate(incidents):
@@ -83,8 +98,47 @@ def check_incidents(incidents: list[IncidentSpec], *, begin_s: float, end_s: flo
             )
 
 
+_HEADINGS = {"east": 0.0, "north": 90.0, "west": 180.0, "south": 270.0}
+
+
+def resolve_street(inc: IncidentSpec, net: Any, *, k: int, scenario: str) -> IncidentSpec:
+    """The incident with its ``street`` (a name) resolved to one SUMO edge: of the edges
+    with that name (any case), those going ``heading`` (within 45 degrees) when given,
+    the one with the most lanes, then the longest."""
+    if inc.street is None:
+        return inc
+    want = inc.street.casefold()
+    named = [e for e in net.edges.values() if (e.name or "").casefold() == want]
+    if not named:
+        names = sorted({e.name for e in net.edges.values() if e.name})
+        near = [n for n in names if want in n.casefold()][:5] or names[:5]
+        raise ScenarioError(
+            f"Scenario {scenario!r}: field 'incidents[{k}].street' = {inc.street!r} is not a "
+            f"street name of the city; names such as {', '.join(map(repr, near))} "
+            "(or give edge, a SUMO edge id)."
+        )
+    if inc.heading is not None:
+        target = _HEADINGS[inc.heading]
+
+        def off(e: Any) -> float:
+            (x0, y0), (x1, y1) = e.shape_xy[0], e.shape_xy[-1]
+            d = abs(math.degrees(math.atan2(y1 - y0, x1 - x0)) % 360.0 - target) % 360.0
+            return min(d, 360.0 - d)
+
+        named = [e for e in named if off(e) <= 45.0]
+        if not named:
+            raise ScenarioError(
+                f"Scenario {scenario!r}: street {inc.street!r} has no carriageway heading "
+                f"{inc.heading} (field 'incidents[{k}].heading'); allowed: north, south, "
+                "east, west, or leave it out."
+            )
+    best = max(named, key=lambda e: (e.lanes, e.length_m, e.id))
+    return inc.model_copy(update={"edge": best.id})
+
+
 def check_against_city(incidents: list[IncidentSpec], net: Any, *, scenario: str) -> None:
-    """Every incident is on a street of the city and closes lanes it has."""
+    """Every incident is on a street of the city and closes lanes it has (a ``street``
+    name resolved first: :func:`resolve_street`)."""
     for k, inc in enumerate(incidents):
         edge = net.edges.get(inc.edge)
         if edge is None:

@@ -45,6 +45,9 @@ class DemandSpec(_Spec):
     # is routed once before the run on free-flow times (duarouter) and keeps its route
     # unless something in the run (a sign, the police) makes the driver change it
     routing: Literal["at_departure", "habitual"] = "at_departure"
+    # "auto": an imported SUMO model's own routes when the city has them, else the OD
+    # model; "od_model" / "city_routes" choose one (scale applies to both: SUMO --scale)
+    source: Literal["auto", "od_model", "city_routes"] = "auto"
 
 
 class SimSpec(_Spec):

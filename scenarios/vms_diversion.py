@@ -55,6 +55,7 @@ from scenarios.incidents import (
     IncidentState,
     check_against_city,
     check_incidents,
+    resolve_street,
 )
 from scenarios.registry import ScenarioKind, register
 from scenarios.spec import DemandSpec, ScenarioSpec, _Spec
@@ -181,6 +182,12 @@ class VmsDiversion(Scenario[VmsDiversionSpec]):
     def prepare(self, city: City, *, seed: int, run_dir: Path) -> PreparedInputs:
         """Loops across every lane at the end of each incident street (throughput)."""
         net = city.net
+        resolved = [
+            resolve_street(inc, net, k=k, scenario=self.spec.name)
+            for k, inc in enumerate(self.spec.incidents)
+        ]
+        if resolved != self.spec.incidents:
+            self.spec = self.spec.model_copy(update={"incidents": resolved})
         check_against_city(self.spec.incidents, net, scenario=self.spec.name)
         period = self.spec.sim.control_interval_s
         lines = ["<additional>"]

@@ -15,6 +15,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape as rich_escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -80,6 +81,156 @@ def city_build(
     table.add_row("note", m.note)
     out.print(table)
     out.print(f"Open it in sumo-gui: sumo-gui -c {city.sumocfg_path}")
+
+
+# ----------------------------------------------------------------------------- import
+import_app = typer.Typer(
+    no_args_is_help=True,
+    help="Import a real city: OpenStreetMap, an engineer's SUMO model, Korean node-link.",
+)
+city_app.add_typer(import_app, name="import")
+PoisOpt = Annotated[
+    Path | None,
+    typer.Option("--pois", help="POIS.toml: [[pois]] id, kind, lat, lon, name, capacity."),
+]
+FloodOpt = Annotated[
+    Path | None, typer.Option("--flood", help="GeoJSON polygon (lon/lat) of the flood zone.")
+]
+PeakOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--peak-trips-per-h", help="Peak-hour trips of the OD model (default: by lane-km)"
+    ),
+]
+NameOpt = Annotated[str | None, typer.Option("--name", help="City name.")]
+OutOpt = Annotated[Path | None, typer.Option("--out", help="Import into this folder.")]
+ForceOpt = Annotated[bool, typer.Option(help="Import again even if cached.")]
+BboxOpt = Annotated[
+    str | None, typer.Option("--bbox", help="S,W,N,E in degrees (south, west, north, east).")
+]
+
+
+def _import(kind: str, *, data_dir: Path | None, as_json: bool, out_dir: Path | None,
+            force: bool, pois: Path | None, flood: Path | None, peak: int | None,
+            **args: Any) -> None:  # fmt: skip
+    from city_models.importing import import_city
+    from city_models.pipeline import PipelineOptions, read_report
+
+    settings = _settings(data_dir, None)
+    options = PipelineOptions(pois_toml=pois, flood_geojson=flood, peak_trips_per_h=peak)
+    with err.status(f"importing {kind}…") as status:
+        city = import_city(
+            kind, out=out_dir, cities_dir=settings.cities_dir, options=options, force=force,
+            progress=status.update, **args,
+        )  # fmt: skip
+    report = read_report(city)
+    m = city.manifest
+    info: dict[str, Any] = {"path": str(city.path), "name": m.name, **m.counts}
+    keys = ("lane_km", "signals_guessed", "signals_joined", "signals_unset_single_stage",
+            "osm_signal_nodes", "pois_missing", "edges_outside_core", "georeferenced",
+            "input_format", "signals_kept", "signals_source", "crs")  # fmt: skip
+    info.update({k: report[k] for k in keys if k in report})
+    if as_json:
+        typer.echo(json.dumps({**info, "report": report}, ensure_ascii=False))
+        return
+    table = Table(title=f"City {m.name} ({kind} import)", show_header=False)
+    for key, value in info.items():
+        table.add_row(key, str(value))
+    for row in report.get("pois", []):
+        table.add_row(
+            f"poi {row['id']}", f"{row['name']} -> edge {row['edge']} ({row['snap_m']} m)"
+        )
+    out.print(table)
+    if report.get("hint"):
+        err.print(f"[yellow]{rich_escape(report['hint'])}[/yellow]")
+    out.print(f"Import report: {city.path / 'import_report.json'}")
+    out.print(f"Run a scenario on it: twin run ev_priority --city {city.path}")
+    out.print(f"Open it in sumo-gui: sumo-gui -c {city.sumocfg_path}")
+
+
+@import_app.command("osm")
+def import_osm(
+    file: Annotated[Path, typer.Argument(help="FILE.osm, FILE.osm.pbf or an Overpass export.")],
+    bbox: BboxOpt = None,
+    name: NameOpt = None,
+    out_dir: OutOpt = None,
+    pois: PoisOpt = None,
+    flood: FloodOpt = None,
+    peak_trips_per_h: PeakOpt = None,
+    force: ForceOpt = False,
+    data_dir: DataDir = None,
+    as_json: JsonOut = False,
+) -> None:
+    """Import an OpenStreetMap extract (XML, PBF, Overpass 'out geom')."""
+    from city_models.importing import parse_bbox
+
+    _import("osm", data_dir=data_dir, as_json=as_json, out_dir=out_dir, force=force,
+            pois=pois, flood=flood, peak=peak_trips_per_h, src=file, bbox=parse_bbox(bbox),
+            name=name)  # fmt: skip
+
+
+@import_app.command("sumo")
+def import_sumo(
+    net: Annotated[
+        Path | None, typer.Argument(help="NET.net.xml[.gz] (or give --sumocfg).")
+    ] = None,
+    routes: Annotated[list[Path] | None, typer.Option("--routes", help="Route file(s).")] = None,
+    additional: Annotated[
+        list[Path] | None, typer.Option("--additional", help="Additional file(s), POIs too.")
+    ] = None,
+    sumocfg: Annotated[Path | None, typer.Option("--sumocfg", help="The model's .sumocfg.")] = None,
+    redesign_signals: Annotated[
+        bool, typer.Option(help="Replace every program with a Korean-practice plan.")
+    ] = False,
+    name: NameOpt = None,
+    out_dir: OutOpt = None,
+    pois: PoisOpt = None,
+    flood: FloodOpt = None,
+    peak_trips_per_h: PeakOpt = None,
+    force: ForceOpt = False,
+    data_dir: DataDir = None,
+    as_json: JsonOut = False,
+) -> None:
+    """Import an engineer's SUMO model: its programs stay the fixed plan, its demand stays."""
+    if net is None and sumocfg is None:
+        raise typer.BadParameter("give NET.net.xml or --sumocfg C.sumocfg")
+    _import("sumo", data_dir=data_dir, as_json=as_json, out_dir=out_dir, force=force, pois=pois,
+            flood=flood, peak=peak_trips_per_h, net=net, routes=routes or [],
+            additional=additional or [], sumocfg=sumocfg, redesign_signals=redesign_signals,
+            name=name)  # fmt: skip
+
+
+@import_app.command("nodelink")
+def import_nodelink(
+    node: Annotated[Path, typer.Option("--node", help="MOCT_NODE.shp")],
+    link: Annotated[Path, typer.Option("--link", help="MOCT_LINK.shp")],
+    turninfo: Annotated[Path | None, typer.Option("--turninfo", help="TURNINFO.dbf")] = None,
+    bbox: BboxOpt = None,
+    region_code: Annotated[
+        str | None, typer.Option("--region-code", help="Keep ids starting with this code.")
+    ] = None,
+    signals_from: Annotated[
+        Path | None, typer.Option("--signals-from", help="OSM file: its traffic_signals nodes.")
+    ] = None,
+    signals_csv: Annotated[
+        Path | None, typer.Option("--signals-csv", help="CSV with a NODE_ID column.")
+    ] = None,
+    name: NameOpt = None,
+    out_dir: OutOpt = None,
+    pois: PoisOpt = None,
+    flood: FloodOpt = None,
+    peak_trips_per_h: PeakOpt = None,
+    force: ForceOpt = False,
+    data_dir: DataDir = None,
+    as_json: JsonOut = False,
+) -> None:
+    """Import the Korean standard node-link (MOCT shapefiles)."""
+    from city_models.importing import parse_bbox
+
+    _import("nodelink", data_dir=data_dir, as_json=as_json, out_dir=out_dir, force=force,
+            pois=pois, flood=flood, peak=peak_trips_per_h, node=node, link=link,
+            turninfo=turninfo, bbox=parse_bbox(bbox), region_code=region_code,
+            signals_from=signals_from, signals_csv=signals_csv, name=name)  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- run
@@ -187,7 +338,7 @@ def _print_run(record: Any, files: dict[str, str]) -> None:
         f"status: [bold]{record.status}[/bold]  seed: {record.seed}  run dir: {record.run_dir}"
     )
     if record.error:
-        err.print(f"[red]error:[/red] {record.error}")
+        err.print(f"[red]error:[/red] {rich_escape(record.error)}")
     for name, path in files.items():
         out.print(f"{name}: {path}")
 
@@ -547,7 +698,7 @@ def main() -> None:
     try:
         app()
     except TwinError as exc:
-        err.print(f"[red]Error:[/red] {exc}", highlight=False)
+        err.print(f"[red]Error:[/red] {rich_escape(str(exc))}", highlight=False)
         sys.exit(2)
 
 

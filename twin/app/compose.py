@@ -37,6 +37,23 @@ log = logging.getLogger(__name__)
 
 def session_config(spec: ScenarioSpec, city: City, *, seed: int, run_dir: Path) -> SessionConfig:
     """Write the run's demand and return SUMO's inputs/outputs for it."""
+    own = city_routes(spec, city)
+    if own:
+        return SessionConfig(
+            net=city.net_path,
+            routes=own,
+            additional=(city.detectors_path, *city_additional(city)),
+            begin_s=spec.sim.begin_s,
+            end_s=spec.sim.end_s,
+            seed=seed,
+            step_length_s=spec.sim.step_length_s,
+            teleport_s=spec.sim.teleport_s,
+            tripinfo=run_dir / "tripinfo.xml",
+            summary=run_dir / "summary.xml",
+            statistics=run_dir / "statistics.xml",
+            error_log=run_dir / "sumo_errors.log",
+            extra_args=("--scale", f"{spec.demand.scale:g}") if spec.demand.scale != 1.0 else (),
+        )
     trips = sample_trips(
         city.manifest.demand,
         period=spec.demand.period,
@@ -51,7 +68,7 @@ def session_config(spec: ScenarioSpec, city: City, *, seed: int, run_dir: Path) 
     return SessionConfig(
         net=city.net_path,
         routes=(routes,),
-        additional=(city.detectors_path,),
+        additional=(city.detectors_path, *city_additional(city)),
         begin_s=spec.sim.begin_s,
         end_s=spec.sim.end_s,
         seed=seed,
@@ -62,6 +79,28 @@ def session_config(spec: ScenarioSpec, city: City, *, seed: int, run_dir: Path) 
         statistics=run_dir / "statistics.xml",
         error_log=run_dir / "sumo_errors.log",
     )
+
+
+def city_routes(spec: ScenarioSpec, city: City) -> tuple[Path, ...]:
+    """The imported model's own route files, when the spec's demand uses them."""
+    source = city.manifest.source
+    names = [str(n) for n in source.options.get("own_routes", [])] if source else []
+    if spec.demand.source == "city_routes" and not names:
+        raise ScenarioError(
+            f"Scenario {spec.name!r}: field 'demand.source' = 'city_routes', but city "
+            f"{city.name} has no routes of its own; allowed: 'auto' or 'od_model' (the "
+            "city's OD model), or import the model with --routes."
+        )
+    if spec.demand.source == "od_model":
+        return ()
+    return tuple(city.path / n for n in names)
+
+
+def city_additional(city: City) -> tuple[Path, ...]:
+    """An imported model's own additional files (vehicle types, stops, POIs)."""
+    source = city.manifest.source
+    names = [str(n) for n in source.options.get("own_additional", [])] if source else []
+    return tuple(city.path / n for n in names)
 
 
 def habitual_routes(net: Path, trips: Path, *, seed: int) -> Path:

@@ -54,8 +54,15 @@ def sumo_tool(relpath: str) -> Path:
 
 
 def tool_env() -> dict[str, str]:
-    """Environment for a SUMO subprocess: ``SUMO_HOME`` set for the child only."""
-    return {**os.environ, "SUMO_HOME": str(sumo_home())}
+    """Environment for a SUMO subprocess: ``SUMO_HOME`` set for the child only, and
+    ``PROJ_DATA`` pointing at the proj.db the wheel ships for its own PROJ (another
+    PROJ's data, e.g. pyproj's, is newer than netconvert's library reads)."""
+    env = {**os.environ, "SUMO_HOME": str(sumo_home())}
+    proj = sumo_home() / "data" / "proj"
+    if (proj / "proj.db").exists():
+        env["PROJ_DATA"] = str(proj)
+        env.pop("PROJ_LIB", None)
+    return env
 
 
 @cache

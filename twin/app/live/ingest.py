@@ -48,7 +48,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from city_models.build import City
-from city_models.geo import lonlat_to_xy
+from city_models.geo import projection_of
 from twin.app.live.clock import LiveClock
 
 log = logging.getLogger(__name__)
@@ -241,7 +241,7 @@ class Ingest:
         self.clock = clock
         self.limits = limits or IngestLimits()
         m = city.manifest
-        self.lat0, self.lon0 = m.origin_lat, m.origin_lon
+        self.projection = projection_of(m)
         x0, y0, x1, y1 = m.bbox_xy
         g = self.limits.margin_m
         self.box = (x0 - g, y0 - g, x1 + g, y1 + g)
@@ -341,7 +341,7 @@ class Ingest:
                 f"{v}: fix {now_s - t_s:.0f} s old (limit {lim.max_age_s:g} s)",
                 vehicle=v,
             )
-        x, y = lonlat_to_xy(msg.lon, msg.lat, lat0=self.lat0, lon0=self.lon0)
+        x, y = self.projection.lonlat_to_xy(msg.lon, msg.lat)
         x0, y0, x1, y1 = self.box
         if not (x0 <= x <= x1 and y0 <= y <= y1):
             return _reject(

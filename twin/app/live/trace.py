@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from city_models.build import City
-from city_models.geo import xy_to_lonlat
+from city_models.geo import projection_of
 from city_models.graph import edge_graph, fastest_route
 from scenarios.base import Context
 from scenarios.ev_priority import EvPriority, EvPrioritySpec
@@ -163,8 +163,7 @@ def gps_message(
     **extra: Any,
 ) -> dict[str, Any]:
     """The phone's JSON for one fix."""
-    m = city.manifest
-    lon, lat = xy_to_lonlat(x_m, y_m, lat0=m.origin_lat, lon0=m.origin_lon)
+    lon, lat = projection_of(city.manifest).xy_to_lonlat(x_m, y_m)
     return {
         "vehicle": vehicle,
         "t": round(t_wall, 3),
