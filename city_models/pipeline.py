@@ -678,7 +678,7 @@ def _finish_into(
     if own_routes:
         default_routes = own_routes[0]
         files = files.model_copy(update={"default_routes": default_routes})
-        n_trips = -1
+        n_trips = sum(_count_trips(folder / name) for name in own_routes)
     else:
         trips = sample_trips(demand, period="am_peak", duration_s=3600.0, seed=options.seed)
         write_trips(trips, folder / files.default_routes)
@@ -760,6 +760,7 @@ def _finish_into(
             "edges": len(net.edges),
             "junctions": len(net.nodes_xy),
             "signals": len(signals),
+            "suspicious_signals": suspicious_signals(net, plans),
             "loops": len(detectors),
             "lane_km": round(sum(e.length_m * e.lanes for e in net.edges.values()) / 1000, 3),
             "lane_km_by_class": {k: round(v, 3) for k, v in sorted(by_class.items())},
@@ -782,6 +783,31 @@ def _finish_into(
                                       encoding="utf-8")  # fmt: skip
     say(f"city {source.name}: {len(signals)} signals, {len(detectors)} loops, {len(pois)} POIs")
     return manifest
+
+
+def _count_trips(path: Path) -> int:
+    """Vehicles, trips and flows (a flow counts once) of a route file."""
+    n = 0
+    for _ev, el in ElementTree.iterparse(path, events=("end",)):
+        if el.tag in ("vehicle", "trip", "flow", "person"):
+            n += 1
+            el.clear()
+    return n
+
+
+def suspicious_signals(net: NetInfo, plans: list[SignalPlan]) -> list[dict[str, Any]]:
+    """Signals an engineer should look at: more than five approaches (often a cluster of
+    junctions joined into one), more than four green stages (split phasing was needed to
+    keep conflicting greens apart), or more than 48 links."""
+    out = []
+    for plan in plans:
+        tls = net.tls[plan.tls_id]
+        approaches = len({k.from_edge for k in tls.links})
+        stages = sum(1 for p in plan.phases if p.kind == "green")
+        if approaches > 5 or stages > 4 or len(tls.links) > 48:
+            out.append({"signal": plan.tls_id, "approaches": approaches, "green_stages": stages,
+                        "links": len(tls.links)})  # fmt: skip
+    return out
 
 
 def signal_spec_imported(

@@ -356,3 +356,49 @@ def test_cli_import_osm_prints_the_report(tmp_path: Path) -> None:
     assert res.exit_code != 0
     assert "S,W,N,E" in str(res.exception)
     shutil.rmtree(tmp_path / "c")
+
+
+# --------------------------------------------------------------------------- odd geometry
+def _star_osm(path: Path, legs_deg: list[float]) -> None:
+    """One signalized junction with a leg at each heading, 250 m long, two-way."""
+    lat0, lon0 = 37.2636, 127.0286
+    k = 6_371_008.8 * math.pi / 180
+    lines = ['<?xml version="1.0" encoding="UTF-8"?>', '<osm version="0.6">',
+             f'<node id="1" lat="{lat0}" lon="{lon0}">'
+             '<tag k="highway" v="traffic_signals"/></node>']  # fmt: skip
+    for i, deg in enumerate(legs_deg, start=2):
+        dx, dy = 250 * math.cos(math.radians(deg)), 250 * math.sin(math.radians(deg))
+        lat, lon = lat0 + dy / k, lon0 + dx / (k * math.cos(math.radians(lat0)))
+        lines.append(f'<node id="{i}" lat="{lat:.7f}" lon="{lon:.7f}"/>')
+    for i, _deg in enumerate(legs_deg, start=2):
+        hw = "primary" if i % 2 else "secondary"
+        lines.append(f'<way id="{100 + i}"><nd ref="1"/><nd ref="{i}"/>'
+                     f'<tag k="highway" v="{hw}"/><tag k="lanes" v="4"/></way>')  # fmt: skip
+    lines.append("</osm>")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+@pytest.mark.parametrize(
+    "legs_deg",
+    [[0, 72, 144, 216, 288], [10, 100, 190], [0, 35, 180, 250]],
+    ids=["five_legs", "tee", "skewed"],
+)
+def test_plans_for_any_geometry_serve_every_link_and_never_conflict(
+    legs_deg: list[float], tmp_path: Path
+) -> None:
+    _star_osm(tmp_path / "star.osm", legs_deg)
+    city = import_city("osm", src=tmp_path / "star.osm", out=tmp_path / "city")
+    (sig,) = city.manifest.signals
+    tls = city.net.tls[sig.id]
+    conflict = conflict_matrix(tls)
+    greens = [p for p in sig.phases if p.kind == "green"]
+    assert len(greens) >= 2
+    served = {i for p in greens for i, ch in enumerate(p.state) if ch in "Gg"}
+    assert served == set(range(len(tls.links)))  # every movement gets green somewhere
+    for p in greens:
+        g = [i for i, ch in enumerate(p.state) if ch == "G"]
+        assert not any(conflict[i][j] for i in g for j in g), p.name
+        assert p.min_green_s >= p.ped_min_green_s  # pedestrian clearance held
+        if p.name.endswith("through"):  # a through stage's crosswalk crosses the other legs
+            assert p.ped_min_green_s > 7.0
+    assert city_plan_problems(city.manifest, city.net) == []

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -112,12 +113,14 @@ BboxOpt = Annotated[
 
 def _import(kind: str, *, data_dir: Path | None, as_json: bool, out_dir: Path | None,
             force: bool, pois: Path | None, flood: Path | None, peak: int | None,
-            **args: Any) -> None:  # fmt: skip
+            at: dict[str, float] | None = None, **args: Any) -> None:  # fmt: skip
     from city_models.importing import import_city
     from city_models.pipeline import PipelineOptions, read_report
 
     settings = _settings(data_dir, None)
     options = PipelineOptions(pois_toml=pois, flood_geojson=flood, peak_trips_per_h=peak)
+    if at:
+        options = replace(options, origin_lat=at["origin_lat"], origin_lon=at["origin_lon"])
     with err.status(f"importing {kind}…") as status:
         city = import_city(
             kind, out=out_dir, cities_dir=settings.cities_dir, options=options, force=force,
@@ -182,6 +185,10 @@ def import_sumo(
     redesign_signals: Annotated[
         bool, typer.Option(help="Replace every program with a Korean-practice plan.")
     ] = False,
+    origin: Annotated[
+        str | None,
+        typer.Option("--origin", help="LAT,LON to place a net without a geo-reference."),
+    ] = None,
     name: NameOpt = None,
     out_dir: OutOpt = None,
     pois: PoisOpt = None,
@@ -194,8 +201,15 @@ def import_sumo(
     """Import an engineer's SUMO model: its programs stay the fixed plan, its demand stays."""
     if net is None and sumocfg is None:
         raise typer.BadParameter("give NET.net.xml or --sumocfg C.sumocfg")
+    at: dict[str, float] = {}
+    if origin is not None:
+        try:
+            lat, lon = (float(v) for v in origin.split(","))
+        except ValueError:
+            raise typer.BadParameter(f"--origin {origin!r}: expected LAT,LON in degrees") from None
+        at = {"origin_lat": lat, "origin_lon": lon}
     _import("sumo", data_dir=data_dir, as_json=as_json, out_dir=out_dir, force=force, pois=pois,
-            flood=flood, peak=peak_trips_per_h, net=net, routes=routes or [],
+            flood=flood, peak=peak_trips_per_h, at=at, net=net, routes=routes or [],
             additional=additional or [], sumocfg=sumocfg, redesign_signals=redesign_signals,
             name=name)  # fmt: skip
 
@@ -272,6 +286,10 @@ def run(
         raise typer.BadParameter(f"--seed must be >= 0 (got {seed})")
     run_seed = spec.seed if seed is None else seed
     city = _resolve_city(spec, city_dir, settings)
+    if city_dir is not None:  # the record names the city that ran, not the file's preset
+        spec = spec.model_copy(
+            update={"city": spec.city.model_copy(update={"path": str(city.path.resolve())})}
+        )
     columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
                TextColumn("{task.fields[sim]}"), TimeRemainingColumn())  # fmt: skip
     with Progress(*columns, console=err, transient=True) as bar:
