@@ -153,10 +153,19 @@ def build_city(
         except CityError:
             log.warning("city folder %s is incomplete; rebuilding", out)
     say = progress or (lambda msg: log.info("%s", msg))
+    return publish_city(
+        out, lambda tmp: _build_into(tmp, preset=preset, seed=seed, key=key, say=say)
+    )
+
+
+def publish_city(out: Path, make: Callable[[Path], Manifest], *, prefix: str = ".build-") -> City:
+    """Make a city in a temporary folder beside ``out`` (``make(folder)`` writes it and
+    returns its manifest), check its plans, then move it to ``out`` in one rename: a
+    failed or unsafe city is never left where a city is looked for."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=out.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=out.parent))
     try:
-        manifest = _build_into(tmp, preset=preset, seed=seed, key=key, say=say)
+        manifest = make(tmp)
         check_city_plans(City(path=tmp, manifest=manifest), net_required=True)
         if out.exists():
             shutil.rmtree(out)
@@ -296,20 +305,25 @@ def signal_spec(net: NetInfo, plan: SignalPlan, *, preset: CityPreset) -> Signal
         road_classes=(classes[0], classes[-1]),
         approach_edges=sorted({k.from_edge for k in tls.links}),
         incoming_lanes=sorted({k.from_lane for k in tls.links}),
-        phases=[
-            PhaseSpec(
-                index=i,
-                name=p.name,
-                kind=p.kind,
-                state=p.state,
-                duration_s=p.duration_s,
-                min_green_s=p.min_green_s,
-                ped_min_green_s=p.ped_min_green_s,
-                max_green_s=p.max_green_s,
-            )
-            for i, p in enumerate(plan.phases)
-        ],
+        phases=phase_specs(plan),
     )
+
+
+def phase_specs(plan: SignalPlan) -> list[PhaseSpec]:
+    """A plan's phases as manifest records."""
+    return [
+        PhaseSpec(
+            index=i,
+            name=p.name,
+            kind=p.kind,
+            state=p.state,
+            duration_s=p.duration_s,
+            min_green_s=p.min_green_s,
+            ped_min_green_s=p.ped_min_green_s,
+            max_green_s=p.max_green_s,
+        )
+        for i, p in enumerate(plan.phases)
+    ]
 
 
 def _sumocfg(net: str, additional: str, routes: str) -> str:

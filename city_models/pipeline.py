@@ -30,7 +30,6 @@ import json
 import logging
 import math
 import shutil
-import tempfile
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -46,6 +45,7 @@ from city_models.build import (
     _sumocfg,
     hash_files,
     load_city,
+    publish_city,
     signal_spec,
 )
 from city_models.demand import make_demand_model, sample_trips, write_trips
@@ -71,7 +71,7 @@ from city_models.manifest import (
     write_manifest,
 )
 from city_models.net import EdgeInfo, NetInfo, read_net
-from city_models.plan_check import check_city_plans, conflict_matrix
+from city_models.plan_check import conflict_matrix
 from city_models.presets import SUWON_LAT, SUWON_LON, CityPreset
 from city_models.signals import SignalPlan, design_plan_general, plans_to_xml
 from twin.engine.sumo_tools import run_tool, sumo_version
@@ -573,19 +573,12 @@ def finish_city(
     say: Progress | None = None,
 ) -> City:
     """Make a city folder of an imported network (the steps of the module doc)."""
-    say = say or (lambda msg: log.info("%s", msg))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".import-", dir=out.parent))
-    try:
-        manifest = _finish_into(tmp, source, options=options, key=key, say=say)
-        check_city_plans(City(path=tmp, manifest=manifest), net_required=True)
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return City(path=out, manifest=manifest)
+    tell = say or (lambda msg: log.info("%s", msg))
+    return publish_city(
+        out,
+        lambda tmp: _finish_into(tmp, source, options=options, key=key, say=tell),
+        prefix=".import-",
+    )
 
 
 def _finish_into(

@@ -64,7 +64,6 @@ def _exclusive_left_lanes(links: tuple[LinkInfo, ...]) -> set[str]:
 
 def design_plan(net: NetInfo, tls: TlsInfo, *, preset: CityPreset) -> SignalPlan:
     """The fixed-time plan of one signal (see the module doc for the rules)."""
-    n = len(tls.links)
     left_lanes = _exclusive_left_lanes(tls.links)
     axes: dict[str, list[LinkInfo]] = {}
     for link in tls.links:
@@ -90,50 +89,7 @@ def design_plan(net: NetInfo, tls: TlsInfo, *, preset: CityPreset) -> SignalPlan
         if protected:
             greens.append((f"{axis} left", protected, set(), LEFT_WEIGHT * lanes_in, 0.0))
     rights = {k.index for k in tls.links if k.direction in {"r", "R"}}
-    lost_s = len(greens) * (preset.yellow_s + preset.all_red_s)
-    mins = [
-        float(
-            math.ceil(
-                max(preset.left_min_green_s if "left" in g[0] else preset.vehicle_min_green_s, g[4])
-            )
-        )
-        for g in greens
-    ]
-    cycle_s = max(preset.cycle_s, lost_s + sum(mins))
-    splits = _splits(cycle_s - lost_s, [g[3] for g in greens], mins)
-
-    def state(green_hi: set[int], green_lo: set[int], yellow: set[int] = frozenset()) -> str:  # type: ignore[assignment]
-        chars = []
-        for i in range(n):
-            if i in green_hi:
-                chars.append("G")
-            elif i in green_lo:
-                chars.append("g")
-            elif i in yellow:
-                chars.append("y")
-            elif i in rights:
-                chars.append("s")
-            else:
-                chars.append("r")
-        return "".join(chars)
-
-    phases: list[Phase] = []
-    for k, (name, hi, lo, _w, ped) in enumerate(greens):
-        nxt_hi, nxt_lo = greens[(k + 1) % len(greens)][1:3]
-        keep_hi, keep_lo = hi & nxt_hi, lo & (nxt_hi | nxt_lo)
-        ending = (hi | lo) - keep_hi - keep_lo
-        phases.append(
-            Phase(name, "green", state(hi, lo), splits[k], mins[k], ped, max(2 * splits[k], 60.0))
-        )
-        y = preset.yellow_s
-        phases.append(
-            Phase(f"{name} yellow", "yellow", state(keep_hi, keep_lo, ending), y, y, 0, y)
-        )
-        ar = preset.all_red_s
-        phases.append(Phase(f"{name} all-red", "all_red", state(keep_hi, keep_lo), ar, ar, 0, ar))
-    x, _y = net.nodes_xy[tls.node]
-    offset_s = math.fmod(x / PROGRESSION_SPEED_MPS, cycle_s) % cycle_s
-    return SignalPlan(tls.id, cycle_s, round(offset_s, 1), tuple(phases))
+    return _plan_from_stages(net, tls, preset, greens, rights)
 
 
 def _splits(green_s: float, weights: list[float], mins: list[float]) -> list[float]:

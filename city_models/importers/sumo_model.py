@@ -48,8 +48,9 @@ from typing import IO, Any, cast
 from xml.etree import ElementTree
 from xml.sax.saxutils import unescape
 
+from city_models.build import phase_specs
 from city_models.importers.base import POI_KINDS, PoiCandidate, SourceNet, need
-from city_models.manifest import PhaseSpec, SignalSpec
+from city_models.manifest import SignalSpec
 from city_models.net import TlsInfo, read_net
 from city_models.plan_check import conflict_matrix, signal_problems
 from city_models.signals import LANE_WIDTH_M, Phase, SignalPlan
@@ -896,19 +897,7 @@ def _spec_of(plan: SignalPlan, tls: TlsInfo | None) -> SignalSpec:
         road_classes=("local", "local"),
         approach_edges=[],
         incoming_lanes=[],
-        phases=[
-            PhaseSpec(
-                index=i,
-                name=p.name,
-                kind=p.kind,
-                state=p.state,
-                duration_s=p.duration_s,
-                min_green_s=p.min_green_s,
-                ped_min_green_s=p.ped_min_green_s,
-                max_green_s=p.max_green_s,
-            )
-            for i, p in enumerate(plan.phases)
-        ],
+        phases=phase_specs(plan),
     )
 
 

@@ -38,36 +38,26 @@ log = logging.getLogger(__name__)
 def session_config(spec: ScenarioSpec, city: City, *, seed: int, run_dir: Path) -> SessionConfig:
     """Write the run's demand and return SUMO's inputs/outputs for it."""
     own = city_routes(spec, city)
-    if own:
-        return SessionConfig(
-            net=city.net_path,
-            routes=own,
-            additional=(city.detectors_path, *city_additional(city)),
-            begin_s=spec.sim.begin_s,
-            end_s=spec.sim.end_s,
+    extra: tuple[str, ...] = ()
+    if own:  # the model's own demand; SUMO scales it
+        routes = own
+        extra = ("--scale", f"{spec.demand.scale:g}") if spec.demand.scale != 1.0 else ()
+    else:
+        trips = sample_trips(
+            city.manifest.demand,
+            period=spec.demand.period,
+            duration_s=spec.sim.duration_s,
             seed=seed,
-            step_length_s=spec.sim.step_length_s,
-            teleport_s=spec.sim.teleport_s,
-            tripinfo=run_dir / "tripinfo.xml",
-            summary=run_dir / "summary.xml",
-            statistics=run_dir / "statistics.xml",
-            error_log=run_dir / "sumo_errors.log",
-            extra_args=("--scale", f"{spec.demand.scale:g}") if spec.demand.scale != 1.0 else (),
+            scale=spec.demand.scale,
+            begin_s=spec.sim.begin_s,
         )
-    trips = sample_trips(
-        city.manifest.demand,
-        period=spec.demand.period,
-        duration_s=spec.sim.duration_s,
-        seed=seed,
-        scale=spec.demand.scale,
-        begin_s=spec.sim.begin_s,
-    )
-    routes = write_trips(trips, run_dir / "demand.rou.xml")
-    if spec.demand.routing == "habitual":
-        routes = habitual_routes(city.net_path, routes, seed=seed)
+        sampled = write_trips(trips, run_dir / "demand.rou.xml")
+        if spec.demand.routing == "habitual":
+            sampled = habitual_routes(city.net_path, sampled, seed=seed)
+        routes = (sampled,)
     return SessionConfig(
         net=city.net_path,
-        routes=(routes,),
+        routes=routes,
         additional=(city.detectors_path, *city_additional(city)),
         begin_s=spec.sim.begin_s,
         end_s=spec.sim.end_s,
@@ -78,6 +68,7 @@ def session_config(spec: ScenarioSpec, city: City, *, seed: int, run_dir: Path) 
         summary=run_dir / "summary.xml",
         statistics=run_dir / "statistics.xml",
         error_log=run_dir / "sumo_errors.log",
+        extra_args=extra,
     )
 
 
