@@ -264,3 +264,38 @@ def _inside(point: tuple[float, float], poly: list[tuple[float, float]]) -> bool
         if (y0 > y) != (y1 > y) and x < x0 + (y - y0) * (x1 - x0) / (y1 - y0):
             inside = not inside
     return inside
+
+
+POI_COLORS = {"hospital": "1,0,0", "fire_station": "1,0.5,0", "shelter": "0,0.6,0"}
+
+
+def shapes_xml(pois: list[PoiSpec], vms: list[VmsSpec], zones: list[ZoneSpec]) -> str:
+    """POIs, VMS sites and zones as a SUMO additional of ``<poi>`` and ``<poly>`` (what
+    ``city.sumocfg`` shows in sumo-gui; runs do not load it)."""
+    lines = ["<additional>"]
+    for p in pois:
+        lines.append(
+            f'  <poi id="{p.id}" type="{p.role}" color="{POI_COLORS[p.role]}" layer="10" '
+            f'x="{p.x:.2f}" y="{p.y:.2f}" width="12" height="12">'
+        )
+        lines.append(f'    <param key="name" value="{_xml_attr(p.name)}"/>')
+        lines.append("  </poi>")
+    for v in vms:
+        lines.append(
+            f'  <poi id="{v.id}" type="vms" color="0,0.3,1" layer="10" '
+            f'x="{v.x:.2f}" y="{v.y:.2f}" width="8" height="8"/>'
+        )
+    for z in zones:
+        shape = " ".join(f"{x:.1f},{y:.1f}" for x, y in z.polygon_xy)
+        lines.append(
+            f'  <poly id="{z.id}" type="{z.kind}" color="0,0.4,1,0.25" fill="1" layer="-1" '
+            f'shape="{shape}"/>'
+        )
+    lines.append("</additional>")
+    return "\n".join(lines) + "\n"
+
+
+def _xml_attr(text: str) -> str:
+    return (
+        text.replace("&", "&amp;").replace('"', "&quot;").replace("<", "&lt;").replace(">", "&gt;")
+    )

@@ -8,9 +8,12 @@ Two views of one network:
   allowed edge-to-edge moves, for routing. A route is a list of SUMO edge ids, as in a
   ``.rou.xml``; its cost is the travel time of every edge entered, the first included.
 
-SUMO's connections are lane-level and :class:`~city_models.net.NetInfo` keeps only those of
-the traffic lights. At a signalized junction the allowed moves are exactly the TLS links.
-At an unsignalized junction every incoming -> outgoing pair is allowed except the U-turn
+The allowed moves are SUMO's own lane connections (passenger lanes to passenger lanes),
+which :func:`city_models.net.read_net` keeps as ``NetInfo.successors``: on an imported
+city with turn prohibitions the router sees exactly what SUMO allows. For a
+:class:`~city_models.net.NetInfo` made without them (hand-built in tests), the moves are
+approximated: at a signalized junction exactly the TLS links; at an unsignalized
+junction every incoming -> outgoing pair except the U-turn
 back along the same street; this approximates netconvert's connections (built with
 ``--no-turnarounds.except-deadend``): a U-turn is kept only where the junction has a
 single outgoing edge (a dead end). "The same street" looks through geometry-only nodes
@@ -194,6 +197,12 @@ def edge_graph(city_or_net: City | NetInfo) -> nx.DiGraph:
         for link in tls.links:
             controlled.add(net.edges[link.from_edge].to_node)
             move(link.from_edge, link.to_edge, signalized=True)
+    if net.successors:  # SUMO's own connections (read_net): exactly what vehicles may do
+        for a, nexts in net.successors.items():
+            for b in nexts:
+                if b in net.edges and not graph.has_edge(a, b):
+                    move(a, b, signalized=net.edges[a].to_node in controlled)
+        return graph
     ins, outs = _incidence(net)
     ends = _street_ends(net)
     for node in net.nodes_xy:

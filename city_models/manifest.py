@@ -113,6 +113,8 @@ class CityFiles(_Model):
     plain_edges: str
     plain_types: str
     signal_plans: str
+    # POIs, VMS sites and zones as SUMO shapes, for sumo-gui (city.sumocfg loads it)
+    shapes: str | None = None
 
 
 class GeoRef(_Model):

@@ -8,7 +8,7 @@ file itself is read through :func:`twin.engine.sumo_tools.load_sumolib_net`.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +75,9 @@ class NetInfo:
     tls: dict[str, TlsInfo]
     lane_lengths_m: dict[str, float]
     bbox_xy: tuple[float, float, float, float]
+    # the edges a car may enter from each edge: SUMO's own lane connections (passenger
+    # lanes to passenger lanes), what every router of the twin follows
+    successors: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 def read_net(path: Path) -> NetInfo:
@@ -101,6 +104,17 @@ def read_net(path: Path) -> NetInfo:
         )
         for lane in e.getLanes():
             lane_lengths[lane.getID()] = float(lane.getLength())
+    successors: dict[str, tuple[str, ...]] = {}
+    for e in net.getEdges(withInternal=False):
+        nxt: set[str] = set()
+        for lane in e.getLanes():
+            if not lane.allows("passenger"):
+                continue
+            for conn in lane.getOutgoing():
+                to_lane = conn.getToLane()
+                if to_lane.allows("passenger") and not to_lane.getEdge().isSpecial():
+                    nxt.add(to_lane.getEdge().getID())
+        successors[e.getID()] = tuple(sorted(nxt))
     nodes_xy = {n.getID(): (float(n.getCoord()[0]), float(n.getCoord()[1])) for n in net.getNodes()}
     node_types = {n.getID(): str(n.getType()) for n in net.getNodes()}
     tls = {t.getID(): _tls_info(net, t) for t in net.getTrafficLights()}
@@ -113,6 +127,7 @@ def read_net(path: Path) -> NetInfo:
         tls=tls,
         lane_lengths_m=lane_lengths,
         bbox_xy=(float(xmin), float(ymin), float(xmax), float(ymax)),
+        successors=successors,
     )
 
 

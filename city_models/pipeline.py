@@ -49,7 +49,7 @@ from city_models.build import (
     signal_spec,
 )
 from city_models.demand import make_demand_model, sample_trips, write_trips
-from city_models.features import detectors_xml, edges_in_polygon, make_detectors
+from city_models.features import detectors_xml, edges_in_polygon, make_detectors, shapes_xml
 from city_models.geo import Projection
 from city_models.graph import path_usage
 from city_models.importers.base import (
@@ -593,6 +593,7 @@ def _finish_into(
         plain_edges="plain.edg.xml",
         plain_types="plain.typ.xml",
         signal_plans="signals.tll.xml",
+        shapes="shapes.add.xml",
     )
     say("copying the network")
     run_tool("netconvert", ["-s", source.net_file.resolve(), "-o", files.net],
@@ -676,10 +677,11 @@ def _finish_into(
         trips = sample_trips(demand, period="am_peak", duration_s=3600.0, seed=options.seed)
         write_trips(trips, folder / files.default_routes)
         n_trips = len(trips)
+    (folder / "shapes.add.xml").write_text(shapes_xml(pois, vms, zones), encoding="utf-8")
     (folder / files.sumocfg).write_text(
         _sumocfg(
             files.net,
-            ",".join([files.detectors, *own_additional]),
+            ",".join([files.detectors, "shapes.add.xml", *own_additional]),
             ",".join(own_routes) or files.default_routes,
         ),
         encoding="utf-8",

@@ -155,8 +155,10 @@ def _build_variant(city: City, folder: Path, pairs: dict[str, str], *, key: str,
     files = m.files
     imported = m.source is not None
     preset = IMPORT_PARAMS if imported else get_preset(m.preset)
-    for name in (files.plain_nodes, files.plain_types, files.default_routes, files.sumocfg):
-        shutil.copy2(city.path / name, folder / name)
+    for name in (files.plain_nodes, files.plain_types, files.default_routes, files.sumocfg,
+                 files.shapes):  # fmt: skip
+        if name is not None and (city.path / name).exists():
+            shutil.copy2(city.path / name, folder / name)
     for extra in m.source.options.get("own_routes", []) if m.source else []:
         shutil.copy2(city.path / extra, folder / extra)
     for extra in m.source.options.get("own_additional", []) if m.source else []:

@@ -1,11 +1,20 @@
-"""One-page results summary (HTML + PNG) for a single simulation run."""
+"""One-page results summary (HTML + PNG) for a single simulation run, fitted to its
+scenario: the network panels of every run plus the panels of each scenario kind
+(:mod:`viz.panels`), the metrics grouped with units and a glossary
+(:mod:`viz.metric_tables`), and the spec that ran.
+
+``summary.png`` holds every panel on one figure; ``summary.html`` is self-contained
+(one embedded image per panel, with its title, caption and note).
+"""
 
 from __future__ import annotations
 
 import base64
 import html
+import io
+import json
 import logging
-import numbers
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,16 +25,28 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from city_models.net import NetInfo, read_net
+from viz.metric_tables import html_table, metrics_html, spec_toml
+from viz.panels import Panel, RunData, panels_for
+
 log = logging.getLogger(__name__)
 
-_UNITS = (("_pct", "%"), ("_kmh", "km/h"), ("_mps", "m/s"), ("_km", "km"), ("_veh", "veh"))
-_TOP_QUEUES = 15
+COLUMNS = 2
+"""Panels per row of ``summary.png``."""
+DPI = 100
+PANEL_W_IN, PANEL_H_IN = 7.0, 4.2
+HEADER_IN = 0.9
+"""Room above and below the panels of ``summary.png`` (title and caption)."""
+_MANIFEST = "city.json"
 _CSS = (
-    "body{font-family:sans-serif;margin:2em;color:#222}"
-    "table{border-collapse:collapse;margin:1em 0}"
-    "td,th{border:1px solid #ccc;padding:4px 10px;text-align:left}"
+    "body{font-family:sans-serif;margin:2em;color:#222;max-width:1100px}"
+    "table{border-collapse:collapse;margin:0.5em 0}"
+    "td,th{border:1px solid #ccc;padding:3px 8px;text-align:left;vertical-align:top}"
     "td.num{text-align:right;font-variant-numeric:tabular-nums}"
+    ".note{color:#555;font-size:90%;margin-bottom:1em}"
     ".error{border:2px solid #c00;background:#fee;color:#900;padding:1em;white-space:pre-wrap}"
+    "figure{margin:1em 0}figcaption{color:#444;font-size:90%}"
+    "pre.spec{background:#f6f6f6;padding:1em;overflow:auto}"
     "img{max-width:100%}"
 )
 
@@ -38,107 +59,132 @@ class SummaryFiles:
     png: Path
 
 
-def _unit(name: str) -> str:
-    """Return the unit implied by a metric name suffix, or ``""``."""
-    if name.endswith("_s"):
-        return "s"
-    return next((unit for suffix, unit in _UNITS if name.endswith(suffix)), "")
+def png_size_px(n_panels: int) -> tuple[int, int]:
+    """(width, height) in pixels of ``summary.png`` with ``n_panels`` panels."""
+    rows = max(1, math.ceil(n_panels / COLUMNS))
+    return round(COLUMNS * PANEL_W_IN * DPI), round((rows * PANEL_H_IN + HEADER_IN) * DPI)
 
 
-def _fmt(value: Any) -> str:
-    """Format a metric value: thousands separators for ints, 2 decimals for floats."""
-    if isinstance(value, bool) or value is None:
-        return str(value)
-    if isinstance(value, numbers.Integral):
-        return f"{int(value):,}"
-    if isinstance(value, numbers.Real):
-        v = float(value)
-        return f"{v:,.0f}" if v.is_integer() and abs(v) >= 1e4 else f"{v:,.2f}"
-    if isinstance(value, Mapping):
-        return f"{len(value):,} entries"
-    if isinstance(value, list | tuple | set):
-        return f"{len(value):,} items"
-    return str(value)
+# ---------------------------------------------------------------------- loading
+def load_series(run_dir: Path, series_files: Sequence[str]) -> dict[str, pd.DataFrame]:
+    """The run's Parquet series by name (``events.parquet`` -> ``events``); a file that
+    cannot be read is left out with a warning (a report never fails on one series)."""
+    frames: dict[str, pd.DataFrame] = {}
+    for file in series_files:
+        name = str(file).removesuffix(".parquet")
+        path = Path(run_dir) / str(file)
+        try:
+            frames[name] = pd.read_parquet(path, engine="pyarrow")
+        except (OSError, ValueError) as exc:
+            log.warning("summary: series %s of %s not read: %s", name, run_dir, exc)
+    return frames
 
 
-def _col(df: pd.DataFrame | None, *cols: str) -> pd.DataFrame | None:
-    """Return ``df[cols]`` without NaN rows, or None if a column is missing or no rows remain."""
-    if df is None or any(c not in df.columns for c in cols):
+def net_file_of(run_dir: Path) -> Path | None:
+    """The city network a run used, from its ``sumo_args.json`` (``--net-file``)."""
+    args_file = Path(run_dir) / "sumo_args.json"
+    try:
+        args = json.loads(args_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
         return None
-    sub = df[list(cols)].apply(pd.to_numeric, errors="coerce").dropna()
-    return sub if len(sub) else None
+    if isinstance(args, list) and "--net-file" in args:
+        i = args.index("--net-file")
+        if i + 1 < len(args):
+            return Path(str(args[i + 1]))
+    return None
 
 
-def _no_data(ax: Axes) -> None:
-    """Mark a panel as having no data."""
-    ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes, color="0.5")
-    ax.set_xticks([])
-    ax.set_yticks([])
+def load_city_geometry(run_dir: Path) -> tuple[NetInfo | None, dict[str, Any] | None]:
+    """The run's network records and its city manifest (raw ``city.json``), or None
+    each where they cannot be found."""
+    net_file = net_file_of(run_dir)
+    if net_file is None or not net_file.is_file():
+        return None, None
+    net: NetInfo | None = None
+    manifest: dict[str, Any] | None = None
+    try:
+        net = read_net(net_file)
+    except Exception as exc:  # a map is optional; the report goes on
+        log.warning("summary: network %s not read: %s", net_file, exc)
+    try:
+        raw = json.loads((net_file.parent / _MANIFEST).read_text(encoding="utf-8"))
+        manifest = raw if isinstance(raw, dict) else None
+    except (OSError, ValueError) as exc:
+        log.warning("summary: city manifest next to %s not read: %s", net_file, exc)
+    return net, manifest
 
 
-def _render_png(
-    run: Mapping[str, Any], series: pd.DataFrame | None, queues: pd.DataFrame | None, path: Path
-) -> None:
-    """Draw the 2×2 overview figure and save it to ``path``."""
-    fig = Figure(figsize=(12, 8), dpi=100)
-    FigureCanvasAgg(fig)  # Agg backend for this figure only; no pyplot global state
-    (ax_veh, ax_spd), (ax_halt, ax_q) = fig.subplots(2, 2)
-    city = run.get("city_name") or "?"
-    fig.suptitle(f"{run.get('scenario_name') or '?'} — {city} — seed {run.get('seed')}", size=14)
-
-    drawn = False
-    for col, label in (("vehicles_running", "running"), ("vehicles_arrived", "arrived (cum.)")):
-        if (d := _col(series, "t_s", col)) is not None:
-            ax_veh.plot(d["t_s"] / 60.0, d[col], label=label)
-            drawn = True
-    if drawn:
-        ax_veh.legend(loc="best")
-    else:
-        _no_data(ax_veh)
-    ax_veh.set(title="Vehicles", xlabel="simulation time [min]", ylabel="veh")
-
-    if (d := _col(series, "t_s", "mean_speed_mps")) is not None:
-        ax_spd.plot(d["t_s"] / 60.0, d["mean_speed_mps"] * 3.6, color="tab:green")
-    else:
-        _no_data(ax_spd)
-    ax_spd.set(title="Mean speed", xlabel="simulation time [min]", ylabel="km/h")
-
-    if (d := _col(series, "t_s", "vehicles_halting")) is not None:
-        ax_halt.fill_between(d["t_s"] / 60.0, d["vehicles_halting"], color="tab:red", alpha=0.4)
-        ax_halt.plot(d["t_s"] / 60.0, d["vehicles_halting"], color="tab:red")
-    else:
-        _no_data(ax_halt)
-    ax_halt.set(title="Halting vehicles (whole network)", xlabel="simulation time [min]")
-    ax_halt.set_ylabel("veh")
-
-    top = pd.Series(dtype=float)
-    if queues is not None and {"tls_id", "queue_veh"} <= set(queues.columns):
-        qv = pd.to_numeric(queues["queue_veh"], errors="coerce")
-        top = qv.groupby(queues["tls_id"].astype(str)).max().dropna().nlargest(_TOP_QUEUES)
-    if len(top):
-        ax_q.barh([i[:24] for i in top.index[::-1]], top.to_numpy()[::-1], color="tab:orange")
-        ax_q.tick_params(axis="y", labelsize=8)
-        ax_q.set_xlabel("max queue [veh]")
-    else:
-        _no_data(ax_q)
-    ax_q.set_title(f"Top {_TOP_QUEUES} intersections by max queue")
-
-    for ax in (ax_veh, ax_spd, ax_halt, ax_q):
-        ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, format="png")
+# ---------------------------------------------------------------------- drawing
+def _draw(panel: Panel, ax: Axes) -> None:
+    try:
+        panel.draw(ax)
+    except Exception:  # a bad series must not cost the whole report
+        log.exception("summary: panel %r failed", panel.title)
+        ax.clear()
+        ax.text(
+            0.5,
+            0.5,
+            "panel failed (see log)",
+            ha="center",
+            va="center",
+            transform=ax.transAxes,
+            color="tab:red",
+        )
+    ax.set_title(panel.title, fontsize=11)
+    ax.grid(alpha=0.3)
 
 
-def _table(rows: Sequence[tuple[str, ...]], head: tuple[str, ...], num_col: int = -1) -> str:
-    """Build an HTML table; all cells must already be escaped. ``num_col`` is right-aligned."""
-    th = "".join(f"<th>{h}</th>" for h in head)
-    body = "".join(
-        "<tr>"
-        + "".join(f"<td{' class=num' if i == num_col else ''}>{c}</td>" for i, c in enumerate(r))
-        + "</tr>"
-        for r in rows
+def _render_png(d: RunData, panels: Sequence[Panel], path: Path) -> None:
+    """All panels on one figure, ``COLUMNS`` per row, title and caption on the figure."""
+    w, h = png_size_px(len(panels))
+    fig = Figure(figsize=(w / DPI, h / DPI), dpi=DPI, layout="constrained")
+    FigureCanvasAgg(fig)  # Agg for this figure only; no pyplot global state
+    rows = max(1, math.ceil(len(panels) / COLUMNS))
+    axes = fig.subplots(rows, COLUMNS, squeeze=False).ravel()
+    for ax, panel in zip(axes, panels, strict=False):
+        _draw(panel, ax)
+    for ax in axes[len(panels) :]:
+        ax.set_visible(False)
+    run = d.run
+    fig.suptitle(
+        f"{run.get('scenario_name') or '?'} ({d.kind or '?'}) — "
+        f"{run.get('city_name') or '?'} — run {run.get('id')}, seed {run.get('seed')}",
+        size=14,
     )
-    return f"<table><tr>{th}</tr>{body}</table>"
+    fig.supxlabel(d.caption(), size=9, color="0.3")
+    fig.savefig(path, format="png", dpi=DPI)
+
+
+def _panel_png(d: RunData, panel: Panel) -> bytes:
+    fig = Figure(figsize=(PANEL_W_IN, PANEL_H_IN + 0.3), dpi=DPI, layout="constrained")
+    FigureCanvasAgg(fig)
+    _draw(panel, fig.subplots())
+    fig.supxlabel(d.caption(), size=8, color="0.3")
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI)
+    return buf.getvalue()
+
+
+# ---------------------------------------------------------------------- page
+def _charts_html(d: RunData, panels: Sequence[Panel]) -> str:
+    e = html.escape
+    parts: list[str] = []
+    section = ""
+    for k, panel in enumerate(panels):
+        if panel.section != section:
+            section = panel.section
+            parts.append(f"<h3 class='section'>{e(section)}</h3>")
+        img = base64.b64encode(_panel_png(d, panel)).decode("ascii")
+        parts.append(
+            f"<figure id='panel-{k}'><h4 class='panel'>{e(panel.title)}</h4>"
+            f"<img alt='{e(panel.title)}' src='data:image/png;base64,{img}'>"
+            f"<figcaption>{e(panel.title)} — {e(d.caption())}."
+            + (f" {e(panel.note)}" if panel.note else "")
+            + "</figcaption>"
+            + panel.table_html
+            + "</figure>"
+        )
+    return "".join(parts)
 
 
 def write_summary(
@@ -147,14 +193,18 @@ def write_summary(
     series: pd.DataFrame | None,
     queues: pd.DataFrame | None,
     out_dir: Path,
+    extra: Mapping[str, pd.DataFrame] | None = None,
+    net: NetInfo | None = None,
+    manifest: Mapping[str, Any] | None = None,
 ) -> SummaryFiles:
     """Write ``summary.png`` and a self-contained ``summary.html`` for one run.
 
     Parameters
     ----------
     run : Mapping[str, Any]
-        Run record (id, status, scenario_name, city_name, city_hash, seed, created_at,
-        finished_at, versions, error, metrics, ...).
+        Run record as :meth:`RunRecord.to_dict` gives it (id, status, scenario_name,
+        scenario_kind, spec, city_name, city_hash, seed, created_at, finished_at,
+        versions, error, metrics, run_dir, series_files).
     series : pandas.DataFrame or None
         Network time series with ``t_s`` and any of ``vehicles_running``,
         ``vehicles_arrived``, ``mean_speed_mps``, ``vehicles_halting``.
@@ -162,6 +212,14 @@ def write_summary(
         Long-format queues with ``t_s``, ``tls_id``, ``queue_veh``.
     out_dir : pathlib.Path
         Output directory; created if missing.
+    extra : Mapping[str, pandas.DataFrame] or None
+        The run's other series by name (``events``, ``vms``, ``incident``,
+        ``evacuation``, ``shelter_occupancy``, ``signal_timings``, ``greens_served``).
+        None: read from ``run["run_dir"]`` (its ``series_files``) when the record names
+        a folder; pass ``{}`` to use none.
+    net, manifest : optional
+        The city's network records and raw manifest for the maps. None: found through
+        the run folder's ``sumo_args.json`` when the record names a folder.
 
     Returns
     -------
@@ -171,15 +229,39 @@ def write_summary(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     png, page = out_dir / "summary.png", out_dir / "summary.html"
-    _render_png(run, series, queues, png)
+    run_dir = run.get("run_dir")
+    if extra is None:
+        extra = (
+            load_series(
+                Path(run_dir),
+                [
+                    f
+                    for f in run.get("series_files") or ()
+                    if f not in ("network.parquet", "queues.parquet")
+                ],
+            )
+            if run_dir
+            else {}
+        )
+    if net is None and manifest is None and run_dir:
+        net, manifest = load_city_geometry(Path(run_dir))
+    frames = {k: v for k, v in extra.items() if v is not None}
+    if series is not None:
+        frames["network"] = series
+    if queues is not None:
+        frames["queues"] = queues
+    d = RunData(run=run, frames=frames, net=net, manifest=manifest)
+    panels = panels_for(d)
+    _render_png(d, panels, png)
+    page.write_text(_page(d, panels), encoding="utf-8")
+    log.info("wrote run summary %s and %s (%d panels)", page, png, len(panels))
+    return SummaryFiles(html=page, png=png)
 
+
+def _page(d: RunData, panels: Sequence[Panel]) -> str:
     e = html.escape
-    metrics = run.get("metrics") or {}
-    m_rows = [
-        (e(str(k)), e(_fmt(v)), "" if isinstance(v, Mapping | list | tuple) else e(_unit(str(k))))
-        for k, v in metrics.items()
-    ]
-    v_rows = [(e(str(k)), e(str(v))) for k, v in (run.get("versions") or {}).items()]
+    run = d.run
+    v_rows = [[e(str(k)), e(str(v))] for k, v in (run.get("versions") or {}).items()]
     status = str(run.get("status") or "unknown")
     city_hash = str(run.get("city_hash") or "")[:12]
     when = f"{run.get('created_at') or '?'} → {run.get('finished_at') or '…'}"
@@ -194,24 +276,23 @@ def write_summary(
     if status == "failed":
         msg = e(str(run.get("error") or "(no message)"))
         error = f"<div class='error'><b>Run failed</b>\n{msg}</div>"
-    img = base64.b64encode(png.read_bytes()).decode("ascii")
-    doc = (
+    toml = spec_toml(d.spec)
+    spec = f"<pre class='spec'>{e(toml)}</pre>" if toml else "<p>No spec recorded.</p>"
+    sections = sorted({p.section for p in panels}, key=[p.section for p in panels].index)
+    return (
         f"<!DOCTYPE html><html><head><meta charset='utf-8'>"
         f"<title>Run {e(str(run.get('id')))}</title><style>{_CSS}</style></head><body>"
         f"<h1>Run {e(str(run.get('id')))}</h1>"
         + "".join(f"<div><b>{k}:</b> {e(v)}</div>" for k, v in header)
+        + f"<div><b>Report sections:</b> {e(', '.join(sections))}</div>"
         + error
         + "<h2>Metrics</h2>"
-        + (
-            _table(m_rows, ("Metric", "Value", "Unit"), num_col=1)
-            if m_rows
-            else "<p>No metrics.</p>"
-        )
-        + f"<h2>Charts</h2><img alt='run summary charts' src='data:image/png;base64,{img}'>"
+        + metrics_html(d.metrics, d.kind)
+        + "<h2>Charts</h2>"
+        + _charts_html(d, panels)
+        + "<h2>Spec that ran</h2>"
+        + spec
         + "<h2>Versions</h2>"
-        + (_table(v_rows, ("Component", "Version")) if v_rows else "<p>No version info.</p>")
+        + (html_table(v_rows, ["Component", "Version"]) if v_rows else "<p>No version info.</p>")
         + "</body></html>\n"
     )
-    page.write_text(doc, encoding="utf-8")
-    log.info("wrote run summary %s and %s", page, png)
-    return SummaryFiles(html=page, png=png)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -247,6 +248,72 @@ def import_nodelink(
             signals_from=signals_from, signals_csv=signals_csv, name=name)  # fmt: skip
 
 
+# ----------------------------------------------------------------------------- study
+def _study(
+    spec: Any, city: Any, settings: Settings, *, vary: list[str], seeds: str,
+    metrics: list[str], workers: int | None, as_json: bool, source: str,
+) -> None:  # fmt: skip
+    from rich.progress import MofNCompleteColumn
+
+    from twin.app.compose import execute_request, run_request
+    from twin.app.study import parse_seeds, study_table, variants_of, with_overrides
+    from twin.engine.executors import run_requests
+
+    cases = variants_of(vary)
+    seed_list = parse_seeds(seeds)
+    specs = [with_overrides(spec, v.overrides, source=f"{source} --vary {v.label}") for v in cases]
+    requests = [run_request(s, city, seed=k) for s in specs for k in seed_list]
+    fraction: dict[str, float] = {}
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
+    with Progress(*columns, console=err, transient=True) as bar:
+        task = bar.add_task(f"{len(cases)} variant(s) x {len(seed_list)} seed(s)",
+                            total=len(requests))  # fmt: skip
+
+        def on_progress(run_id: str, done_s: float, total_s: float) -> None:
+            fraction[run_id] = done_s / total_s if total_s > 0 else 1.0
+            bar.update(task, completed=sum(fraction.values()))
+
+        records = run_requests(settings, execute_request, requests, workers=workers,
+                               progress=on_progress)  # fmt: skip
+    results: dict[str, dict[int, dict[str, Any]]] = {v.label: {} for v in cases}
+    runs: dict[str, dict[int, str]] = {v.label: {} for v in cases}
+    failed = []
+    for k, record in enumerate(records):
+        label = cases[k // len(seed_list)].label
+        runs[label][record.seed] = record.id
+        if record.status == "done" and record.metrics is not None:
+            results[label][record.seed] = record.metrics
+        else:
+            failed.append(f"{record.id} ({label}, seed {record.seed}): {record.error}")
+    table = study_table(spec.kind, results, metrics=metrics)
+    payload = {
+        "scenario": spec.name, "kind": spec.kind, "city": city.name, "seeds": seed_list,
+        "variants": [v.label for v in cases], "runs": runs, "failed": failed,
+        "table": {label: {m: vars(s) for m, s in row.items()} for label, row in table.items()},
+    }  # fmt: skip
+    if as_json:
+        typer.echo(json.dumps(payload, default=str, allow_nan=True))
+    else:
+        ref = cases[0].label
+        for label, row in table.items():
+            t = Table(title=f"{spec.name} on {city.name}: {label}"
+                      f" ({len(results[label])} of {len(seed_list)} seeds)")  # fmt: skip
+            for col in ("metric", "mean", "sd", "95 % CI", f"vs {ref} (paired)"):
+                t.add_column(col, justify="left" if col == "metric" else "right")
+            for name, sm in row.items():
+                diff = (
+                    f"{sm.diff_mean:+.3g} ± {sm.diff_ci95:.2g}"
+                    if sm.diff_mean is not None and sm.diff_mean == sm.diff_mean
+                    else ""
+                )
+                t.add_row(name, f"{sm.mean:.4g}", f"{sm.sd:.3g}", f"± {sm.ci95:.3g}", diff)
+            out.print(t)
+        out.print(f"{len(records)} runs recorded: twin runs list; ids in --json.")
+    if failed:
+        err.print(rich_escape("Failed runs:\n" + "\n".join(failed)))
+        raise typer.Exit(1)
+
+
 # ----------------------------------------------------------------------------- run
 def _resolve_city(spec: Any, city_dir: Path | None, settings: Settings) -> Any:
     from city_models.build import build_city, load_city
@@ -269,17 +336,49 @@ def run(
     seed: Annotated[int | None, typer.Option(help="Override the scenario's seed.")] = None,
     report: Annotated[bool, typer.Option(help="Write summary.html/png.")] = True,
     gui: Annotated[bool, typer.Option(help="Watch it in sumo-gui (traci).")] = False,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="FIELD=VALUE override, e.g. sim.duration_s=600 (repeat)."),
+    ] = None,
+    vary: Annotated[
+        list[str] | None,
+        typer.Option("--vary", help="FIELD=V1,V2,...: one variant per value (repeat: all combos)."),
+    ] = None,
+    seeds: Annotated[
+        str | None, typer.Option("--seeds", help="Seeds of a study: 1-10, or 1,2,5.")
+    ] = None,
+    metric: Annotated[
+        list[str] | None, typer.Option("--metric", help="Add a metric to the study table.")
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Study runs at once (default: cores).")
+    ] = None,
     data_dir: DataDir = None,
     db: DbUrl = None,
     as_json: JsonOut = False,
 ) -> None:
-    """Run a scenario; records the run and prints its metrics."""
+    """Run a scenario; records the run and prints its metrics. With --vary and/or
+    --seeds: one run per variant and seed (common random numbers), one table with mean,
+    spread, 95 % CI and the paired difference against the first variant."""
     from scenarios.loader import load_scenario
     from twin.app.compose import execute_request, run_request
+    from twin.app.study import parse_assignment, parse_value, with_overrides
     from twin.engine.executors import LocalProcess
 
     settings = _settings(data_dir, db)
     spec = load_scenario(scenario)
+    overrides = [
+        (path, parse_value(value))
+        for path, value in (parse_assignment(item, option="--set") for item in set_ or [])
+    ]
+    spec = with_overrides(spec, overrides, source=f"{scenario} with --set")
+    if gui and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        raise typer.BadParameter(
+            "--gui opens sumo-gui, which needs a display (DISPLAY or WAYLAND_DISPLAY is not "
+            "set); run without --gui, or open the run afterwards with "
+            "'sumo-gui -c <run dir>/run.sumocfg' where there is a screen",
+            param_hint="--gui",
+        )
     if gui:
         spec = spec.model_copy(update={"sim": spec.sim.model_copy(update={"backend": "traci"})})
     if seed is not None and seed < 0:
@@ -290,6 +389,10 @@ def run(
         spec = spec.model_copy(
             update={"city": spec.city.model_copy(update={"path": str(city.path.resolve())})}
         )
+    if vary or seeds:
+        _study(spec, city, settings, vary=vary or [], seeds=seeds or str(run_seed),
+               metrics=metric or [], workers=workers, as_json=as_json, source=scenario)  # fmt: skip
+        return
     columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
                TextColumn("{task.fields[sim]}"), TimeRemainingColumn())  # fmt: skip
     with Progress(*columns, console=err, transient=True) as bar:
@@ -362,6 +465,50 @@ def _print_run(record: Any, files: dict[str, str]) -> None:
 
 
 # ----------------------------------------------------------------------------- runs
+HEADLINE_METRICS: dict[str, tuple[str, ...]] = {
+    "baseline": ("mean_delay_s",),
+    "ev_priority": ("ev_s_per_km",),
+    "vms_diversion": ("incident_queue_max_veh", "diverted_share"),
+    "evacuation": ("zone_clearance_s",),
+}
+"""The metric ``runs list`` shows for each scenario kind (the first one present)."""
+_HEADLINE_SHOWN = {
+    "mean_delay_s": ("delay", "{:.1f} s"),
+    "ev_s_per_km": ("EV", "{:.1f} s/km"),
+    "incident_queue_max_veh": ("inc. queue", "{:.0f} veh"),
+    "diverted_share": ("diverted", "{:.0%}"),
+    "zone_clearance_s": ("clearance", "{:.0f} s"),
+}  # what fits a narrow column
+EXPORT_FORMATS = ("csv", "parquet", "geojson")
+
+
+def _headline(record: Any) -> str:
+    """The run's headline metric (by its kind), short: ``EV 61.2 s/km``; or ``-``."""
+    metrics = record.metrics or {}
+    for name in HEADLINE_METRICS.get(record.scenario_kind, ("mean_delay_s",)):
+        value = metrics.get(name)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            label, shown = _HEADLINE_SHOWN[name]
+            return f"{label} {shown.format(value)}"
+    return "-"
+
+
+def _cut(value: str, width: int) -> str:
+    return value if len(value) <= width else value[: max(1, width - 1)] + "…"
+
+
+def _number(value: float) -> str:
+    if isinstance(value, int):
+        return f"{value:,}"
+    return f"{value:,.2f}" if abs(value) < 1e6 else f"{value:,.0f}"
+
+
+def _open_store(data_dir: Path | None, db: str | None) -> Any:
+    from twin.engine.store import RunStore
+
+    return RunStore.from_settings(_settings(data_dir, db))
+
+
 @runs_app.command("list")
 def runs_list(
     limit: Annotated[int, typer.Option(help="How many, newest first.")] = 20,
@@ -373,29 +520,41 @@ def runs_list(
     db: DbUrl = None,
     as_json: JsonOut = False,
 ) -> None:
-    """List recorded runs, newest first (queued ones included)."""
-    from twin.engine.store import RunStore
+    """List recorded runs, newest first (queued ones included): short ids (the unique
+    prefix every 'twin runs' command accepts) and each scenario's headline metric."""
+    from rich import box
 
-    store = RunStore.from_settings(_settings(data_dir, db))
+    store = _open_store(data_dir, db)
     try:
         records = store.list(offset=offset, limit=limit, status=status, kind=kind, owner=owner)
         total = store.count(status=status, kind=kind, owner=owner)
+        short = store.short_ids([r.id for r in records])
     finally:
         store.close()
     if as_json:
         typer.echo(json.dumps([r.to_dict() for r in records], default=str))
         return
     shown = f"{offset + 1}-{offset + len(records)} of {total}" if records else f"none of {total}"
-    table = Table(title="Runs", caption=f"runs {shown}, newest first")
-    table.add_column("id", no_wrap=True)  # what users copy: never cut
-    table.add_column("status", no_wrap=True)
-    for col in ("scenario", "city", "seed", "mean delay s", "created", "owner"):
-        table.add_column(col)
-    for r in records:
-        delay = (r.metrics or {}).get("mean_delay_s")
-        table.add_row(r.id, r.status, r.scenario_name, r.city_name, str(r.seed),
-                      f"{delay:.1f}" if isinstance(delay, float) else "-",
-                      r.created_at.strftime("%Y-%m-%d %H:%M:%S"), r.owner or "-")  # fmt: skip
+    rows = [{"id": short[r.id], "status": r.status, "seed": str(r.seed), "headline": _headline(r),
+             "created": r.created_at.strftime("%m-%d %H:%M"), "owner": r.owner or "-",
+             "scenario": r.scenario_name, "city": r.city_name} for r in records]  # fmt: skip
+    fixed = ["id", "status", "seed", "headline", "created"]
+    if any(r.owner for r in records):
+        fixed.append("owner")
+    used = sum(max([len(c), *(len(row[c]) for row in rows)]) for c in fixed)
+    free = out.width - used - 3 * (len(fixed) + 2)  # padding and a rule per column
+    if free >= 20:  # room for the scenario and the city
+        cut = {"scenario": free * 3 // 5, "city": free - free * 3 // 5}
+    else:
+        cut = {"scenario": max(8, free + 3)}
+    columns = ["id", "status", "scenario", *([] if "city" not in cut else ["city"]), "seed",
+               "headline", "created", *(["owner"] if "owner" in fixed else [])]  # fmt: skip
+    table = Table(title="Runs", caption=f"runs {shown}, newest first", box=box.SIMPLE_HEAD,
+                  show_edge=False, pad_edge=False)  # fmt: skip
+    for col in columns:  # the id is what users copy: never cut
+        table.add_column(col, no_wrap=True, justify="right" if col == "seed" else "left")
+    for row in rows:
+        table.add_row(*[_cut(row[c], cut[c]) if c in cut else row[c] for c in columns])
     out.print(table)
 
 
@@ -406,17 +565,295 @@ def runs_show(
     db: DbUrl = None,
     as_json: JsonOut = False,
 ) -> None:
-    """Show one run: its spec, versions, status, error and metrics."""
-    from twin.engine.store import RunStore
-
-    store = RunStore.from_settings(_settings(data_dir, db))
-    record = store.get(run_id)
-    store.close()
+    """Show one run: its spec, versions, the city and code it used, status, error and
+    metrics."""
+    store = _open_store(data_dir, db)
+    try:
+        record = store.get(run_id)
+    finally:
+        store.close()
     if as_json:
         typer.echo(json.dumps({**record.to_dict(), "run_id": record.id}, default=str))
         return
     _print_run(record, {})
-    out.print_json(json.dumps({"spec": record.spec, "versions": record.versions}))
+    used = {"city_path": record.city_path, "city_hash": record.city_hash,
+            "city_files_hash": record.city_files_hash,
+            "code_commit": record.code_commit}  # fmt: skip
+    out.print_json(json.dumps({"spec": record.spec, "versions": record.versions, **used},
+                              default=str))  # fmt: skip
+    if record.city_files_hash and record.city_files_hash != record.city_hash:
+        err.print("[yellow]The city's files differed from its manifest's hash when the run "
+                  "was recorded (edited after it was built).[/yellow]")  # fmt: skip
+
+
+def _shared_metrics(records: list[Any]) -> list[str]:
+    """Numeric top-level metrics every run has, in the first run's order."""
+
+    def numeric(r: Any, k: str) -> bool:
+        v = (r.metrics or {}).get(k)
+        return isinstance(v, int | float) and not isinstance(v, bool)
+
+    first = records[0].metrics or {}
+    return [k for k in first if all(numeric(r, k) for r in records)]
+
+
+@runs_app.command("compare")
+def runs_compare(
+    run_ids: Annotated[list[str], typer.Argument(help="Two or more run ids or unique prefixes.")],
+    data_dir: DataDir = None,
+    db: DbUrl = None,
+    as_json: JsonOut = False,
+) -> None:
+    """Compare runs side by side: scenario, city, seed and the metrics they share, each
+    with its difference against the first run."""
+    if len(run_ids) < 2:
+        raise typer.BadParameter("give at least two run ids to compare")
+    store = _open_store(data_dir, db)
+    try:
+        records = [store.get(rid) for rid in run_ids]
+        short = store.short_ids([r.id for r in records])
+    finally:
+        store.close()
+    names = _shared_metrics(records)
+    rows: dict[str, Any] = {}
+    for name in names:
+        values = [r.metrics[name] for r in records]  # an int stays an int
+        rows[name] = {"values": values, "diff": [v - values[0] for v in values]}
+    if as_json:
+        info = {"runs": [r.id for r in records],
+                "scenario": [r.scenario_name for r in records],
+                "city": [r.city_name for r in records], "seed": [r.seed for r in records],
+                "status": [r.status for r in records], "metrics": rows}  # fmt: skip
+        typer.echo(json.dumps(info, default=str))
+        return
+    table = Table(title=f"Runs compared with {short[records[0].id]}")
+    table.add_column("", no_wrap=True, min_width=max(len(n) for n in [*names, "scenario"]))
+    for r in records:
+        table.add_column(short[r.id], justify="right", overflow="fold")
+    table.add_row("scenario", *[r.scenario_name for r in records])
+    table.add_row("city", *[r.city_name for r in records])
+    table.add_row("seed", *[str(r.seed) for r in records])
+    table.add_row("status", *[r.status for r in records], end_section=True)
+    for name, row in rows.items():
+        cells = [_number(row["values"][0])]
+        for value, diff in zip(row["values"][1:], row["diff"][1:], strict=True):
+            cells.append(f"{_number(value)} ({'+' if diff >= 0 else ''}{_number(diff)})")
+        table.add_row(name, *cells)
+    out.print(table)
+    if not names:
+        err.print("These runs share no numeric metric (not done, or of different kinds).")
+
+
+def _flat_metrics(metrics: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    rows: list[tuple[str, Any]] = []
+    for key, value in metrics.items():
+        if isinstance(value, dict):
+            rows += _flat_metrics(value, f"{prefix}{key}.")
+        else:
+            rows.append((f"{prefix}{key}", value))
+    return rows
+
+
+def _metrics_frame(record: Any) -> Any:
+    import pandas as pd
+
+    rows = []
+    for name, value in _flat_metrics(record.metrics or {}):
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        rows.append({"run_id": record.id, "scenario": record.scenario_name,
+                     "kind": record.scenario_kind, "city": record.city_name, "seed": record.seed,
+                     "metric": name, "value": float(value) if number else None,
+                     "text": None if number else json.dumps(value, default=str)})  # fmt: skip
+    columns = ["run_id", "scenario", "kind", "city", "seed", "metric", "value", "text"]
+    return pd.DataFrame(rows, columns=columns).astype({"value": "float64"})
+
+
+def _export_tables(record: Any, store: Any, fmt: str, out_path: Path) -> list[Path]:
+    """Metrics and every series of the run as CSV or Parquet, a ``run_id`` column in
+    each: into folder ``out_path`` (``<run id>_<table>.<ext>``), or, when ``out_path``
+    ends in ``.<ext>``, the metrics there and the series beside it."""
+    tables = {"metrics": _metrics_frame(record)}
+    for file_name in record.series_files:
+        name = file_name.removesuffix(".parquet")
+        frame = store.read_series(record.id, name)
+        frame.insert(0, "run_id", record.id)
+        tables[name] = frame
+    if out_path.suffix == f".{fmt}":
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        targets = {n: out_path if n == "metrics" else out_path.with_name(
+            f"{out_path.stem}.{n}.{fmt}") for n in tables}  # fmt: skip
+    else:
+        out_path.mkdir(parents=True, exist_ok=True)
+        targets = {n: out_path / f"{record.id}_{n}.{fmt}" for n in tables}
+    for name, frame in tables.items():
+        if fmt == "csv":
+            frame.to_csv(targets[name], index=False)
+        else:
+            frame.to_parquet(targets[name], engine="pyarrow", index=False)
+    return list(targets.values())
+
+
+def _run_city_dir(record: Any) -> Path:
+    from twin.errors import RunError
+
+    city = record.city_path or (record.spec.get("city") or {}).get("path")
+    if not city:
+        raise RunError(
+            f"Run {record.id} does not record its city folder (it was recorded before "
+            "runs kept it, on a preset city); rerun it to export it as GeoJSON."
+        )
+    return Path(city)
+
+
+def _signal_features(record: Any, store: Any) -> dict[str, Any]:
+    """The run's per-signal metrics at the signals of the city it used (lon/lat from
+    the city's projection): every metric keyed by signal id, and the max and mean of
+    the run's queue series per signal."""
+    from city_models.geo import projection_of
+    from city_models.manifest import MANIFEST_NAME, read_manifest
+
+    manifest = read_manifest(_run_city_dir(record) / MANIFEST_NAME)
+    projection = projection_of(manifest)
+    ids = {s.id for s in manifest.signals}
+    per_signal: dict[str, dict[str, Any]] = {sid: {} for sid in ids}
+    for name, value in (record.metrics or {}).items():
+        if isinstance(value, dict) and ids & set(value):
+            for sid in ids & set(value):
+                per_signal[sid][name] = value[sid]
+    if "queues.parquet" in record.series_files:
+        queues = store.read_series(record.id, "queues")
+        if not queues.empty:
+            grouped = queues.groupby("tls_id")["queue_veh"]
+            for stat in ("max", "mean"):
+                for sid, value in getattr(grouped, stat)().items():
+                    if sid in per_signal:
+                        per_signal[sid][f"queue_{stat}_veh"] = float(value)
+    features = []
+    for signal in manifest.signals:
+        lon, lat = projection.xy_to_lonlat(signal.x, signal.y)
+        props = {"run_id": record.id, "signal": signal.id, **per_signal[signal.id]}
+        features.append({"type": "Feature", "id": signal.id, "properties": props,
+                         "geometry": {"type": "Point",
+                                      "coordinates": [round(lon, 7), round(lat, 7)]}})  # fmt: skip
+    return {"type": "FeatureCollection", "run_id": record.id,
+            "run": {"id": record.id, "scenario": record.scenario_name,
+                    "kind": record.scenario_kind, "city": record.city_name,
+                    "seed": record.seed, "status": record.status},
+            "features": features}  # fmt: skip
+
+
+@runs_app.command("export")
+def runs_export(
+    run_id: Annotated[str, typer.Argument(help="Run id or a unique prefix (>= 4 chars).")],
+    out_path: Annotated[
+        Path, typer.Option("--out", help="Folder, or file: X.geojson, X.csv, X.parquet.")
+    ],
+    fmt: Annotated[str, typer.Option("--format", help="csv | parquet | geojson")] = "csv",
+    data_dir: DataDir = None,
+    db: DbUrl = None,
+    as_json: JsonOut = False,
+) -> None:
+    """Export a run: its metrics and series (csv, parquet: one table each, a run_id
+    column in every one), or its per-signal metrics at the signals of its city
+    (geojson: points, lon/lat)."""
+    from twin.engine.store import jsonable
+
+    if fmt not in EXPORT_FORMATS:
+        raise typer.BadParameter(f"--format {fmt!r}; allowed: {', '.join(EXPORT_FORMATS)}")
+    store = _open_store(data_dir, db)
+    try:
+        record = store.get(run_id)
+        if fmt == "geojson":
+            target = out_path if out_path.suffix else out_path / f"{record.id}_signals.geojson"
+            collection = _signal_features(record, store)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(json.dumps(jsonable(collection), allow_nan=False), encoding="utf-8")
+            files = [target]
+        else:
+            files = _export_tables(record, store, fmt, out_path)
+    finally:
+        store.close()
+    for path in files:
+        log.info("run %s exported (%s): %s", record.id, fmt, path)
+    if as_json:
+        typer.echo(json.dumps({"run_id": record.id, "format": fmt,
+                               "files": [str(p) for p in files]}))  # fmt: skip
+        return
+    for path in files:
+        out.print(f"{path}", highlight=False)
+
+
+@runs_app.command("rm")
+def runs_rm(
+    run_ids: Annotated[list[str], typer.Argument(help="Run ids or unique prefixes.")],
+    data_dir: DataDir = None,
+    db: DbUrl = None,
+    as_json: JsonOut = False,
+) -> None:
+    """Remove ended runs: their records and run folders (asks nothing). A queued or
+    running run is kept (cancel it first); exit code 1 if any run was kept."""
+    removed, kept = _remove(_open_store(data_dir, db), run_ids)
+    _print_removed(removed, kept, as_json)
+    if kept:
+        raise typer.Exit(1)
+
+
+@runs_app.command("prune")
+def runs_prune(
+    older_than: Annotated[
+        float, typer.Option("--older-than", help="Remove runs created over DAYS days ago.")
+    ],
+    status: Annotated[str | None, typer.Option(help="Only done or only failed runs.")] = None,
+    data_dir: DataDir = None,
+    db: DbUrl = None,
+    as_json: JsonOut = False,
+) -> None:
+    """Remove the ended (done and failed) runs created more than DAYS days ago, records
+    and run folders (asks nothing); queued and running runs are never touched."""
+    from datetime import UTC, datetime, timedelta
+
+    if not older_than >= 0:
+        raise typer.BadParameter(f"--older-than must be >= 0 days (got {older_than})")
+    store = _open_store(data_dir, db)
+    cutoff = datetime.now(UTC) - timedelta(days=older_than)
+    try:
+        ids = [r.id for r in store.ended_before(cutoff, status=status)]
+    except Exception:
+        store.close()
+        raise
+    removed, kept = _remove(store, ids)
+    _print_removed(removed, kept, as_json)
+    if kept:
+        raise typer.Exit(1)
+
+
+def _remove(store: Any, run_ids: list[str]) -> tuple[list[Any], dict[str, str]]:
+    """Delete each run (closing the store after); the removed records and, for each id
+    kept, why."""
+    from twin.errors import RunError, RunNotFoundError
+
+    removed, kept = [], {}
+    try:
+        for rid in run_ids:
+            try:
+                removed.append(store.delete(rid))
+            except (RunError, RunNotFoundError) as exc:
+                kept[rid] = str(exc).strip("'\"")
+    finally:
+        store.close()
+    return removed, kept
+
+
+def _print_removed(removed: list[Any], kept: dict[str, str], as_json: bool) -> None:
+    for reason in kept.values():
+        err.print(f"kept: {rich_escape(reason)}", highlight=False)
+    if as_json:
+        typer.echo(json.dumps({"removed": [r.id for r in removed], "kept": kept}))
+        return
+    for r in removed:
+        where = f" and {r.run_dir}" if r.run_dir is not None else ""
+        out.print(f"removed {r.id} ({r.status}, {r.scenario_name}){where}", highlight=False)
+    out.print(f"{len(removed)} run(s) removed", highlight=False)
 
 
 # ----------------------------------------------------------------------------- serve
@@ -710,14 +1147,36 @@ def emulate_controllers(
 
 
 # ----------------------------------------------------------------------------- main
+def _json_error(message: str) -> None:
+    """With ``--json``: the error as the last stdout line, for tools that read it."""
+    if "--json" in sys.argv[1:]:
+        typer.echo(json.dumps({"status": "error", "error": message}))
+
+
 def main() -> None:
-    """Console entry point: user errors become one clear paragraph, exit code 2."""
+    """Console entry point: user errors become one clear paragraph, exit code 2 (with
+    ``--json`` also ``{"status": "error", "error": ...}`` as the last stdout line)."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
-        app()
+        code = app(standalone_mode=False)
     except TwinError as exc:
         err.print(f"[red]Error:[/red] {rich_escape(str(exc))}", highlight=False)
+        _json_error(str(exc))
         sys.exit(2)
+    except typer.TyperException as exc:  # bad usage or parameter: typer's own display
+        from typer import rich_utils
+
+        if hasattr(exc, "show"):
+            rich_utils.rich_format_error(exc)  # type: ignore[arg-type]
+        else:
+            err.print(f"Error: {rich_escape(exc.format_message())}", highlight=False)
+        _json_error(exc.format_message())
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        err.print("Aborted.")
+        _json_error("Aborted.")
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

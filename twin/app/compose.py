@@ -214,6 +214,7 @@ def build_run(
         config = replace(config, additional=(*config.additional, *extra_additional))
     # for a post-mortem if SUMO takes the process down (the executor reads it)
     (run_dir / SUMO_ARGS_FILE).write_text(json.dumps(config.args()), encoding="utf-8")
+    (run_dir / RUN_SUMOCFG).write_text(run_sumocfg(config, city), encoding="utf-8")
     return Run(
         config=config,
         wiring=session_wiring(city),
@@ -227,6 +228,41 @@ def build_run(
         gui=gui,
         progress=progress,
     )
+
+
+RUN_SUMOCFG = "run.sumocfg"
+
+
+def run_sumocfg(config: SessionConfig, city: City) -> str:
+    """A SUMO configuration that reopens a run's inputs in sumo-gui (``sumo-gui -c
+    run.sumocfg`` in the run folder): its net, demand, loops and programs, window and
+    seed, and the city's POIs and zones to look at. It writes no outputs (the run's
+    own stay as they are), and the twin's live commands (priority, adaptive timings,
+    reroutes) are not replayed: it shows the run's world, not its decisions."""
+    shapes = city.path / city.manifest.files.shapes if city.manifest.files.shapes else None
+    extra = [shapes] if shapes is not None and shapes.exists() else []
+    additional = ",".join(str(p.resolve()) for p in (*config.additional, *extra))
+    routes = ",".join(str(p.resolve()) for p in config.routes)
+    return f"""<configuration>
+    <input>
+        <net-file value="{config.net.resolve()}"/>
+        <route-files value="{routes}"/>
+        <additional-files value="{additional}"/>
+    </input>
+    <time>
+        <begin value="{config.begin_s:g}"/>
+        <end value="{config.end_s:g}"/>
+        <step-length value="{config.step_length_s:g}"/>
+    </time>
+    <processing>
+        <time-to-teleport value="{config.teleport_s:g}"/>
+        <ignore-route-errors value="true"/>
+    </processing>
+    <random_number>
+        <seed value="{config.seed}"/>
+    </random_number>
+</configuration>
+"""
 
 
 def simulate(
