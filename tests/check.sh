@@ -22,3 +22,16 @@ HYPOTHESIS_PROFILE=${HYPOTHESIS_PROFILE:-ci} .venv/bin/python -m pytest --cov --
 echo "== pytest, kernels without JIT (coverage)"
 NUMBA_DISABLE_JIT=1 HYPOTHESIS_PROFILE=dev .venv/bin/python -m pytest -q tests/signal_control \
   --cov --cov-append --cov-report=term --cov-fail-under="$FLOOR"
+# One more Python than the default (CityTwin supports 3.11-3.13): the fast suite on the
+# newest, where the machine has it (pyenv here; SECOND_PYTHON=none skips it).
+PY2=${SECOND_PYTHON:-python3.13}
+if [ $# -eq 0 ] && [ "$PY2" != none ] && command -v "$PY2" >/dev/null 2>&1; then
+  [ -x .venv-py2/bin/python ] || "$PY2" -m venv .venv-py2
+  .venv-py2/bin/python -m pip install -q --upgrade pip
+  .venv-py2/bin/python -m pip install -q -e ".[dev]"
+  echo "== pytest on $(.venv-py2/bin/python --version), fast suite"
+  HYPOTHESIS_PROFILE=dev .venv-py2/bin/python -m pytest -q -p no:cacheprovider \
+    -m "not sumo and not slow"
+elif [ $# -eq 0 ]; then
+  echo "== second Python ($PY2) not found: its fast suite is skipped"
+fi

@@ -10,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from twin.app.cli import app
+from twin.config import load_settings
 from twin.engine.store import RunStore
 
 
@@ -62,7 +63,8 @@ def test_list_table_says_which_runs_of_how_many(filled: tuple[Path, list[str]]) 
     data, ids = filled
     text = _runs("list", "--data-dir", str(data), "--offset", "1", "--limit", "2")
     assert "runs 2-3 of 5" in text
-    assert ids[3] in text and ids[2] in text and ids[4] not in text
+    short = RunStore(load_settings(data_dir=data).db_url).short_ids(ids)
+    assert short[ids[3]] in text and short[ids[2]] in text and short[ids[4]] not in text
     assert "queued" in text and "api" in text
     assert "none of 5" in _runs("list", "--data-dir", str(data), "--offset", "9")
 

@@ -538,7 +538,7 @@ def _old_store(url: str, *, metadata: MetaData = _OldBase.metadata) -> datetime:
 
 def test_new_database_is_at_head_and_matches_the_model(db_url: str) -> None:
     RunStore(db_url).close()
-    assert _revision(db_url) == head_revision() == "0002"
+    assert _revision(db_url) == head_revision() == "0003"
     engine = create_engine(db_url)
     try:
         with engine.connect() as connection:
@@ -602,12 +602,12 @@ def test_old_database_is_stamped_then_upgraded_keeping_its_runs(db_url: str) -> 
         store.close()
 
 
-def test_database_from_create_all_of_the_new_model_is_stamped_0002(db_url: str) -> None:
-    # the code between the move and migrations made the 0002 table with create_all
+def test_database_from_create_all_of_the_new_model_is_stamped_head(db_url: str) -> None:
+    # a table made with create_all of the current model is stamped as the newest revision
     _old_store(db_url, metadata=RUNS_METADATA)
     store = RunStore(db_url)
     try:
-        assert _revision(db_url) == "0002"
+        assert _revision(db_url) == head_revision()
         assert store.get("20261120T083000-abcdef").status == "done"
     finally:
         store.close()
@@ -626,10 +626,10 @@ def test_a_table_matching_no_revision_is_refused(db_url: str) -> None:
 
 
 def test_workers_do_not_migrate_and_say_why_they_cannot_open(db_url: str) -> None:
-    with pytest.raises(ConfigError, match=r"revision none, this code needs 0002"):
+    with pytest.raises(ConfigError, match=r"revision none, this code needs 0003"):
         RunStore(db_url, migrate=False)
     _alembic(db_url, "upgrade", "0001")
-    with pytest.raises(ConfigError, match=r"revision 0001, this code needs 0002"):
+    with pytest.raises(ConfigError, match=r"revision 0001, this code needs 0003"):
         RunStore(db_url, migrate=False)
     assert _revision(db_url) == "0001"  # checked, not migrated
     RunStore(db_url).close()
@@ -650,7 +650,7 @@ def test_a_newer_database_is_refused_clearly(db_url: str) -> None:
         engine.dispose()
     with pytest.raises(ConfigError, match="newer CityTwin"):
         RunStore(db_url)
-    with pytest.raises(ConfigError, match=r"revision 0099, this code needs 0002; .* newer"):
+    with pytest.raises(ConfigError, match=r"revision 0099, this code needs 0003; .* newer"):
         RunStore(db_url, migrate=False)
 
 

@@ -25,13 +25,19 @@ from city_models.presets import PRESETS
 from twin.config import Settings, load_settings
 from twin.errors import TwinError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="CityTwin: a SUMO traffic twin.")
+app = typer.Typer(
+    no_args_is_help=True,
+    help="CityTwin: a SUMO traffic twin.",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
 city_app = typer.Typer(no_args_is_help=True, help="Build and inspect city models.")
 runs_app = typer.Typer(no_args_is_help=True, help="List and show recorded runs.")
 admin_app = typer.Typer(no_args_is_help=True, help="Tenants and API keys of the HTTP API.")
 tenant_app = typer.Typer(no_args_is_help=True, help="Tenants (organisations with keys).")
 key_app = typer.Typer(no_args_is_help=True, help="API keys: create, list, revoke, rotate.")
+scenarios_app = typer.Typer(no_args_is_help=True, help="The shipped scenarios.")
 app.add_typer(city_app, name="city")
+app.add_typer(scenarios_app, name="scenarios")
 app.add_typer(runs_app, name="runs")
 app.add_typer(admin_app, name="admin")
 admin_app.add_typer(tenant_app, name="tenant")
@@ -41,12 +47,46 @@ out = Console(soft_wrap=True)  # never break a path across lines
 log = logging.getLogger("twin")
 
 DataDir = Annotated[
-    Path | None, typer.Option("--data-dir", help="Data directory [env CITYTWIN_DATA].")
+    Path | None,
+    typer.Option("--data-dir", help="Data directory.", envvar="CITYTWIN_DATA", show_envvar=True),
 ]
 DbUrl = Annotated[
-    str | None, typer.Option("--db", help="Run store URL, SQLite or PostgreSQL [env CITYTWIN_DB].")
+    str | None,
+    typer.Option(
+        "--db",
+        help="Run store URL, SQLite or PostgreSQL.",
+        envvar="CITYTWIN_DB",
+        show_envvar=True,
+    ),
 ]
 JsonOut = Annotated[bool, typer.Option("--json", help="Print JSON (last stdout line).")]
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        from twin.engine.sumo_tools import sumo_version
+
+        typer.echo(f"citytwin {version('citytwin')} (SUMO {sumo_version()})")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main_options(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+    verbose: Annotated[
+        int, typer.Option("--verbose", "-v", count=True, help="More log output (-vv: debug).")
+    ] = 0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Errors only.")] = False,
+) -> None:
+    """CityTwin: a SUMO traffic twin."""
+    level = logging.ERROR if quiet else (logging.DEBUG if verbose > 1 else
+                                         logging.INFO if verbose else logging.WARNING)  # fmt: skip
+    logging.getLogger().setLevel(level)
 
 
 def _settings(data_dir: Path | None, db: str | None) -> Settings:
@@ -83,6 +123,80 @@ def city_build(
     table.add_row("note", m.note)
     out.print(table)
     out.print(f"Open it in sumo-gui: sumo-gui -c {city.sumocfg_path}")
+
+
+@city_app.command("show")
+def city_show(
+    city_dir: Annotated[Path, typer.Argument(help="A built or imported city folder.")],
+    width: Annotated[int, typer.Option(help="Map width in characters.")] = 64,
+    as_json: JsonOut = False,
+) -> None:
+    """What a city holds: counts, source, POIs, VMS sites, zones and a small map."""
+    from city_models.build import load_city
+    from city_models.text_map import text_map
+
+    city = load_city(city_dir)
+    m = city.manifest
+    info: dict[str, Any] = {
+        "path": str(city.path), "name": m.name, "synthetic": m.synthetic,
+        "source": m.source.kind if m.source else f"generator {m.generator_version}",
+        "origin_lat": m.origin_lat, "origin_lon": m.origin_lon,
+        "georeferenced": m.georef is not None or m.synthetic, **m.counts,
+    }  # fmt: skip
+    if as_json:
+        poi_rows = [p.model_dump() for p in m.pois]
+        typer.echo(json.dumps({**info, "pois": poi_rows, "vms": [v.id for v in m.vms],
+                               "zones": [z.id for z in m.zones]}, ensure_ascii=False))  # fmt: skip
+        return
+    table = Table(title=f"City {m.name}", show_header=False)
+    for key, value in info.items():
+        table.add_row(key, str(value))
+    table.add_row("note", m.note)
+    out.print(table)
+    poi_table = Table(title="Points of interest")
+    for col in ("id", "kind", "name", "edge", "lat", "lon"):
+        poi_table.add_column(col)
+    for p in m.pois:
+        poi_table.add_row(p.id, p.role, p.name, p.edge, f"{p.lat:.5f}", f"{p.lon:.5f}")
+    out.print(poi_table)
+    out.print(f"VMS sites: {', '.join(v.id for v in m.vms) or 'none'}; "
+              f"zones: {', '.join(z.id for z in m.zones) or 'none'}")  # fmt: skip
+    out.print(text_map(city, width=width), markup=False, highlight=False)
+    out.print("+ signal  H hospital  F fire station  S shelter  V VMS  ~ flood zone")
+
+
+# ----------------------------------------------------------------------------- scenarios
+@scenarios_app.command("list")
+def scenarios_list(as_json: JsonOut = False) -> None:
+    """The shipped scenarios: name, kind and what each does."""
+    import tomllib
+
+    from scenarios.loader import library_scenarios
+
+    rows = []
+    for name, path in library_scenarios().items():
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        rows.append({"name": name, "kind": raw.get("kind", ""),
+                     "description": raw.get("description", "")})  # fmt: skip
+    if as_json:
+        typer.echo(json.dumps(rows))
+        return
+    table = Table(title="Shipped scenarios (twin run NAME; twin scenarios show NAME)")
+    for col in ("name", "kind", "description"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r["name"], r["kind"], r["description"])
+    out.print(table)
+
+
+@scenarios_app.command("show")
+def scenarios_show(
+    name: Annotated[str, typer.Argument(help="A shipped scenario's name.")],
+) -> None:
+    """Print a shipped scenario as its commented TOML: a template to copy and edit."""
+    from scenarios.loader import resolve
+
+    typer.echo(resolve(name).read_text(encoding="utf-8"), nl=False)
 
 
 # ----------------------------------------------------------------------------- import
@@ -357,9 +471,11 @@ def run(
     db: DbUrl = None,
     as_json: JsonOut = False,
 ) -> None:
-    """Run a scenario; records the run and prints its metrics. With --vary and/or
-    --seeds: one run per variant and seed (common random numbers), one table with mean,
-    spread, 95 % CI and the paired difference against the first variant."""
+    """Run a scenario (or a study: --vary, --seeds); records every run, prints metrics.
+
+    With --vary and/or --seeds: one run per variant and seed (common random numbers),
+    one table with mean, spread, 95 % CI and the paired difference against the first
+    variant."""
     from scenarios.loader import load_scenario
     from twin.app.compose import execute_request, run_request
     from twin.app.study import parse_assignment, parse_value, with_overrides

@@ -10,6 +10,13 @@ run's inputs).
 
 Life cycle of a record: ``queued`` (recorded, waiting for a worker) -> ``running`` (its
 worker process is up) -> ``done`` (metrics stored) or ``failed`` (error stored).
+A record keeps the city folder the run used, a hash of its files recomputed when the
+run is recorded (:func:`city_files_hash`) and the code's git commit
+(:func:`code_commit`). The worker records its pid and host and refreshes a heartbeat
+(:data:`twin.engine.store.HEARTBEAT_S`); a worker ended by SIGTERM from outside (a
+cluster job ending) records its run failed (:data:`TERMINATED`) before it goes, and a
+store or executor that opens fails the runs a vanished worker left ``running``
+(:meth:`RunStore.fail_stale`).
 Cancelling stops only that run: a queued run is dropped from the queue, a running one
 loses its worker process (and whatever the worker started, e.g. ``duarouter``). A
 worker whose executor process ends without it (killed, say) records its run failed
@@ -33,19 +40,26 @@ a module-level ``work`` function (picklable by reference) that turns a
 from __future__ import annotations
 
 import contextlib
+import gzip
+import hashlib
 import json
 import logging
 import math
 import multiprocessing as mp
 import os
 import queue as queue_mod
+import re
+import shutil
 import signal
+import subprocess
+import tempfile
 import threading
 import time
 import traceback
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import cache
 from importlib import metadata
 from pathlib import Path
 from types import TracebackType
@@ -54,7 +68,7 @@ from typing import Any, Protocol
 import pandas as pd
 
 from twin.config import Settings
-from twin.engine.store import RunRecord, RunStore
+from twin.engine.store import HEARTBEAT_S, RunRecord, RunStore
 from twin.engine.sumo_tools import diagnose, sumo_version
 from twin.errors import ConfigError, RunError, RunNotFoundError, TwinError
 
@@ -79,6 +93,27 @@ INTERRUPTED = (
     "survive it); submit the run again."
 )
 """The error of a run that a dead server left ``running`` (see :class:`Dispatcher`)."""
+TERMINATED = (
+    "Terminated by signal 15 (SIGTERM): the worker process was stopped from outside "
+    "(a cluster job ending, a shutdown, a kill) before the run finished; submit it again."
+)
+"""The error of a run whose worker got SIGTERM from anyone but its executor."""
+STOP_FILE = ".stop_reason"
+"""Written in the run folder by an executor just before it sends its worker SIGTERM:
+the worker then leaves the record to the executor (a cancel, or a requeue)."""
+MANIFEST_FILE = "city.json"
+"""A city folder's manifest, read here only for the names of the files it hashes."""
+HASHED_CITY_FILES = ("net", "detectors", "signal_plans")
+"""The manifest's files whose content makes a city's ``content_hash``."""
+_XML_HEADER_COMMENT = re.compile(rb"<!--.*?-->", re.DOTALL)
+POST_MORTEM_PREFIX = "postmortem."
+"""Outputs a post-mortem SUMO could still open outside its scratch folder (those named
+inside additional files) get this prefix, so no output of the run is overwritten."""
+_OUTPUT_OPTIONS = frozenset({
+    "--log", "-l", "--message-log", "--error-log", "--save-configuration", "-C",
+    "--save-template", "--save-schema", "--save-state.files", "--save-state.prefix",
+    "--output-prefix",
+})  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -145,11 +180,58 @@ def versions() -> dict[str, str]:
     return out
 
 
+def city_files_hash(city_dir: Path) -> str | None:
+    """The city's ``content_hash`` recomputed from its files as they are now: the same
+    digest as ``city_models.build.hash_files`` over the manifest's net, detectors and
+    signal plans (gzip undone, the tools' header comment left out), so it equals the
+    manifest's hash unless a file was edited (a net changed in netedit). ``None`` (and
+    a warning) when the folder has no readable manifest or a file is missing."""
+    try:
+        manifest = json.loads((city_dir / MANIFEST_FILE).read_text(encoding="utf-8"))
+        names = [str(manifest["files"][key]) for key in HASHED_CITY_FILES]
+        h = hashlib.sha256()
+        for name in names:
+            raw = (city_dir / name).read_bytes()
+            data = gzip.decompress(raw) if name.endswith(".gz") else raw
+            h.update(name.encode())
+            h.update(_XML_HEADER_COMMENT.sub(b"", data, count=1))
+    except (OSError, ValueError, KeyError, TypeError, EOFError) as exc:
+        log.warning("city %s: its files could not be hashed (%s)", city_dir, exc)
+        return None
+    return h.hexdigest()
+
+
+@cache
+def code_commit() -> str | None:
+    """The git commit of the code (``git rev-parse HEAD`` in the ``twin`` package's
+    folder) when that folder is a tracked part of a git checkout; ``None`` otherwise
+    (an installed package, no git)."""
+    package = Path(__file__).resolve().parents[1]
+    try:
+        tracked = subprocess.run(
+            ["git", "ls-files", "--error-unmatch", "__init__.py"], cwd=package,
+            capture_output=True, text=True, timeout=10, check=False,
+        )  # fmt: skip
+        if tracked.returncode != 0:
+            return None
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=package, capture_output=True, text=True,
+            timeout=10, check=False,
+        )  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return None
+    commit = head.stdout.strip()
+    return commit if head.returncode == 0 and re.fullmatch(r"[0-9a-f]{40,64}", commit) else None
+
+
 def record_request(
     store: RunStore, settings: Settings, request: RunRequest, *, run_id: str | None = None
 ) -> str:
     """Create the run's record (``queued``) and folder; returns the run id (``run_id``
-    when given: the caller booked it first, e.g. the API's quota check)."""
+    when given: the caller booked it first, e.g. the API's quota check). The record
+    keeps the city folder, its files' hash as they are now and the code's commit."""
+    city_dir = Path(request.city_path)
+    known_city = request.city_path not in ("", "-") and city_dir.is_dir()
     run_id = store.create_run(
         run_id=run_id,
         scenario_name=request.scenario_name,
@@ -161,6 +243,9 @@ def record_request(
         versions=versions(),
         status="queued",
         owner=request.owner,
+        city_path=city_dir.resolve() if known_city else None,
+        city_files_hash=city_files_hash(city_dir) if known_city else None,
+        code_commit=code_commit(),
     )
     run_dir = settings.run_dir(run_id)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -168,15 +253,60 @@ def record_request(
     return run_id
 
 
+def scratch_args(args: Sequence[str], scratch: Path) -> list[str]:
+    """A SUMO command line whose output files all go to ``scratch``: every output,
+    log and save option's file is moved there (same name, ``1-``, ``2-``... ahead when
+    names repeat), and ``--output-prefix`` makes any output named inside an
+    additional file a new file (:data:`POST_MORTEM_PREFIX`) instead of the run's."""
+    out: list[str] = []
+    used: set[str] = set()
+
+    def moved(value: str) -> str:
+        name = Path(value).name or "output"
+        k = 0
+        while name in used:
+            k += 1
+            name = f"{k}-{Path(value).name}"
+        used.add(name)
+        return str(scratch / name)
+
+    def is_output(option: str) -> bool:
+        return option in _OUTPUT_OPTIONS or option.endswith(("-output", "-dump"))
+
+    k = 0
+    while k < len(args):
+        arg = args[k]
+        option, eq, value = arg.partition("=")
+        if option == "--output-prefix":  # replaced by ours below
+            k += 1 if eq else 2
+            continue
+        if eq and option.startswith("-") and is_output(option):
+            out.append(f"{option}={moved(value)}")
+        elif is_output(arg) and k + 1 < len(args):
+            out += [arg, moved(args[k + 1])]
+            k += 1
+        else:
+            out.append(arg)
+        k += 1
+    return [*out, "--output-prefix", POST_MORTEM_PREFIX]
+
+
 def post_mortem(run_dir: Path) -> str:
-    """Why SUMO died: its error log if it wrote one, else what a plain sumo says."""
+    """Why SUMO died: its error log if it wrote one, else what a plain sumo says about
+    the run's command line. That sumo writes only in a scratch folder (removed after):
+    what the dead run wrote (tripinfo, summary, logs) is evidence and stays as it was."""
     error_log = run_dir / "sumo_errors.log"
     if error_log.exists() and error_log.read_text(errors="replace").strip():
         return error_log.read_text(errors="replace").strip()[-2000:]
     args_file = run_dir / SUMO_ARGS_FILE
     if not args_file.exists():
         return "nothing: it died before SUMO was started"
-    return diagnose(json.loads(args_file.read_text(encoding="utf-8")))
+    args = json.loads(args_file.read_text(encoding="utf-8"))
+    scratch = Path(tempfile.mkdtemp(prefix="citytwin-postmortem-"))
+    try:
+        return diagnose(scratch_args(args, scratch))
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def run_in_this_process(
@@ -190,8 +320,15 @@ def run_in_this_process(
 ) -> None:
     """Execute one recorded (running) run here and record its end: ``done`` with the
     outcome, or ``failed`` with the error. A :class:`TwinError` is recorded with its
-    message; any other exception as unexpected, with the traceback in ``run.log``."""
+    message; any other exception as unexpected, with the traceback in ``run.log``.
+    While it runs, the record names this process and gets a heartbeat every
+    :data:`~twin.engine.store.HEARTBEAT_S` seconds."""
     store = RunStore(db_url, migrate=False)
+    store.set_worker(run_id, pid=os.getpid())
+    beating = threading.Event()
+    threading.Thread(
+        target=_heartbeat, args=(store, run_id, beating), name="run-heartbeat", daemon=True
+    ).start()
     handler = logging.FileHandler(run_dir / "run.log", encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
@@ -218,10 +355,57 @@ def run_in_this_process(
             error=f"Unexpected {type(exc).__name__}: {exc} (traceback in {run_dir / 'run.log'}).",
         )
     finally:
+        beating.set()
         root.removeHandler(handler)
         root.setLevel(level)
         handler.close()
         store.close()
+
+
+def _heartbeat(store: RunStore, run_id: str, stop: threading.Event) -> None:
+    """Refresh the run's heartbeat until ``stop`` is set or the run is no longer running."""
+    while not stop.wait(HEARTBEAT_S):
+        try:
+            if not store.heartbeat(run_id):
+                return
+        except Exception:  # a busy database: the next beat may get through
+            log.warning("run %s: heartbeat not recorded", run_id, exc_info=True)
+
+
+def _on_sigterm(run_id: str, db_url: str, run_dir: Path) -> None:
+    """In a worker: make SIGTERM end the run as a failed record, not a ``running`` one.
+
+    The signal's C-level handler writes to a wake-up pipe at once, whatever the main
+    thread is doing (e.g. inside libsumo), and a thread reading it does the work: when
+    the worker's own executor sent it (it writes :data:`STOP_FILE` first) the worker
+    just ends and leaves the record to the executor; otherwise it records
+    :data:`TERMINATED` and ends with everything it started (its process group).
+    """
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(write_fd, False)
+    signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: None)  # the thread acts
+
+    def watch() -> None:
+        while signal.SIGTERM not in os.read(read_fd, 64):
+            pass
+        if not (run_dir / STOP_FILE).exists():
+            try:
+                store = RunStore(db_url, migrate=False)
+                try:
+                    store.mark_failed(run_id, error=TERMINATED)
+                finally:
+                    store.close()
+            except Exception:
+                log.exception("run %s: could not record that it was terminated", run_id)
+        else:
+            log.info("run %s: stopped by its executor", run_id)
+        with contextlib.suppress(OSError):
+            if os.getpgid(0) == os.getpid():  # its own group: the worker and its children
+                os.killpg(0, signal.SIGKILL)
+        os._exit(128 + signal.SIGTERM)
+
+    threading.Thread(target=watch, name="watch-sigterm", daemon=True).start()
 
 
 def _end_with_executor(executor_pid: int, run_id: str, db_url: str) -> None:
@@ -264,6 +448,7 @@ def _worker_main(
     # decides what to stop and records it
     with contextlib.suppress(OSError):
         os.setpgid(0, 0)
+    _on_sigterm(run_id, db_url, Path(run_dir))
     executor_pid = os.getppid()
     threading.Thread(
         target=_end_with_executor, args=(executor_pid, run_id, db_url),
@@ -328,6 +513,7 @@ class _Processes:
         """Mark the run running (unless the caller ``claimed`` it already, see
         :meth:`RunStore.claim`) and start its worker."""
         run_dir = self.settings.run_dir(run_id)
+        (run_dir / STOP_FILE).unlink(missing_ok=True)  # a requeued run's last stop
         channel = self._mp.Queue()
         proc = self._mp.Process(
             target=_worker_main,
@@ -347,10 +533,16 @@ class _Processes:
 
     @staticmethod
     def stop(job: _Job, reason: str) -> None:
-        """Ask the worker to end now (SIGTERM; :meth:`watch` escalates to SIGKILL)."""
+        """Ask the worker to end now (SIGTERM; :meth:`watch` escalates to SIGKILL). The
+        reason is written to :data:`STOP_FILE` first, so the worker knows the executor
+        records the run (failed with the reason, or queued again)."""
         if job.stop_reason is None:
             job.stop_reason = reason
             job.kill_at = time.monotonic() + KILL_GRACE_S
+        try:
+            (job.run_dir / STOP_FILE).write_text(reason, encoding="utf-8")
+        except OSError:
+            log.warning("run %s: could not write %s", job.run_id, STOP_FILE, exc_info=True)
         _signal_worker(job, signal.SIGTERM)
 
     @staticmethod
@@ -381,6 +573,8 @@ class _Processes:
         if record.status == "running":
             if job.stop_reason is not None:
                 error = job.stop_reason
+            elif job.proc.exitcode in (-signal.SIGTERM, 128 + signal.SIGTERM):
+                error = TERMINATED  # before its own handler could record it
             else:
                 error = (
                     f"The run's worker process died ({_exit_words(job.proc.exitcode)}) "

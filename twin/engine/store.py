@@ -6,6 +6,12 @@ asked for it (a tenant). Time series of a run are Parquet files in the run's fol
 the store keeps their names. Several processes may share one store (SQLite file or
 PostgreSQL database).
 
+A record also keeps what the run used (``city_path``, ``city_files_hash`` recomputed
+from the city's files, ``code_commit``) and who runs it (``worker_host``,
+``worker_pid``, ``heartbeat_at``, refreshed by the worker). A store opened with
+migrations on fails the runs left ``running`` by a worker that is gone
+(:meth:`RunStore.fail_stale`), so no record stays ``running`` forever.
+
 The schema changes only through Alembic migrations (``twin/engine/migrations``):
 opening a store upgrades its database to the newest revision, unless
 ``migrate=False`` (the executors' worker processes), which only checks it is there.
@@ -19,7 +25,10 @@ from __future__ import annotations
 import builtins
 import logging
 import math
+import os
 import re
+import shutil
+import socket
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
@@ -72,6 +81,20 @@ MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 VERSION_TABLE = "alembic_version"
 FIRST_REVISION = "0001"
 _MIGRATION_LOCK_KEY = 0x7C17_7E1A  # PostgreSQL advisory lock: one migrator at a time
+HEARTBEAT_S = 30.0
+"""How often a worker refreshes its run's ``heartbeat_at``."""
+STALE_AFTER_S = 600.0
+"""A ``running`` run without a sign of life for this long is taken for dead."""
+DEAD_PID_GRACE_S = 3 * HEARTBEAT_S
+"""A run whose worker pid is gone on this host is failed once its last sign of life is
+this old (a live worker in another PID namespace of the same host still heartbeats)."""
+STALE = "Stale"
+"""Every error of a run failed by :meth:`RunStore.fail_stale` starts with this word."""
+_REVISION_COLUMNS = {
+    "0002": {"owner", "started_at"},
+    "0003": {"city_path", "city_files_hash", "code_commit", "worker_host", "worker_pid",
+             "heartbeat_at"},
+}  # fmt: skip
 
 
 class _Base(DeclarativeBase):
@@ -98,6 +121,12 @@ class _Run(_Base):
     error: Mapped[str | None] = mapped_column(Text)
     run_dir: Mapped[str | None] = mapped_column(String(1024))
     series_files: Mapped[list[str] | None] = mapped_column(JSON)
+    city_path: Mapped[str | None] = mapped_column(String(1024))
+    city_files_hash: Mapped[str | None] = mapped_column(String(128))
+    code_commit: Mapped[str | None] = mapped_column(String(64))
+    worker_host: Mapped[str | None] = mapped_column(String(255))
+    worker_pid: Mapped[int | None] = mapped_column(Integer)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 RUNS_METADATA = _Base.metadata
@@ -106,7 +135,15 @@ RUNS_METADATA = _Base.metadata
 
 @dataclass(frozen=True)
 class RunRecord:
-    """One run as stored; see the module docstring for the life cycle."""
+    """One run as stored; see the module docstring for the life cycle.
+
+    ``city_path`` and ``city_files_hash`` are the city folder the run used and a hash of
+    its files recomputed when the run was recorded (equal to ``city_hash``, the
+    manifest's, unless the files were edited since the city was built);
+    ``code_commit`` is the git commit of the code (``None`` outside a git checkout).
+    ``worker_host``, ``worker_pid`` and ``heartbeat_at`` say which process runs it and
+    when it last showed life. All are ``None`` for runs recorded before they existed.
+    """
 
     id: str
     created_at: datetime
@@ -125,6 +162,12 @@ class RunRecord:
     error: str | None
     run_dir: Path | None
     series_files: tuple[str, ...]
+    city_path: Path | None = None
+    city_files_hash: str | None = None
+    code_commit: str | None = None
+    worker_host: str | None = None
+    worker_pid: int | None = None
+    heartbeat_at: datetime | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The record as JSON-serialisable values (datetimes as ISO 8601 strings)."""
@@ -183,6 +226,12 @@ def _record(row: _Run) -> RunRecord:
         error=row.error,
         run_dir=Path(row.run_dir) if row.run_dir else None,
         series_files=tuple(row.series_files or ()),
+        city_path=Path(row.city_path) if row.city_path else None,
+        city_files_hash=row.city_files_hash,
+        code_commit=row.code_commit,
+        worker_host=row.worker_host,
+        worker_pid=row.worker_pid,
+        heartbeat_at=_utc(row.heartbeat_at),
     )
 
 
@@ -221,18 +270,23 @@ def current_revision(connection: Connection) -> str | None:
 
 def _legacy_revision(connection: Connection) -> str:
     """The revision whose schema a pre-Alembic ``runs`` table has (revision 0002's
-    columns were first made by ``create_all`` too, before migrations existed)."""
+    columns were first made by ``create_all`` too, before migrations existed; a table
+    made by ``create_all`` of a newer model matches a newer revision)."""
     columns = {c["name"] for c in inspect(connection).get_columns(_Run.__tablename__)}
-    added = {"owner", "started_at"} & columns
-    if not added:
-        return FIRST_REVISION
-    if added == {"owner", "started_at"}:
-        return "0002"
-    raise ConfigError(
-        f"The runs table has {', '.join(sorted(added))} but not the other columns of "
-        "revision 0002 (owner, started_at), so it matches no known revision; it was made "
-        "by other code. Move it away or fix it by hand, then open the store again."
-    )
+    found = FIRST_REVISION
+    for revision, wanted in _REVISION_COLUMNS.items():  # oldest first
+        added = wanted & columns
+        if not added:
+            break
+        if added != wanted or found != str(int(revision) - 1).zfill(4):
+            raise ConfigError(
+                f"The runs table has {', '.join(sorted(added))} but not all the columns of "
+                f"revision {revision} ({', '.join(sorted(wanted))}) or of the revisions "
+                "before it, so it matches no known revision; it was made by other code. "
+                "Move it away or fix it by hand, then open the store again."
+            )
+        found = revision
+    return found
 
 
 def migration_engine(url: str, connect_args: dict[str, Any], *, echo: bool = False) -> Engine:
@@ -255,6 +309,32 @@ def migration_engine(url: str, connect_args: dict[str, Any], *, echo: bool = Fal
             connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
+
+
+def _pid_alive(pid: int) -> bool:
+    """A process with this id exists on this host (another user's counts)."""
+    if pid <= 0:  # 0 and negative ids name process groups, not a process
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except OSError:
+        return False
+    return True
+
+
+def _common_prefix(a: str, b: str | None) -> int:
+    if not b:
+        return 0
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
 
 
 def _is_sqlite_memory(url: str) -> bool:
@@ -315,6 +395,9 @@ class RunStore:
         Upgrade the database to the newest schema revision (creating the tables if
         missing), see :func:`migrate_to_head`. ``False`` only checks that it is at that
         revision (worker processes: no DDL from many processes at once).
+    stale_after_s
+        With ``migrate=True`` the store fails, once opened, the runs left ``running``
+        by a worker that is gone (:meth:`fail_stale` with this age); ``None``: don't.
 
     Raises
     ------
@@ -323,7 +406,14 @@ class RunStore:
         cannot be migrated (made by a newer CityTwin, or by other code).
     """
 
-    def __init__(self, url: str, *, echo: bool = False, migrate: bool = True) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        echo: bool = False,
+        migrate: bool = True,
+        stale_after_s: float | None = STALE_AFTER_S,
+    ) -> None:
         parsed = make_url(url)
         connect_args: dict[str, Any] = {}
         if parsed.get_backend_name() == "sqlite":
@@ -359,6 +449,11 @@ class RunStore:
             else:
                 migrate_to_head(url, connect_args=connect_args)
         self._sessions = sessionmaker(self._engine, expire_on_commit=False)
+        if migrate and stale_after_s is not None:
+            try:
+                self.fail_stale(stale_after_s=stale_after_s)
+            except Exception:  # a read-only store still lists; it just cannot repair
+                log.warning("run store %s: could not check for stale runs", url, exc_info=True)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RunStore:
@@ -389,9 +484,14 @@ class RunStore:
         run_id: str | None = None,
         status: Literal["queued", "running"] = "running",
         owner: str | None = None,
+        city_path: Path | str | None = None,
+        city_files_hash: str | None = None,
+        code_commit: str | None = None,
     ) -> str:
         """Record a new run, ``'running'`` (the default) or ``'queued'`` for an executor
-        to start, and return its id. ``owner`` is who asked for it (a tenant)."""
+        to start, and return its id. ``owner`` is who asked for it (a tenant);
+        ``city_path``, ``city_files_hash`` and ``code_commit`` what it uses (see
+        :class:`RunRecord`)."""
         if status not in ("queued", "running"):
             raise ConfigError(f"A new run is 'queued' or 'running', not {status!r}.")
         now = datetime.now(UTC)
@@ -418,6 +518,9 @@ class RunStore:
                     versions={str(k): str(v) for k, v in versions.items()},
                     run_dir=str(run_dir) if run_dir is not None else None,
                     series_files=[],
+                    city_path=str(city_path) if city_path is not None else None,
+                    city_files_hash=city_files_hash,
+                    code_commit=code_commit,
                 )
             )
         log.info("run %s created (%s, %s)", run_id, scenario_kind, scenario_name)
@@ -505,6 +608,152 @@ class RunStore:
         if changed:
             log.info("run %s queued again", run_id)
         return bool(changed)
+
+    # ------------------------------------------------------------------ liveness
+    def set_worker(self, run_id: str, *, pid: int, host: str | None = None) -> None:
+        """Record the process that runs the run (``host``: this machine's name by
+        default); counts as a heartbeat."""
+        with self._sessions.begin() as session:
+            row = self._row(session, run_id)
+            row.worker_pid = int(pid)
+            row.worker_host = host if host is not None else socket.gethostname()
+            row.heartbeat_at = datetime.now(UTC)
+
+    def heartbeat(self, run_id: str, *, at: datetime | None = None) -> bool:
+        """The run's worker is alive (``at``, default now); ``False`` when the run is
+        no longer ``running`` (nothing is changed then)."""
+        with self._sessions.begin() as session:
+            changed = session.execute(
+                update(_Run)
+                .where(_Run.id == run_id, _Run.status == "running")
+                .values(heartbeat_at=at or datetime.now(UTC))
+            ).rowcount  # type: ignore[attr-defined]
+        return bool(changed)
+
+    def fail_stale(
+        self, *, stale_after_s: float = STALE_AFTER_S, now: datetime | None = None
+    ) -> builtins.list[str]:
+        """Fail the ``running`` runs whose worker is gone; returns their ids.
+
+        A run is stale when its last sign of life (``heartbeat_at``, else
+        ``started_at``) is older than ``stale_after_s``, or when its worker ran on this
+        host, that process no longer exists and the last sign of life is older than
+        :data:`DEAD_PID_GRACE_S`. Each is failed in one conditional update (a run that
+        ends or shows life meanwhile is left alone), its error starting with
+        :data:`STALE`.
+        """
+        now = now or datetime.now(UTC)
+        host = socket.gethostname()
+        with self._sessions() as session:
+            rows = session.execute(
+                select(_Run.id, _Run.worker_host, _Run.worker_pid, _Run.heartbeat_at,
+                       _Run.started_at, _Run.created_at).where(_Run.status == "running")
+            ).all()  # fmt: skip
+        failed = []
+        for run_id, w_host, w_pid, beat, started, created in rows:
+            last = cast(datetime, _utc(beat or started or created))
+            age_s = (now - last).total_seconds()
+            who = f"pid {w_pid} on {w_host}" if w_pid is not None else "no worker recorded"
+            if age_s > stale_after_s:
+                error = (
+                    f"{STALE}: the run was still 'running' but its worker ({who}) showed no "
+                    f"sign of life since {last:%Y-%m-%d %H:%M:%S} UTC, over "
+                    f"{stale_after_s / 60:g} min before {now:%Y-%m-%d %H:%M:%S} UTC; it is "
+                    "taken for dead (killed, or its machine went away). Submit it again."
+                )
+            elif (w_host == host and w_pid is not None and age_s > DEAD_PID_GRACE_S
+                  and not _pid_alive(w_pid)):  # fmt: skip
+                error = (
+                    f"{STALE}: the run was still 'running' but its worker process ({who}) "
+                    f"is gone, last seen {last:%Y-%m-%d %H:%M:%S} UTC (killed before it "
+                    "could record its end). Submit it again."
+                )
+            else:
+                continue
+            with self._sessions.begin() as session:
+                beat_now = (
+                    _Run.heartbeat_at.is_(None) if beat is None else _Run.heartbeat_at == beat
+                )
+                changed = session.execute(
+                    update(_Run)
+                    .where(_Run.id == run_id, _Run.status == "running", beat_now)
+                    .values(status="failed", finished_at=now, error=error)
+                ).rowcount  # type: ignore[attr-defined]
+            if changed:
+                log.warning("run %s failed: %s", run_id, error)
+                failed.append(run_id)
+        return failed
+
+    # ------------------------------------------------------------------ removal
+    def ended_before(
+        self, cutoff: datetime, *, status: str | None = None
+    ) -> builtins.list[RunRecord]:
+        """The runs that ended (``done`` or ``failed``, or only ``status``) and were
+        created before ``cutoff``, oldest first."""
+        if status is not None and status not in ("done", "failed"):
+            raise ConfigError(
+                f"Only ended runs are removed: status 'done' or 'failed', not {status!r}."
+            )
+        ended = (status,) if status is not None else ("done", "failed")
+        query = (
+            select(_Run)
+            .where(_Run.status.in_(ended), _Run.created_at < cutoff)
+            .order_by(_Run.created_at, _Run.id)
+        )
+        with self._sessions() as session:
+            return [_record(row) for row in session.scalars(query)]
+
+    def delete(self, run_id: str) -> RunRecord:
+        """Remove an ended run's record and its run folder; returns the record removed.
+
+        The folder is removed only when it is named after the run (the executors'
+        ``<runs dir>/<run id>``): a record pointing elsewhere keeps that folder (logged).
+
+        Raises
+        ------
+        RunNotFoundError
+            No such run (ids and unique prefixes as in :meth:`get`).
+        RunError
+            The run is queued or running: cancel it first.
+        """
+        record = self.get(run_id)
+        if record.status not in ("done", "failed"):
+            raise RunError(
+                f"Run {record.id} is {record.status}; only a done or failed run is removed "
+                "(cancel it first)."
+            )
+        with self._sessions.begin() as session:
+            session.execute(
+                _Run.__table__.delete().where(  # type: ignore[attr-defined]
+                    _Run.id == record.id, _Run.status.in_(("done", "failed"))
+                )
+            )
+        folder = record.run_dir
+        if folder is not None and folder.name == record.id and folder.is_dir():
+            shutil.rmtree(folder)
+            log.info("run %s removed with its folder %s", record.id, folder)
+        elif folder is not None and folder.exists():
+            log.warning("run %s removed; its folder %s is not named after it: kept",
+                        record.id, folder)  # fmt: skip
+        else:
+            log.info("run %s removed (no run folder)", record.id)
+        return record
+
+    def short_ids(self, run_ids: Sequence[str]) -> dict[str, str]:
+        """The shortest prefix (at least :data:`MIN_PREFIX_CHARS` characters) of each id
+        that no other run in the store shares: what :meth:`get` accepts."""
+        out = {}
+        with self._sessions() as session:
+            for run_id in run_ids:
+                before = session.scalar(
+                    select(_Run.id).where(_Run.id < run_id).order_by(_Run.id.desc()).limit(1)
+                )
+                after = session.scalar(
+                    select(_Run.id).where(_Run.id > run_id).order_by(_Run.id).limit(1)
+                )
+                common = max(_common_prefix(run_id, other) for other in (before, after, ""))
+                out[run_id] = run_id[: max(MIN_PREFIX_CHARS, common + 1)]
+        return out
 
     def set_run_dir(self, run_id: str, run_dir: Path) -> None:
         """Record the folder that holds the run's files."""
