@@ -108,6 +108,18 @@ class ControlSpec(_Spec):
     pressure_hysteresis_veh: float = Field(default=1.0, ge=0.0, le=50.0)
 
 
+class OutputsSpec(_Spec):
+    """What SUMO writes into the run folder besides metrics and series (for pictures:
+    ``twin plot timespace``)."""
+
+    # every signal's state at each switch, as SUMO showed it (signal_states.xml)
+    signal_states: bool = True
+    # every vehicle's position and speed every trajectory_period_s (fcd.xml.gz; about
+    # 40 MB per hour of the district's AM peak): the time-space diagram's trajectories
+    trajectories: bool = False
+    trajectory_period_s: float = Field(default=1.0, ge=0.1, le=60.0)
+
+
 class ScenarioSpec(_Spec):
     """Fields every scenario has; ``kind`` picks the behaviour."""
 
@@ -119,6 +131,7 @@ class ScenarioSpec(_Spec):
     demand: DemandSpec = DemandSpec()
     sim: SimSpec = SimSpec()
     control: ControlSpec = ControlSpec()
+    outputs: OutputsSpec = OutputsSpec()
 
 
 class BaselineSpec(ScenarioSpec):

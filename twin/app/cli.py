@@ -36,6 +36,8 @@ admin_app = typer.Typer(no_args_is_help=True, help="Tenants and API keys of the 
 tenant_app = typer.Typer(no_args_is_help=True, help="Tenants (organisations with keys).")
 key_app = typer.Typer(no_args_is_help=True, help="API keys: create, list, revoke, rotate.")
 scenarios_app = typer.Typer(no_args_is_help=True, help="The shipped scenarios.")
+plot_app = typer.Typer(no_args_is_help=True, help="Pictures of recorded runs.")
+app.add_typer(plot_app, name="plot")
 app.add_typer(city_app, name="city")
 app.add_typer(scenarios_app, name="scenarios")
 app.add_typer(runs_app, name="runs")
@@ -163,6 +165,87 @@ def city_show(
               f"zones: {', '.join(z.id for z in m.zones) or 'none'}")  # fmt: skip
     out.print(text_map(city, width=width), markup=False, highlight=False)
     out.print("+ signal  H hospital  F fire station  S shelter  V VMS  ~ flood zone")
+
+
+# ----------------------------------------------------------------------------- plot
+def _run_inputs(store: Any, run_id: str) -> dict[str, Any]:
+    """What a picture of a recorded run needs: the record, its folder, its net, events."""
+    import pandas as pd
+
+    from city_models.net import read_net
+
+    record = store.get(run_id)
+    if record.run_dir is None or not Path(record.run_dir).is_dir():
+        raise typer.BadParameter(f"run {record.id} has no run folder any more")
+    run_dir = Path(record.run_dir)
+    args = json.loads((run_dir / "sumo_args.json").read_text(encoding="utf-8"))
+    net = read_net(Path(args[args.index("--net-file") + 1]))
+    events = (
+        store.read_series(record.id, "events")
+        if "events.parquet" in record.series_files
+        else pd.DataFrame(columns=["t_s", "kind"])
+    )
+    return {"record": record, "run_dir": run_dir, "net": net, "events": events}
+
+
+@plot_app.command("timespace")
+def plot_timespace(
+    run_id: Annotated[str, typer.Argument(help="Run id or a unique prefix.")],
+    ev: Annotated[str | None, typer.Option("--route", help="An EV id: its route.")] = None,
+    edges: Annotated[
+        str | None, typer.Option("--edges", help="Corridor edges E1,E2,... (an arterial).")
+    ] = None,
+    compare: Annotated[
+        str | None, typer.Option("--compare", help="A second run, same corridor, side by side.")
+    ] = None,
+    out_file: Annotated[
+        Path | None, typer.Option("--out", help="PNG or SVG file (by its suffix).")
+    ] = None,
+    data_dir: DataDir = None,
+    db: DbUrl = None,
+) -> None:
+    """Time-space diagram of a corridor: SUMO's signal bands, trajectories, the EV and
+    its priority windows (run with --set outputs.trajectories=true)."""
+    from viz.timespace import ev_route, read_signal_states, read_trajectories, timespace_figure
+
+    store = _open_store(data_dir, db)
+    try:
+        runs = [_run_inputs(store, run_id)] + ([_run_inputs(store, compare)] if compare else [])
+    finally:
+        store.close()
+    first = runs[0]
+    spec_evs = [e["id"] for e in first["record"].spec.get("evs", [])]
+    ev_id = ev or (spec_evs[0] if spec_evs and not edges else None)
+    if edges:
+        corridor_edges = [e.strip() for e in edges.split(",") if e.strip()]
+    elif ev_id:
+        corridor_edges = ev_route(first["run_dir"] / "fcd.xml.gz", ev_id)
+    else:
+        raise typer.BadParameter("give --route EV_ID or --edges E1,E2,...")
+    panels = []
+    for r in runs:
+        rec = r["record"]
+        fcd = r["run_dir"] / "fcd.xml.gz"
+        trajectories = read_trajectories(fcd, edges=set(corridor_edges)) if fcd.exists() else None
+        if trajectories is None:
+            err.print(f"run {rec.id}: no trajectories (outputs.trajectories=false): bands only")
+        sim = rec.spec.get("sim", {})
+        begin = float(sim.get("begin_s", 0.0))
+        panels.append({
+            "net": r["net"], "edges": corridor_edges,
+            "states": read_signal_states(r["run_dir"] / "signal_states.xml"),
+            "trajectories": trajectories, "events": r["events"],
+            "t_range": (begin, begin + float(sim.get("duration_s", 3600.0))),
+            "ev_ids": [ev_id] if ev_id else [],
+            "title": f"{rec.scenario_name} ({rec.spec.get('mode', rec.scenario_kind)}) "
+                     f"run {rec.id}, seed {rec.seed}",
+        })  # fmt: skip
+    caption = " | ".join(f"run {r['record'].id} seed {r['record'].seed}" for r in runs)
+    fig, _drawn = timespace_figure(panels, caption=f"time-space: {caption}")
+    target = out_file or (first["run_dir"] / f"timespace_{ev_id or 'corridor'}.png")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(target, dpi=110)
+    out.print(f"Time-space diagram: {target}")
 
 
 # ----------------------------------------------------------------------------- scenarios

@@ -212,6 +212,7 @@ def build_run(
         config = replace(config, additional=(*config.additional, programs))
     if extra_additional:
         config = replace(config, additional=(*config.additional, *extra_additional))
+    config = with_outputs(config, spec, city, run_dir)
     # for a post-mortem if SUMO takes the process down (the executor reads it)
     (run_dir / SUMO_ARGS_FILE).write_text(json.dumps(config.args()), encoding="utf-8")
     (run_dir / RUN_SUMOCFG).write_text(run_sumocfg(config, city), encoding="utf-8")
@@ -231,6 +232,31 @@ def build_run(
 
 
 RUN_SUMOCFG = "run.sumocfg"
+SIGNAL_STATES_FILE = "signal_states.xml"
+FCD_FILE = "fcd.xml.gz"
+
+
+def with_outputs(
+    config: SessionConfig, spec: ScenarioSpec, city: City, run_dir: Path
+) -> SessionConfig:
+    """SUMO's own records for pictures (``[outputs]``): every signal's state at each
+    switch (a ``SaveTLSSwitchStates`` event per signal) and the vehicles' trajectories
+    (FCD, gzipped)."""
+    out = spec.outputs
+    if out.signal_states and city.manifest.signals:
+        dest = (run_dir / SIGNAL_STATES_FILE).resolve()
+        events = "".join(
+            f'    <timedEvent type="SaveTLSSwitchStates" source="{s.id}" dest="{dest}"/>\n'
+            for s in city.manifest.signals
+        )
+        path = run_dir / "outputs.add.xml"
+        path.write_text(f"<additional>\n{events}</additional>\n", encoding="utf-8")
+        config = replace(config, additional=(*config.additional, path))
+    if out.trajectories:
+        fcd = ("--fcd-output", str((run_dir / FCD_FILE).resolve()),
+               "--device.fcd.period", f"{out.trajectory_period_s:g}")  # fmt: skip
+        config = replace(config, extra_args=(*config.extra_args, *fcd))
+    return config
 
 
 def run_sumocfg(config: SessionConfig, city: City) -> str:
@@ -241,7 +267,8 @@ def run_sumocfg(config: SessionConfig, city: City) -> str:
     reroutes) are not replayed: it shows the run's world, not its decisions."""
     shapes = city.path / city.manifest.files.shapes if city.manifest.files.shapes else None
     extra = [shapes] if shapes is not None and shapes.exists() else []
-    additional = ",".join(str(p.resolve()) for p in (*config.additional, *extra))
+    kept = [p for p in config.additional if p.name != "outputs.add.xml"]  # writes records
+    additional = ",".join(str(p.resolve()) for p in (*kept, *extra))
     routes = ",".join(str(p.resolve()) for p in config.routes)
     return f"""<configuration>
     <input>
