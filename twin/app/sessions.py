@@ -376,6 +376,28 @@ class InteractiveSession:
             return {"accepted": True, "kind": kind, "sign": sign, "t_s": now, "text": shown}
         raise SessionError(f"unknown event kind {kind!r}; allowed: {', '.join(EVENT_KINDS)}")
 
+    # ------------------------------------------------------------------ map
+    def map_state(self, after: int = 0) -> dict[str, Any]:
+        """For the web map: every vehicle (id, edge, metres along it), the scenario's EVs,
+        and the event log after ``after`` (incidents, VMS, EV events); the API decides
+        what each role sees (a researcher never gets the vehicles)."""
+        s = self.run.session
+        ids = s.vehicle_ids()
+        vehicles = [
+            [vid, edge, round(s.lane_position_m(vid), 1)]
+            for vid, (edge, _) in zip(ids, s.vehicles_on_route(ids), strict=True)
+        ]
+        ev = _ev_world(self.run.hooks)
+        log_ = self.run.ctx.bus.events
+        events = [
+            {"kind": e.kind, "t_s": e.t_s, **_jsonable(e.data)}
+            for e in log_[after:]
+            if e.kind.startswith(("incident", "injected_incident", "vms", "ev_"))
+        ]
+        return {"t_s": self.t_s, "vehicles": vehicles,
+                "evs": sorted(ev.evs) if ev is not None else [],
+                "events": events, "events_next": len(log_)}  # fmt: skip
+
     # ------------------------------------------------------------------ end
     def close(self) -> dict[str, Any]:
         """Finish the run where it stands; its metrics (trips not finished included)."""
@@ -478,6 +500,8 @@ def _session_main(conn: Any, request: SessionRequest) -> None:
                 value = session.commands(msg["commands"])
             elif op == "inject":
                 value = session.inject(msg["event"])
+            elif op == "map_state":
+                value = session.map_state(int(msg.get("after", 0)))
             elif op == "close":
                 conn.send({"ok": True, "value": session.close()})
                 return

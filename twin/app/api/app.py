@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 
 SESSIONS_ROUTER = "twin.app.api.routers.sessions"
 LIVE_ROUTER = "twin.app.api.routers.live"
+MAP_ROUTER = "twin.app.api.routers.map"
 UPLOAD_PATHS = ("/v1/cities",)
 """Paths whose bodies may be as large as a city archive (``max_city_upload_bytes``)."""
 
@@ -127,6 +128,8 @@ def create_app(settings: ApiSettings | None = None, *, work: Work = execute_requ
     if importlib.util.find_spec(SESSIONS_ROUTER) is not None:
         # the interactive sessions (their own module; the app works without it)
         app.include_router(importlib.import_module(SESSIONS_ROUTER).router)
+    # the live web map (/map, GeoJSON, map frames); after the sessions router
+    app.include_router(importlib.import_module(MAP_ROUTER).router)
     if importlib.util.find_spec(LIVE_ROUTER) is not None:
         # live mode's ingest, audit and SPaT (answers 503 unless a live service is attached)
         app.include_router(importlib.import_module(LIVE_ROUTER).router)

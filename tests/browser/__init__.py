@@ -1,0 +1,1 @@
+"""Browser tests: the web map in a real Chromium (Playwright)."""
