@@ -58,6 +58,18 @@ ADD_POI_HINT = (
 )
 
 
+def _event_of(name: str) -> dict[str, Any]:
+    """The priority manager's scheduled actions as events of a constant kind: its names
+    ``"recovery <tls> cycle <n>"`` and ``"recovery <tls> done"`` become the kinds
+    ``recovery_cycle`` (fields ``tls``, ``cycle``) and ``recovery_done`` (``tls``)."""
+    words = name.split()
+    if len(words) == 4 and words[0] == "recovery" and words[2] == "cycle":
+        return {"name": "recovery_cycle", "tls": words[1], "cycle": int(words[3])}
+    if len(words) == 3 and words[0] == "recovery" and words[2] == "done":
+        return {"name": "recovery_done", "tls": words[1]}
+    return {"name": name}
+
+
 class EvSpec(_Spec):
     """One emergency vehicle: from a fire station to a call, then to a hospital."""
 
@@ -158,7 +170,7 @@ class EvPriority(Scenario[EvPrioritySpec]):
             recovery=spec.recovery,
             recovery_cycles=spec.recovery_cycles,
             max_hold_s=spec.max_hold_s,
-            schedule=lambda t_s, action, name: ctx.bus.at(t_s, action, name=name),
+            schedule=lambda t_s, action, name: ctx.bus.at(t_s, action, **_event_of(name)),
         )
         self.net = city.net
 
@@ -204,7 +216,8 @@ class EvPriority(Scenario[EvPrioritySpec]):
             ctx.bus.at(
                 ev.spec.dispatch_s,
                 functools.partial(self._dispatch, ctx, ev),
-                name=f"dispatch {ev.spec.id}",
+                name="dispatch",
+                ev=ev.spec.id,
             )
         ctx.bus.record("ev_setup", mode=spec.mode, field_signals=len(self.field_signals))
 

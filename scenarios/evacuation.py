@@ -58,6 +58,8 @@ from twin.streams import stream
 log = logging.getLogger(__name__)
 
 EMERGENCY_CLASSES = ("emergency", "authority")
+RESTRICTED_KINDS = {"contraflow": "contraflow_closed", "inbound": "inbound_closed"}
+"""The event kind of each access restriction (a constant string per measure)."""
 __all__ = ["DepartureSpec", "Evacuation", "EvacuationSpec", "HazardSpec", "MeasuresSpec"]
 EVACUEE_VTYPE = '  <vType id="evacuee" vClass="passenger" color="1,0.55,0"/>\n'
 
@@ -176,7 +178,8 @@ class Evacuation(Scenario[EvacuationSpec]):
             if any(e in self.closed_edges for e in route[index + 1 :]):
                 ctx.session.reroute(vid)
                 rerouted += 1
-        ctx.bus.record(f"{why}_closed", edges=len(edges), rerouted=rerouted)
+        kind = RESTRICTED_KINDS[why]  # a constant kind per measure
+        ctx.bus.record(kind, edges=len(edges), rerouted=rerouted)
 
     def _signal_plans(self, ctx: Context[EvacuationSpec]) -> Generator[simpy.Event, Any, None]:
         """Evacuation greens through the guarded port, re-weighted every update by the
@@ -228,7 +231,8 @@ class Evacuation(Scenario[EvacuationSpec]):
             ctx.bus.at(
                 env.now + h.close_after_s,
                 functools.partial(self._close, ctx, edge),
-                name=f"street_closed {edge}",
+                name="street_closed",
+                edge=edge,
             )
 
     def _close(self, ctx: Context[EvacuationSpec], edge: str) -> None:

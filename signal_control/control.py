@@ -389,7 +389,11 @@ class ControlManager:
         if self.port is not None:
             out["guard_commands"] = self.port.commands
             out["guard_late_changes"] = self.port.late_changes
-            out["guard_interventions"] = len(self.port.events())
+            by_kind = self.port.interventions()
+            # what the guard changed (beyond rounding to whole seconds), in all and by kind
+            out["guard_interventions"] = sum(by_kind.values())
+            out["guard_interventions_by_kind"] = by_kind
+            out["guard_roundings"] = self.port.roundings()
             if self.port.released:  # only when something was handed back
                 out["guard_handed_back"] = len(self.port.released)
         if self.pressure:
@@ -401,8 +405,12 @@ class ControlManager:
         if self.telemetry.timings:
             out["signal_timings"] = self.telemetry.timings
         if self.port is not None:
+            # a green running when the guard took over (its start credited from the plan
+            # for the minimum) is reported from the take-over: nothing was shown before
+            t0 = self.port.start_s
             out["greens_served"] = [
-                {"tls_id": t, "stage": s, "start_s": a, "green_s": g}
+                {"tls_id": t, "stage": s, "start_s": max(a, t0), "green_s": g - max(t0 - a, 0.0),
+                 "credited_s": max(t0 - a, 0.0)}
                 for t, s, a, g in self.port.served()
-            ]
+            ]  # fmt: skip
         return out

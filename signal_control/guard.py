@@ -38,6 +38,19 @@ EPS = 1e-9
 YELLOW_MIN_S = 3.0  # no yellow is ever shorter
 ALL_RED_FLOOR_S = 1.0  # no all-red promise is ever shorter
 ALL_RED_PROMISE_S = 2.0  # the all-red the shipped cities promise (their preset's all_red_s)
+ROUNDING_TOL_S = 0.5  # what counting greens in whole seconds may move: not an intervention
+INTERVENTION_KINDS = (
+    "min_green_raised",  # a planned green below its minimum was raised to it
+    "max_green_capped",  # a planned green, or a hold, past its maximum was cut to it
+    "min_green_extended",  # a green asked to end before its minimum was kept to it
+    "yellow_kept",  # a hold asked during a yellow: the yellow runs in full
+    "all_red_kept",  # a hold asked during an all-red: the all-red runs in full
+    "priority_kept",  # a hold or force-off refused because a priority holds the green
+    "skip_deferred",  # a skip that can only be served after the next green
+    "priority_capped",  # a priority hold ended by its cap, not cancelled
+)
+"""What the guard can change about a request, one name per kind (see :class:`GuardEvent`).
+Roundings to whole seconds (at most :data:`ROUNDING_TOL_S`) are none of these."""
 
 Foes = Sequence[Sequence[bool]]
 
@@ -214,12 +227,19 @@ class GuardPlan:
 
 @dataclass
 class GuardEvent:
-    """A log line of the guard: what was asked, what was done."""
+    """A log line of the guard: what was asked, what was done.
+
+    ``interventions``: what the guard changed about the request (names from
+    :data:`INTERVENTION_KINDS`, one per kind of change); empty for a note (a priority
+    requested, a hand-back) and for a change of at most :data:`ROUNDING_TOL_S` (greens
+    counted in whole seconds).
+    """
 
     t_s: float
     tls_id: str
     what: str
     detail: dict[str, Any] = field(default_factory=dict)
+    interventions: tuple[str, ...] = ()
 
 
 class SignalGuard:
@@ -275,6 +295,7 @@ class SignalGuard:
         self.priority: tuple[int, float] | None = None  # (stage, hold-until cap)
         self.events: list[GuardEvent] = []
         self.served: list[tuple[int, float, float]] = []  # (stage, start_s, green_s)
+        self.roundings = 0  # timings changed only by counting whole seconds
         if interval == "green":
             # taking over mid-green: the green still gets its minimum from its real start
             self.entered_s = start_s - elapsed_s
@@ -301,9 +322,22 @@ class SignalGuard:
         r = float(round(x))
         return r if lo <= r <= hi else x
 
-    def _log(self, t_s: float, what: str, **detail: Any) -> None:
-        self.events.append(GuardEvent(t_s, self.plan.tls_id, what, detail))
-        log.debug("%s t=%.1f %s %s", self.plan.tls_id, t_s, what, detail)
+    def _log(
+        self, t_s: float, what: str, *, interventions: tuple[str, ...] = (), **detail: Any
+    ) -> None:
+        self.events.append(GuardEvent(t_s, self.plan.tls_id, what, detail, interventions))
+        log.debug("%s t=%.1f %s %s %s", self.plan.tls_id, t_s, what, detail, interventions)
+
+    def _timing_changes(self, asked: Sequence[float], given: Sequence[float]) -> tuple[str, ...]:
+        """The kinds of change from ``asked`` to ``given`` greens beyond rounding."""
+        kinds: list[str] = []
+        for a, g in zip(asked, given, strict=True):
+            if abs(g - a) <= ROUNDING_TOL_S + EPS:
+                continue
+            kind = "min_green_raised" if g > a else "max_green_capped"
+            if kind not in kinds:
+                kinds.append(kind)
+        return tuple(kinds)
 
     @property
     def state(self) -> str:
@@ -339,7 +373,11 @@ class SignalGuard:
             )
         clamped = [self._clamp(k, float(g)) for k, g in enumerate(green_s)]
         if any(abs(c - float(g)) > EPS for c, g in zip(clamped, green_s, strict=True)):
-            self._log(t_s, "timing_clamped", asked=list(map(float, green_s)), given=clamped)
+            asked = list(map(float, green_s))
+            changes = self._timing_changes(asked, clamped)
+            if not changes:
+                self.roundings += 1
+            self._log(t_s, "timing_clamped", interventions=changes, asked=asked, given=clamped)
         self.green_s = clamped
         return clamped
 
@@ -348,29 +386,37 @@ class SignalGuard:
         if math.isnan(until_s):  # ±inf clamp to [min end, max end]; NaN means nothing
             raise ValueError(f"{self.plan.tls_id}: hold until NaN")
         if self.interval != "green" or self._priority_green():
-            self._log(t_s, "hold_ignored", reason=self.interval if self.interval != "green"
-                      else "priority")  # fmt: skip
+            reason = self.interval if self.interval != "green" else "priority"
+            # a hold cannot bring back a green that is ending: the intergreen runs in full
+            self._log(t_s, "hold_ignored", interventions=(f"{reason}_kept",), reason=reason)
             return self.next_change_s()
         cap = self.entered_s + self.plan.max_green_s[self.stage]
         if self.priority is not None and self.priority[0] == self.stage:
             cap = max(cap, self.priority[1])
         end = min(max(until_s, self.min_end_s()), cap)
         if until_s > cap + EPS:
-            self._log(t_s, "hold_capped", asked=until_s, given=end)
+            capped = ("max_green_capped",) if until_s - end > ROUNDING_TOL_S + EPS else ()
+            self._log(t_s, "hold_capped", interventions=capped, asked=until_s, given=end)
+        elif end - max(until_s, t_s) > ROUNDING_TOL_S + EPS:
+            # asked to end before the green's minimum: it keeps its minimum
+            self._log(t_s, "hold_extended", interventions=("min_green_extended",),
+                      asked=until_s, given=end)  # fmt: skip
         self.green_end_s = max(end, t_s)
         return self.green_end_s
 
     def force_off(self, t_s: float) -> float:
         """End the current green as soon as allowed (its minimum green)."""
-        if self.interval != "green":
+        if self.interval != "green":  # the green already ends: what was asked happens
             self._log(t_s, "force_off_ignored", reason=self.interval)
             return math.inf
         if self._priority_green():  # priority holds it: cancel_priority ends it
-            self._log(t_s, "force_off_ignored", reason="priority")
+            self._log(t_s, "force_off_ignored", interventions=("priority_kept",),
+                      reason="priority")  # fmt: skip
             return self.green_end_s
         end = max(t_s, self.min_end_s())
         if end > t_s + EPS:
-            self._log(t_s, "force_off_deferred", until=end)
+            kept = ("min_green_extended",) if end - t_s > ROUNDING_TOL_S + EPS else ()
+            self._log(t_s, "force_off_deferred", interventions=kept, until=end)
         self.green_end_s = end
         return end
 
@@ -382,16 +428,23 @@ class SignalGuard:
             return
         self.skip_to = stage
         if self.interval != "green":  # already changing: aim the change at `stage`
-            if self.interval == "yellow" and stage not in (self.target, self.stage):
+            if self.interval == "yellow" and stage == self.stage:  # back after the next green
+                self._log(t_s, "skip_after_next_green", interventions=("skip_deferred",),
+                          stage=stage)  # fmt: skip
+            elif self.interval == "yellow" and stage != self.target:
                 # the yellow shows which links lose green; retarget only if that is the same
                 same = self.plan.show("yellow", self.stage, stage) == self.state
                 if same:
                     self.target = stage
                     self.skip_to = None
+                else:  # the yellow shows other links: the skip waits one green
+                    self._log(t_s, "skip_after_next_green", interventions=("skip_deferred",),
+                              stage=stage)  # fmt: skip
             elif self.interval == "all_red":
                 # links kept green through this all-red belong to (stage -> target); a new
                 # target could cut them without yellow, so the skip waits one green
-                self._log(t_s, "skip_after_next_green", stage=stage)
+                self._log(t_s, "skip_after_next_green", interventions=("skip_deferred",),
+                          stage=stage)  # fmt: skip
 
     def request_priority(self, t_s: float, stage: int, *, max_hold_s: float | None = None) -> None:
         """Priority for ``stage`` (an EV approach): go there as soon as minimums allow and
@@ -423,17 +476,20 @@ class SignalGuard:
             self.priority = None
             if self.skip_to == stage:
                 self.skip_to = None
-            self._log(at_s, "priority_expired", stage=stage)
+            self._log(at_s, "priority_expired", interventions=("priority_capped",), stage=stage)
 
     def cancel_priority(self, t_s: float) -> None:
         if self.priority is None:
             return
         stage, _cap = self.priority
         self.priority = None
-        self._log(t_s, "priority_cancelled", stage=stage)
+        kept: tuple[str, ...] = ()
         if self.interval == "green" and self.stage == stage:
-            # resume the plan: the held green ends now (it has had its minimum)
+            # resume the plan: the held green ends now (once it has had its minimum)
             self.green_end_s = max(t_s, self.min_end_s())
+            if self.green_end_s - t_s > ROUNDING_TOL_S + EPS:
+                kept = ("min_green_extended",)
+        self._log(t_s, "priority_cancelled", interventions=kept, stage=stage)
         if self.skip_to == stage:
             self.skip_to = None
 

@@ -37,6 +37,7 @@ import numpy as np
 from signal_control.guard import (
     ALL_RED_PROMISE_S,
     EPS,
+    INTERVENTION_KINDS,
     Foes,
     GuardEvent,
     GuardPlan,
@@ -280,6 +281,7 @@ class GuardedPort:
             )
         self.display = display
         self.clock = clock
+        self.start_s = start_s  # when the guards took over
         self.now_s = start_s
         self.ids = list(plans)
         self.index = {tls: k for k, tls in enumerate(self.ids)}
@@ -334,6 +336,7 @@ class GuardedPort:
         )
         guard.events = old.events
         guard.served = old.served
+        guard.roundings = old.roundings
         guard._log(now, "retaken", interval=interval, stage=stage, elapsed_s=elapsed_s)
         self.guards[k] = guard
         self._handback.pop(k, None)
@@ -535,6 +538,21 @@ class GuardedPort:
 
     def events(self) -> list[GuardEvent]:
         return [e for g in self.guards for e in g.events]
+
+    def interventions(self) -> dict[str, int]:
+        """What the guards changed about the commands (and their own caps), per kind of
+        change (every kind of :data:`~signal_control.guard.INTERVENTION_KINDS`, 0 when
+        none). A command changed in two ways counts once per kind; roundings to whole
+        seconds count in :meth:`roundings` instead."""
+        out = dict.fromkeys(INTERVENTION_KINDS, 0)
+        for e in self.events():
+            for kind in e.interventions:
+                out[kind] = out.get(kind, 0) + 1
+        return out
+
+    def roundings(self) -> int:
+        """Timings the guards changed only by counting greens in whole seconds."""
+        return sum(g.roundings for g in self.guards)
 
     def served(self) -> list[tuple[str, int, float, float]]:
         """Every green served: (signal, stage, start_s, green_s)."""

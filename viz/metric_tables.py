@@ -89,7 +89,23 @@ GLOSSARY: dict[str, Term] = {
     # guard
     "guard_commands": Term(_GRD, "Commands that went through the signal safety guard.", "cmds"),
     "guard_late_changes": Term(_GRD, "Commands the guard applied late (min green etc.).", "cmds"),
-    "guard_interventions": Term(_GRD, "Times the guard clamped, deferred or refused.", "events"),
+    "guard_interventions": Term(
+        _GRD, "Requests the guard changed beyond rounding to whole seconds.", "events"
+    ),
+    "guard_interventions_by_kind": Term(
+        _GRD,
+        "The guard's changes by kind (min green raised or extended, yellow kept, ...).",
+        "events",
+    ),
+    "guard_roundings": Term(_GRD, "Timings only rounded to whole seconds (<= 0.5 s).", "events"),
+    "approach_queue_max_veh": Term(
+        _SIG, "Largest halting queue per approach (signal/edge), read every control tick."
+    ),
+    "approach_queue_max_m": Term(
+        _SIG, "Largest queue length per approach from the stop line (estimate)."
+    ),
+    "approach_delay_s": Term(_SIG, "SUMO's time loss per vehicle on each approach."),
+    "approach_los": Term(_SIG, "HCM level of service per approach from its delay (A-F).", ""),
     "guard_handed_back": Term(_GRD, "Signals the guard handed back to their plan.", "signals"),
     # EV priority
     "ev_mode": Term(_SCN, "How EV priority was given: none, field (roadside) or center."),
@@ -164,7 +180,9 @@ def group(name: str, kind: str = "") -> str:
         return term.group
     if name.startswith("guard_"):
         return _GRD
-    if name.startswith(("max_queue", "mean_queue", "signal", "adaptive_", "max_pressure")):
+    if name.startswith(
+        ("max_queue", "mean_queue", "signal", "adaptive_", "max_pressure", "approach_")
+    ):
         return _SIG
     if name.startswith(("teleports", "vehicles_")):
         return _NET

@@ -248,6 +248,95 @@ def plot_timespace(
     out.print(f"Time-space diagram: {target}")
 
 
+def _sim_time(text: str | None, record: Any) -> float:
+    """``--t``: seconds of simulated time, or a clock time (``08:15[:00]``) in the run's
+    demand period."""
+    from city_models.demand import PERIODS
+    from scenarios.clock import clock_s
+
+    sim = record.spec.get("sim", {})
+    begin = float(sim.get("begin_s", 0.0))
+    if text is None:
+        return begin + float(sim.get("duration_s", 3600.0)) / 2
+    day = clock_s(text)
+    if day is not None:
+        period = record.spec.get("demand", {}).get("period", "am_peak")
+        return day - float(PERIODS.get(period, PERIODS["am_peak"])["start_s"])
+    try:
+        return float(text)
+    except ValueError:
+        raise typer.BadParameter(f"--t {text!r}: seconds, or a clock time HH:MM[:SS]") from None
+
+
+@app.command("render")
+def render(
+    run_id: Annotated[str, typer.Argument(help="Run id or a unique prefix.")],
+    t: Annotated[
+        str | None, typer.Option("--t", help="Moment: seconds or a clock time 08:15:00.")
+    ] = None,
+    follow: Annotated[
+        str | None, typer.Option("--follow", help="EV id: the camera follows it.")
+    ] = None,
+    mp4: Annotated[bool, typer.Option(help="An MP4 from --t on (--seconds, --fps).")] = False,
+    seconds: Annotated[float, typer.Option(help="MP4 length in simulated seconds.")] = 60.0,
+    fps: Annotated[int, typer.Option(help="MP4 frames per simulated second.")] = 10,
+    html: Annotated[bool, typer.Option(help="Also an interactive HTML page.")] = False,
+    out_file: Annotated[Path | None, typer.Option("--out", help="Output file.")] = None,
+    data_dir: DataDir = None,
+    db: DbUrl = None,
+) -> None:
+    """A 3D scene of a recorded run (pyvista, off screen): a still PNG, an MP4 following
+    an EV, an HTML page. Needs the run's trajectories (--set outputs.trajectories=true)."""
+    from viz.scene3d import (
+        Scene,
+        export_html,
+        read_vehicles,
+        render_png,
+        states_at,
+        vehicles_at,
+        write_movie,
+    )
+    from viz.timespace import read_signal_states
+
+    store = _open_store(data_dir, db)
+    try:
+        r = _run_inputs(store, run_id)
+    finally:
+        store.close()
+    rec, run_dir = r["record"], r["run_dir"]
+    fcd = run_dir / "fcd.xml.gz"
+    if not fcd.exists():
+        raise typer.BadParameter(
+            f"run {rec.id} has no trajectories: run it with --set outputs.trajectories=true"
+        )
+    from city_models.build import load_city
+
+    args = json.loads((run_dir / "sumo_args.json").read_text(encoding="utf-8"))
+    city = load_city(Path(args[args.index("--net-file") + 1]).parent)
+    t0 = _sim_time(t, rec)
+    ev_ids = [e["id"] for e in rec.spec.get("evs", [])]
+    timelines = read_signal_states(run_dir / "signal_states.xml")
+    steps = read_vehicles(fcd, t0 - 1.0, t0 + (seconds if mp4 else 0.0) + 1.0)
+    caption = f"run {rec.id} seed {rec.seed} ({rec.scenario_name})"
+    scene = Scene(city.net, city.manifest, title=f"{rec.scenario_name} on {rec.city_name}",
+                  symbol_scale=1.0 if follow else 3.0)  # fmt: skip
+    if mp4:
+        target = out_file or run_dir / f"scene_{follow or 'city'}_{int(t0)}.mp4"
+        n = write_movie(scene, target, steps=steps, timelines=timelines, t0_s=t0,
+                        seconds=seconds, fps=fps, ev_ids=ev_ids, follow=follow,
+                        caption=caption)  # fmt: skip
+        out.print(f"MP4 ({n} frames): {target}")
+        return
+    scene.update(signal_states=states_at(timelines, t0), vehicles=vehicles_at(steps, t0),
+                 ev_ids=ev_ids, follow=follow, caption=f"{caption} t={t0:.0f} s")  # fmt: skip
+    target = out_file or run_dir / f"scene_{follow or 'city'}_{int(t0)}.png"
+    render_png(scene, target)
+    out.print(f"Scene: {target}")
+    if html:
+        page = export_html(scene, target.with_suffix(".html"))
+        out.print(f"Interactive page: {page}")
+
+
 # ----------------------------------------------------------------------------- scenarios
 @scenarios_app.command("list")
 def scenarios_list(as_json: JsonOut = False) -> None:

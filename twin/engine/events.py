@@ -42,21 +42,26 @@ class EventBus:
         """Start a SimPy process (a generator yielding SimPy events)."""
         return self.env.process(generator)
 
-    def at(self, t_s: float, action: Callable[[], None], *, name: str) -> simpy.Process:
-        """Run ``action`` at simulation time ``t_s`` (logged as ``name``)."""
+    def at(
+        self, t_s: float, action: Callable[[], None], *, name: str, **data: Any
+    ) -> simpy.Process:
+        """Run ``action`` at simulation time ``t_s``, logged as an event of kind ``name``
+        with ``data`` (the kind is a constant, e.g. ``"dispatch"``; ids go in ``data``,
+        e.g. ``ev="amb1"``, so that events group by kind)."""
         if t_s < self.now_s:
             raise ValueError(f"cannot schedule {name!r} at {t_s} s: the bus is at {self.now_s} s")
 
         def _proc() -> Generator[simpy.Event, Any, None]:
             yield self.env.timeout(t_s - self.now_s)
-            self.record(name)
+            self.record(name, **data)
             action()
 
         return self.env.process(_proc())
 
     def record(self, kind: str, *, t_s: float | None = None, **data: Any) -> BusEvent:
         """Log an event at ``t_s`` (default: the bus clock, which moves at control ticks;
-        step hooks pass SUMO's time)."""
+        step hooks pass SUMO's time). ``kind`` is a constant string; the ids it is about
+        (a vehicle, a signal, an edge) go in ``data``."""
         event = BusEvent(self.now_s if t_s is None else t_s, kind, data)
         self.events.append(event)
         log.debug("t=%.1f %s %s", event.t_s, kind, data)

@@ -7,9 +7,10 @@
 ``advance_to(t_s)``
     runs every control tick up to ``t_s``. After each slice the SimPy bus catches up,
     signal phases and (when SUMO closed an aggregation interval) detector aggregates
-    are read into the state arrays, the controllers and the scenario's hooks run, and
-    every series interval the per-intersection queues are sampled (one numba call for
-    the whole city);
+    are read into the state arrays, the controllers and the scenario's hooks run, the
+    queue on every approach is read (halting vehicles and their length per lane, direct
+    getters; its maximum is kept), and every series interval the per-intersection queues
+    are sampled (one numba call for the whole city);
 ``finish()``
     calls the scenario's ``finish``, closes SUMO and computes the metrics.
 
@@ -27,9 +28,9 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from collections.abc import Set as AbstractSet
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Generic, Literal, Protocol, TypeVar
 
@@ -40,8 +41,15 @@ import pandas as pd
 from signal_control.aggregate import group_sum_max
 from signal_control.control import ControlManager
 from twin.engine.events import EventBus
-from twin.engine.metrics import queue_metrics, statistics_metrics, summary_series, trip_metrics
-from twin.engine.sumo_session import SessionConfig, SumoSession
+from twin.engine.metrics import (
+    approach_delays,
+    approach_los,
+    queue_metrics,
+    statistics_metrics,
+    summary_series,
+    trip_metrics,
+)
+from twin.engine.sumo_session import SessionConfig, SumoSession, upstream_chains
 from twin.engine.world import World
 from twin.errors import ConfigError
 
@@ -51,6 +59,121 @@ Progress = Callable[[float, float], None]  # (done_s, total_s)
 CityT = TypeVar("CityT")
 SpecT = TypeVar("SpecT")
 TIME_EPS_S = 1e-9
+JAM_GAP_M = 2.5
+"""Gap between standing vehicles (SUMO's default ``minGap``): a lane's queue in metres is
+its halting vehicles times their mean length plus this gap."""
+APPROACH_EDGE_DATA = "approach_edges.xml"
+"""SUMO's ``edgeData`` over the approach edges (time loss per approach), in the run dir."""
+
+
+@dataclass(frozen=True)
+class Approaches:
+    """The signals' approaches: each signal's incoming edge, with the edges upstream of
+    it that belong to the same approach (a turn pocket's street, see
+    :func:`~twin.engine.sumo_session.upstream_chains`).
+
+    Lanes are the state's signalized lanes followed by ``upstream_lane_ids``. A segment is
+    one edge of one approach: ``lane_order`` sorts the lanes by segment and
+    ``seg_starts`` says where each segment begins in that order; ``seg_order`` sorts the
+    segments by approach and ``app_starts`` says where each approach begins (for
+    ``np.add.reduceat`` / ``np.maximum.reduceat``).
+    """
+
+    tls_ids: tuple[str, ...]
+    edge_ids: tuple[str, ...]
+    chains: tuple[tuple[str, ...], ...]  # per approach: its edges, the stop line's first
+    upstream_lane_ids: tuple[str, ...]
+    lane_order: npt.NDArray[np.int64]
+    seg_starts: npt.NDArray[np.int64]
+    seg_order: npt.NDArray[np.int64]
+    app_starts: npt.NDArray[np.int64]
+
+    @classmethod
+    def of(
+        cls,
+        wiring: SessionWiring,
+        chains: Mapping[str, tuple[str, ...]] | None = None,
+        chain_lanes: Mapping[str, tuple[str, ...]] | None = None,
+    ) -> Approaches:
+        chains = chains or {}
+        chain_lanes = chain_lanes or {}
+        apps: dict[tuple[str, str], int] = {}
+        segs: dict[tuple[int, str], int] = {}
+        seg_app: list[int] = []
+        lane_seg: list[int] = []
+
+        def seg(app: int, edge: str) -> int:
+            if (app, edge) not in segs:
+                segs[(app, edge)] = len(segs)
+                seg_app.append(app)
+            return segs[(app, edge)]
+
+        for k, tls in enumerate(wiring.tls_ids):
+            for lane in wiring.lane_ids[wiring.lane_tls[k] : wiring.lane_tls[k + 1]]:
+                edge = lane.rsplit("_", 1)[0]  # SUMO names a lane <edge>_<index>
+                app = apps.setdefault((tls, edge), len(apps))
+                lane_seg.append(seg(app, edge))
+        upstream: list[str] = []
+        all_chains = []
+        for (_tls, edge), app in apps.items():
+            ups = tuple(u for u in chains.get(edge, ()) if chain_lanes.get(u))
+            all_chains.append((edge, *ups))
+            for u in ups:
+                for lane in chain_lanes[u]:
+                    upstream.append(lane)
+                    lane_seg.append(seg(app, u))
+        by_seg = np.array(lane_seg, dtype=np.int64)
+        lane_order = np.argsort(by_seg, kind="stable").astype(np.int64)
+        seg_starts = np.searchsorted(by_seg[lane_order], np.arange(len(segs))).astype(np.int64)
+        by_app = np.array(seg_app, dtype=np.int64)
+        seg_order = np.argsort(by_app, kind="stable").astype(np.int64)
+        app_starts = np.searchsorted(by_app[seg_order], np.arange(len(apps))).astype(np.int64)
+        return cls(
+            tls_ids=tuple(t for t, _e in apps),
+            edge_ids=tuple(e for _t, e in apps),
+            chains=tuple(all_chains),
+            upstream_lane_ids=tuple(upstream),
+            lane_order=lane_order,
+            seg_starts=seg_starts,
+            seg_order=seg_order,
+            app_starts=app_starts,
+        )
+
+    def __len__(self) -> int:
+        return len(self.tls_ids)
+
+    def queues(
+        self, halting_veh: npt.NDArray[np.float64], veh_length_m: npt.NDArray[np.float64]
+    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+        """Per approach (lanes as described in the class): halting vehicles on all its
+        lanes, and its queue in metres from the stop line (per edge of the approach its
+        longest lane queue, summed along the approach)."""
+        h = halting_veh[self.lane_order]
+        queue_m = h * (veh_length_m[self.lane_order] + JAM_GAP_M)
+        seg_veh = np.add.reduceat(h, self.seg_starts)[self.seg_order]
+        seg_m = np.maximum.reduceat(queue_m, self.seg_starts)[self.seg_order]
+        return np.add.reduceat(seg_veh, self.app_starts), np.add.reduceat(seg_m, self.app_starts)
+
+    @property
+    def ids(self) -> tuple[str, ...]:
+        """Approach ids, ``<signal>/<incoming edge>``."""
+        return tuple(f"{t}/{e}" for t, e in zip(self.tls_ids, self.edge_ids, strict=True))
+
+    def by_id(self, values: npt.NDArray[np.float64]) -> dict[str, float]:
+        return {a: float(v) for a, v in zip(self.ids, values, strict=True)}
+
+
+def approach_edge_data_xml(edge_ids: tuple[str, ...], *, out: Path, begin_s: float,
+                           end_s: float) -> str:  # fmt: skip
+    """SUMO ``edgeData`` over ``edge_ids``: one interval, the whole run, written to ``out``."""
+    edges = " ".join(sorted(set(edge_ids)))
+    period = max(end_s - begin_s, 1.0)
+    return (
+        "<additional>\n"
+        f'  <edgeData id="twin_approaches" file="{out}" begin="{begin_s:g}" end="{end_s:g}" '
+        f'period="{period:g}" edges="{edges}" excludeEmpty="false"/>\n'
+        "</additional>\n"
+    )
 
 
 class SimSettings(Protocol):
@@ -188,6 +311,27 @@ class Run(Generic[CityT, SpecT]):
         gui: bool = False,
         progress: Progress | None = None,
     ) -> None:
+        chains: tuple[dict[str, tuple[str, ...]], dict[str, tuple[str, ...]]] = ({}, {})
+        if wiring.lane_ids and config.net.exists():
+            stop_edges = sorted({lane.rsplit("_", 1)[0] for lane in wiring.lane_ids})
+            chains = upstream_chains(config.net, stop_edges)
+        self.approaches = Approaches.of(wiring, *chains)
+        self._edge_data: Path | None = None
+        if len(self.approaches):
+            # SUMO measures the time loss on every approach itself (C++, no Python per step)
+            run_dir.mkdir(parents=True, exist_ok=True)
+            self._edge_data = run_dir / APPROACH_EDGE_DATA
+            add = run_dir / "approaches.add.xml"
+            add.write_text(
+                approach_edge_data_xml(
+                    tuple(e for chain in self.approaches.chains for e in chain),
+                    out=self._edge_data.resolve(),
+                    begin_s=sim.begin_s,
+                    end_s=sim.end_s,
+                ),
+                encoding="utf-8",
+            )
+            config = replace(config, additional=(*config.additional, add))
         self.config = config
         self.sim = sim
         self.hooks = hooks
@@ -212,6 +356,15 @@ class Run(Generic[CityT, SpecT]):
         self.tick = 0
         self._series_every = round(sim.series_interval_s / sim.control_interval_s)
         self._queue_rows: list[tuple[float, npt.NDArray[np.float64]]] = []
+        n_app = len(self.approaches)
+        self._app_max_veh = np.zeros(n_app)  # over the run, read every control tick
+        self._app_max_m = np.zeros(n_app)
+        self._app_int_veh = np.zeros(n_app)  # since the last series row
+        self._app_int_m = np.zeros(n_app)
+        self._app_rows: list[tuple[float, npt.NDArray[np.float64], npt.NDArray[np.float64]]] = []
+        n_lanes = len(wiring.lane_ids) + len(self.approaches.upstream_lane_ids)
+        self._lane_halting = np.zeros(n_lanes)  # signalized lanes, then upstream ones
+        self._lane_length = np.zeros(n_lanes)
         self._hook: Callable[[SumoSession], None] | None = None
         self._state: Literal["new", "running", "finished", "closed"] = "new"
         self._wall0 = 0.0
@@ -288,11 +441,31 @@ class Run(Generic[CityT, SpecT]):
         self.hooks.on_interval(self.ctx)
         if control is not None:
             control.advance(t_s)  # commands just given may be due now
+        st = session.state
+        if len(self.approaches):
+            # every control tick: the queue on each approach (its cycle maximum is seen to
+            # within a control interval)
+            session.read_lane_queues()
+            n = len(st.lane_ids)
+            self._lane_halting[:n] = st.lane_halting_veh
+            self._lane_length[:n] = st.lane_veh_length_m
+            up = self.approaches.upstream_lane_ids
+            if up:
+                session.read_lanes(up, self._lane_halting[n:], self._lane_length[n:])
+            veh, queue_m = self.approaches.queues(self._lane_halting, self._lane_length)
+            np.maximum(self._app_int_veh, veh, out=self._app_int_veh)
+            np.maximum(self._app_int_m, queue_m, out=self._app_int_m)
         if tick % self._series_every == 0 or tick == self.n_ticks:
-            session.read_queues()
-            st = session.state
+            if not len(self.approaches):
+                session.read_queues()
             per_tls, _ = group_sum_max(st.lane_halting_veh, st.lane_tls)
             self._queue_rows.append((t_s, per_tls))
+            if len(self.approaches):
+                self._app_rows.append((t_s, self._app_int_veh.copy(), self._app_int_m.copy()))
+                np.maximum(self._app_max_veh, self._app_int_veh, out=self._app_max_veh)
+                np.maximum(self._app_max_m, self._app_int_m, out=self._app_max_m)
+                self._app_int_veh[:] = 0.0
+                self._app_int_m[:] = 0.0
         self.tick = tick
         if self.progress is not None:
             self.progress(t_s - sim.begin_s, sim.duration_s)
@@ -337,12 +510,24 @@ class Run(Generic[CityT, SpecT]):
         # series interval stands for the whole interval): cheap, coarse, labelled as such
         queues["stopped_delay_est_veh_s"] = queues["queue_veh"] * sim.series_interval_s
         metrics.update(queue_metrics(queues))
+        series_app: dict[str, pd.DataFrame] = {}
+        if len(self.approaches):
+            metrics.update(self._approach_metrics())
+            app = self.approaches
+            series_app["approach_queues"] = pd.DataFrame(
+                [
+                    (t, tls, edge, float(v), float(m))
+                    for t, veh, qm in self._app_rows
+                    for tls, edge, v, m in zip(app.tls_ids, app.edge_ids, veh, qm, strict=True)
+                ],
+                columns=["t_s", "tls_id", "edge_id", "queue_max_veh", "queue_max_m"],
+            )
         metrics.update(extra)
         metrics.update(ctx.metrics)
         if control is not None:
             metrics.update(control.metrics())
         metrics["sim_end_s"] = sim.end_s
-        series: dict[str, pd.DataFrame] = {"queues": queues}
+        series: dict[str, pd.DataFrame] = {"queues": queues, **series_app}
         if config.summary is not None:
             series = {
                 "network": summary_series(config.summary, every_s=sim.series_interval_s),
@@ -353,12 +538,32 @@ class Run(Generic[CityT, SpecT]):
         if control is not None:
             series.update({name: pd.DataFrame(rows) for name, rows in control.series().items()})
             if control.port is not None:
+                # "interventions": what the guard changed (comma-separated kinds), if anything
                 guard_log = [
-                    {"t_s": e.t_s, "kind": f"guard_{e.what}", "tls_id": e.tls_id, **e.detail}
+                    {"t_s": e.t_s, "kind": f"guard_{e.what}", "tls_id": e.tls_id, **e.detail,
+                     **({"interventions": ",".join(e.interventions)} if e.interventions else {})}
                     for e in control.port.events()
-                ]
+                ]  # fmt: skip
         events = [{"t_s": e.t_s, "kind": e.kind, **e.data} for e in self.bus.events] + guard_log
         return RunResult(metrics=metrics, series=series, events=events)
+
+    def _approach_metrics(self) -> dict[str, Any]:
+        """Queues and delays per approach (``<signal>/<incoming edge>`` -> value)."""
+        app = self.approaches
+        # ticks after the last series row (a run finished early) count as well
+        np.maximum(self._app_max_veh, self._app_int_veh, out=self._app_max_veh)
+        np.maximum(self._app_max_m, self._app_int_m, out=self._app_max_m)
+        out: dict[str, Any] = {
+            "approach_queue_max_veh": app.by_id(self._app_max_veh),
+            "approach_queue_max_m": app.by_id(np.round(self._app_max_m, 3)),
+        }
+        if self._edge_data is not None and self._edge_data.exists():
+            delays = approach_delays(self._edge_data, dict(zip(app.ids, app.chains, strict=True)))
+            out["approach_delay_s"] = delays
+            out["approach_los"] = approach_los(delays)
+        else:  # SUMO stopped before writing it
+            log.warning("no edgeData from SUMO at %s: no delay per approach", self._edge_data)
+        return out
 
 
 def simulate(run: Run[Any, Any]) -> RunResult:

@@ -36,6 +36,9 @@ class TwinState:
         ``detector_period_s``; ``det_interval_end_s`` says which interval).
     lane_halting_veh
         Halting vehicles per signalized incoming lane, at the last read.
+    lane_veh_length_m
+        Mean length of the vehicles on each of those lanes, at the last read (0 when the
+        lane is empty); with the halting count it gives the queue in metres.
     lane_tls
         CSR offsets: lanes of signal ``k`` are ``lane_tls[k]:lane_tls[k+1]``.
     tracked_*
@@ -53,6 +56,7 @@ class TwinState:
     det_speed_mps: FloatArray = field(init=False)
     det_interval_end_s: float = -1.0
     lane_halting_veh: FloatArray = field(init=False)
+    lane_veh_length_m: FloatArray = field(init=False)
     tracked_ids: list[str] = field(default_factory=list)
     tracked_x_m: FloatArray = field(default_factory=lambda: np.zeros(0))
     tracked_y_m: FloatArray = field(default_factory=lambda: np.zeros(0))
@@ -72,6 +76,7 @@ class TwinState:
         self.det_occupancy_pct = np.full(len(self.det_ids), np.nan)
         self.det_speed_mps = np.full(len(self.det_ids), np.nan)
         self.lane_halting_veh = np.zeros(len(self.lane_ids))
+        self.lane_veh_length_m = np.zeros(len(self.lane_ids))
 
     def set_tracked(self, vehicle_ids: Sequence[str]) -> None:
         """(Re)allocate the tracked-vehicle slots."""

@@ -26,13 +26,62 @@ import numpy as np
 import numpy.typing as npt
 
 from twin.engine.state import IntArray, TwinState
-from twin.engine.sumo_tools import diagnose, sumo_binary
+from twin.engine.sumo_tools import diagnose, iter_xml_elements, sumo_binary
 from twin.errors import SumoError
 
 log = logging.getLogger(__name__)
 
 Backend = Literal["libsumo", "traci"]
 StepHook = Callable[["SumoSession"], None]
+
+
+MAX_APPROACH_M = 400.0
+"""An approach is followed upstream (through pocket and lane-drop nodes) to this length."""
+
+
+def upstream_chains(
+    net: Path, edge_ids: Sequence[str], *, max_length_m: float = MAX_APPROACH_M
+) -> tuple[dict[str, tuple[str, ...]], dict[str, tuple[str, ...]]]:
+    """Per signal approach edge, the edges upstream of it that belong to the same
+    approach, nearest first: an edge ``u`` joins when it is the only edge feeding the
+    approach there and it leads nowhere else (a turn pocket split off the street, a lane
+    added mid-block), until the approach is ``max_length_m`` long. The queue and delay of
+    the approach are then measured from the stop line back to the last intersection.
+
+    Returns the chains and the lanes of every edge in them.
+    """
+    feeders: dict[str, set[str]] = {}
+    exits: dict[str, set[str]] = {}
+    for c in iter_xml_elements(net, "connection"):
+        src, dst = c["from"], c["to"]
+        if src.startswith(":") or dst.startswith(":"):
+            continue
+        feeders.setdefault(dst, set()).add(src)
+        exits.setdefault(src, set()).add(dst)
+    length: dict[str, float] = {}
+    lanes: dict[str, list[str]] = {}
+    for lane in iter_xml_elements(net, "lane"):
+        edge = lane["id"].rsplit("_", 1)[0]  # SUMO names a lane <edge>_<index>
+        if not edge.startswith(":"):
+            length[edge] = max(length.get(edge, 0.0), float(lane.get("length", 0.0)))
+            lanes.setdefault(edge, []).append(lane["id"])
+    out: dict[str, tuple[str, ...]] = {}
+    for edge in edge_ids:
+        chain: list[str] = []
+        total, head = length.get(edge, 0.0), edge
+        while total < max_length_m:
+            up = feeders.get(head, set())
+            if len(up) != 1:
+                break
+            (u,) = up
+            if exits.get(u) != {head} or u == edge or u in chain:
+                break
+            chain.append(u)
+            total += length.get(u, 0.0)
+            head = u
+        out[edge] = tuple(chain)
+    used = {u for chain in out.values() for u in chain}
+    return out, {u: tuple(lanes.get(u, ())) for u in sorted(used)}
 
 
 class _Libsumo:
@@ -264,6 +313,26 @@ class SumoSession:
     def read_queues(self) -> None:
         """Halting vehicles on every signalized incoming lane, into the state arrays."""
         self.read_lane_halting(self.state.lane_ids, self.state.lane_halting_veh)
+
+    def read_lane_queues(self) -> None:
+        """Halting vehicles and the mean vehicle length on every signalized incoming lane,
+        into the state arrays (two direct getters per lane: what the run reads every
+        control tick for the queues per approach)."""
+        st = self.state
+        self.read_lanes(st.lane_ids, st.lane_halting_veh, st.lane_veh_length_m)
+
+    def read_lanes(
+        self,
+        lane_ids: Sequence[str],
+        halting_veh: npt.NDArray[np.float64],
+        veh_length_m: npt.NDArray[np.float64],
+    ) -> None:
+        """Halting vehicles and mean vehicle length (0 when empty) of each lane, last step."""
+        lane = self.sumo.lane
+        halting, length = lane.getLastStepHaltingNumber, lane.getLastStepLength
+        for k, lane_id in enumerate(lane_ids):
+            halting_veh[k] = halting(lane_id)
+            veh_length_m[k] = length(lane_id)
 
     def track(self, vehicle_ids: Sequence[str]) -> None:
         """Follow these vehicles through subscriptions (position, speed, edge)."""
