@@ -39,6 +39,11 @@ class Scenario(RunHooks[City, SpecT], Generic[SpecT]):
     def __init__(self, spec: SpecT) -> None:
         self.spec = spec
 
+    def check(self, city: City) -> None:
+        """Check the spec against the city without SUMO (stations, streets, zones...):
+        a :class:`~twin.errors.ScenarioError` here is a bad-input error, reported before
+        a run is recorded. By default there is nothing to check."""
+
     def prepare(self, city: City, *, seed: int, run_dir: Path) -> PreparedInputs:
         """Before demand is written and SUMO starts; by default nothing changes."""
         return PreparedInputs(city=city)

@@ -237,6 +237,18 @@ class EvPriority(Scenario[EvPrioritySpec]):
         new.call_edge = ev.call_edge or self._random_call_edge(ev, calls)
         self._dispatch(ctx, new)
 
+    def check(self, city: City) -> None:
+        """Stations, hospitals, call streets and field signals exist in the city."""
+        for k, ev_spec in enumerate(self.spec.evs):
+            self._check_ev(k, ev_spec, city)
+        signals = {s.id for s in city.manifest.signals}
+        unknown = sorted(set(self.spec.field_signals) - signals)
+        if unknown:
+            raise ScenarioError(
+                f"Scenario {self.spec.name!r}: field 'field_signals' names unknown signals "
+                f"{unknown[:5]}; signals are e.g. {sorted(signals)[:5]}."
+            )
+
     def _check_ev(self, k: int, ev: EvSpec, city: City) -> None:
         stations = sorted(p.id for p in city.manifest.pois if p.role == "fire_station")
         hospitals = sorted(p.id for p in city.manifest.pois if p.role == "hospital")
@@ -256,7 +268,7 @@ class EvPriority(Scenario[EvPrioritySpec]):
                 f"Scenario {self.spec.name!r}: field 'evs[{k}].destination' = "
                 f"{ev.destination!r}; allowed: 'nearest' or {', '.join(hospitals)}."
             )
-        if ev.call_edge is not None and ev.call_edge not in self.net.edges:
+        if ev.call_edge is not None and ev.call_edge not in city.net.edges:
             raise ScenarioError(
                 f"Scenario {self.spec.name!r}: field 'evs[{k}].call_edge' = {ev.call_edge!r} "
                 f"is not a street of city {city.name} (the call location is off the network)."

@@ -44,10 +44,13 @@ from city_models.features import edge_mid_xy
 from scenarios.base import Context, PreparedInputs, Scenario
 from scenarios.evacuation_plan import (
     Evacuee,
+    check_contraflow_edges,
     evacuation_greens,
     inbound_edges,
     plan_evacuation,
+    shelter_capacities,
     stage_flows,
+    zone_of,
 )
 from scenarios.evacuation_spec import DepartureSpec, EvacuationSpec, HazardSpec, MeasuresSpec
 from scenarios.registry import ScenarioKind, register
@@ -83,6 +86,14 @@ class Evacuation(Scenario[EvacuationSpec]):
         self.closed_edges: set[str] = set()
 
     # ------------------------------------------------------------------ before SUMO
+    def check(self, city: City) -> None:
+        """The zone, the shelters and any named contraflow streets, before a run exists."""
+        _poly, zone = zone_of(city, self.spec)
+        shelter_capacities(city, self.spec)
+        if self.spec.measures.contraflow_edges:
+            check_contraflow_edges(city, self.spec, list(self.spec.measures.contraflow_edges),
+                                   zone)  # fmt: skip
+
     def prepare(self, city: City, *, seed: int, run_dir: Path) -> PreparedInputs:
         """Plan the evacuation (:func:`scenarios.evacuation_plan.plan_evacuation`) and
         write the evacuees' routes."""

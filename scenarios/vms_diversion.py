@@ -179,6 +179,16 @@ class VmsDiversion(Scenario[VmsDiversionSpec]):
         self.next_update_s = -math.inf
 
     # ------------------------------------------------------------------ before SUMO
+    def check(self, city: City) -> None:
+        """Incident streets (by id or name) and the EVs' stations, before a run exists."""
+        resolved = [
+            resolve_street(inc, city.net, k=k, scenario=self.spec.name)
+            for k, inc in enumerate(self.spec.incidents)
+        ]
+        check_against_city(resolved, city.net, scenario=self.spec.name)
+        if self.ev is not None:
+            self.ev.check(city)
+
     def prepare(self, city: City, *, seed: int, run_dir: Path) -> PreparedInputs:
         """Loops across every lane at the end of each incident street (throughput)."""
         net = city.net

@@ -25,6 +25,7 @@ from matplotlib.axes import Axes
 from matplotlib.collections import LineCollection
 
 from city_models.net import NetInfo
+from viz.heatmap import heatmap_matrix
 from viz.metric_tables import html_table
 
 # section names (also the headings of the HTML page)
@@ -937,9 +938,33 @@ def adaptive_panels(d: RunData) -> list[Panel]:
 
 
 # ---------------------------------------------------------------------- choice
+def approach_panels(d: RunData) -> list[Panel]:
+    """The busiest approaches' queues over time (viz.heatmap), where the run stored them."""
+    series = d.frame("approach_queues", "t_s", "tls_id", "edge_id", "queue_max_veh")
+    if series is None:
+        return []
+
+    def draw(ax: Axes) -> None:
+        matrix, labels, times = heatmap_matrix(series, top=20)
+        if not matrix.size:
+            no_data(ax, "no approach queues stored")
+            return
+        step = float(np.median(np.diff(times))) if len(times) > 1 else 60.0
+        extent = ((times[0] - step) / 60, times[-1] / 60, len(labels) - 0.5, -0.5)
+        im = ax.imshow(matrix, aspect="auto", cmap="magma_r", interpolation="nearest",
+                       extent=extent)  # fmt: skip
+        ax.set_yticks(range(len(labels)), [lbl[:28] for lbl in labels], fontsize=6)
+        ax.figure.colorbar(im, ax=ax, label="largest queue [veh]")
+        ax.set(xlabel=_T, ylabel="approach (signal / edge)")
+
+    return [Panel(NETWORK, "Queues per approach over time (busiest 20)", draw,
+                  "From approach_queues.parquet: each minute, the largest halting queue "
+                  "on the approach, read every control tick.")]  # fmt: skip
+
+
 def panels_for(d: RunData) -> list[Panel]:
     """The panels of this run: network, then each scenario kind it is."""
-    panels = network_panels(d)
+    panels = network_panels(d) + approach_panels(d)
     if has_evs(d):
         panels += ev_panels(d)
     if d.kind == "vms_diversion":

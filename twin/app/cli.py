@@ -248,6 +248,62 @@ def plot_timespace(
     out.print(f"Time-space diagram: {target}")
 
 
+@plot_app.command("heatmap")
+def plot_heatmap(
+    run_id: Annotated[str, typer.Argument(help="Run id or a unique prefix.")],
+    top: Annotated[int, typer.Option(help="Busiest approaches shown.")] = 30,
+    metres: Annotated[bool, typer.Option(help="Queues in metres, not vehicles.")] = False,
+    out_file: Annotated[Path | None, typer.Option("--out", help="PNG or SVG file.")] = None,
+    data_dir: DataDir = None,
+    db: DbUrl = None,
+) -> None:
+    """Queues per approach over time (each minute's largest, read every control tick)."""
+    from viz.heatmap import queue_heatmap
+
+    store = _open_store(data_dir, db)
+    try:
+        r = _run_inputs(store, run_id)
+        rec = r["record"]
+        if "approach_queues.parquet" not in rec.series_files:
+            raise typer.BadParameter(f"run {rec.id} has no approach_queues series (older run)")
+        series = store.read_series(rec.id, "approach_queues")
+    finally:
+        store.close()
+    fig, _ = queue_heatmap(series, top=top, metres=metres,
+                           title=f"Queues per approach: {rec.scenario_name} on {rec.city_name}",
+                           caption=f"run {rec.id} seed {rec.seed}")  # fmt: skip
+    target = out_file or r["run_dir"] / "queue_heatmap.png"
+    fig.savefig(target, dpi=110)
+    out.print(f"Queue heatmap: {target}")
+
+
+@plot_app.command("delay-map")
+def plot_delay_map(
+    run_id: Annotated[str, typer.Argument(help="Run id or a unique prefix.")],
+    out_file: Annotated[Path | None, typer.Option("--out", help="PNG or SVG file.")] = None,
+    data_dir: DataDir = None,
+    db: DbUrl = None,
+) -> None:
+    """The network coloured by each approach's delay per vehicle (HCM LOS scale)."""
+    from viz.heatmap import delay_map
+
+    store = _open_store(data_dir, db)
+    try:
+        r = _run_inputs(store, run_id)
+    finally:
+        store.close()
+    rec = r["record"]
+    delays = (rec.metrics or {}).get("approach_delay_s") or {}
+    if not delays:
+        raise typer.BadParameter(f"run {rec.id} has no approach_delay_s metric (older run)")
+    fig, _ = delay_map(r["net"], delays,
+                       title=f"Delay per approach: {rec.scenario_name} on {rec.city_name}",
+                       caption=f"run {rec.id} seed {rec.seed}")  # fmt: skip
+    target = out_file or r["run_dir"] / "delay_map.png"
+    fig.savefig(target, dpi=110)
+    out.print(f"Delay map: {target}")
+
+
 def _sim_time(text: str | None, record: Any) -> float:
     """``--t``: seconds of simulated time, or a clock time (``08:15[:00]``) in the run's
     demand period."""

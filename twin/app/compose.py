@@ -337,7 +337,12 @@ def run_request(
     gui: bool = False,
     extra_additional: tuple[Path, ...] = (),
 ) -> RunRequest:
-    """The executor's request for ``spec`` on ``city`` (default seed: the spec's)."""
+    """The executor's request for ``spec`` on ``city`` (default seed: the spec's).
+
+    The scenario is checked against the city first (:meth:`Scenario.check`: stations,
+    streets, zones), so a mistake there is a bad-input error before any run is recorded.
+    """
+    make_scenario(spec).check(city)
     return RunRequest(
         spec=spec.model_dump(mode="json"),
         scenario_name=spec.name,
