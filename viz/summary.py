@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import html
+import importlib.util
 import io
 import json
 import logging
@@ -20,14 +21,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import matplotlib.image as mpimg
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from city_models.manifest import Manifest
 from city_models.net import NetInfo, read_net
 from viz.metric_tables import html_table, metrics_html, spec_toml
-from viz.panels import Panel, RunData, panels_for
+from viz.panels import EV, NETWORK, Panel, RunData, panels_for
+from viz.scene3d import Scene, read_vehicles, render_png, states_at, vehicles_at
+from viz.timespace import draw_timespace, ev_route, read_signal_states, read_trajectories
 
 log = logging.getLogger(__name__)
 
@@ -252,10 +257,57 @@ def write_summary(
         frames["queues"] = queues
     d = RunData(run=run, frames=frames, net=net, manifest=manifest)
     panels = panels_for(d)
+    if run_dir and net is not None:
+        panels += record_panels(d, Path(run_dir))
     _render_png(d, panels, png)
     page.write_text(_page(d, panels), encoding="utf-8")
     log.info("wrote run summary %s and %s (%d panels)", page, png, len(panels))
     return SummaryFiles(html=page, png=png)
+
+
+def record_panels(d: RunData, run_dir: Path) -> list[Panel]:
+    """Pictures from SUMO's own records in the run folder, where the run kept them
+    (``[outputs] trajectories``): the EV corridor's time-space diagram, and a 3D still
+    where pyvista is installed."""
+    fcd, states_file = run_dir / "fcd.xml.gz", run_dir / "signal_states.xml"
+    if d.net is None or not (fcd.exists() and states_file.exists()):
+        return []
+    net = d.net
+    out: list[Panel] = []
+    sim = d.spec.get("sim", {}) if isinstance(d.spec.get("sim"), Mapping) else {}
+    begin = float(sim.get("begin_s", 0.0))
+    end = begin + float(sim.get("duration_s", 3600.0))
+    evs = [str(e["id"]) for e in d.spec.get("evs", []) if isinstance(e, Mapping)]
+    if evs:
+        ev_id = evs[0]
+
+        def timespace(ax: Any) -> None:
+            route = ev_route(fcd, ev_id)
+            draw_timespace(ax, net=net, edges=route, states=read_signal_states(states_file),
+                           trajectories=read_trajectories(fcd, edges=set(route)),
+                           events=d.frames.get("events"), t_range=(begin, end),
+                           ev_ids=[ev_id])  # fmt: skip
+
+        note = "From signal_states.xml (SUMO's switch record) and fcd.xml.gz."
+        out.append(Panel(EV, f"Time-space diagram of {ev_id}'s corridor", timespace, note))
+    if importlib.util.find_spec("pyvista") is None:  # the [viz3d] extra
+        return out
+
+    def still(ax: Any) -> None:
+        t = begin + (end - begin) / 2
+        if d.manifest is None:
+            raise ValueError("no manifest")
+        scene = Scene(net, Manifest.model_validate(d.manifest), window=(900, 560), symbol_scale=3)
+        steps = read_vehicles(fcd, t - 1, t + 1)
+        scene.update(signal_states=states_at(read_signal_states(states_file), t),
+                     vehicles=vehicles_at(steps, t), ev_ids=evs)  # fmt: skip
+        png = render_png(scene, run_dir / "scene_summary.png")
+        ax.imshow(mpimg.imread(png))
+        ax.set_axis_off()
+
+    note3d = "pyvista off screen: signals as SUMO showed them, vehicles by speed."
+    out.append(Panel(NETWORK, "3D scene at mid-run", still, note3d))
+    return out
 
 
 def _page(d: RunData, panels: Sequence[Panel]) -> str:

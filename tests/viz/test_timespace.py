@@ -102,6 +102,10 @@ def test_plot_timespace_of_a_real_run(district_city: City, tmp_path: Path) -> No
     assert res.exit_code == 0, res.output
     run = json.loads(res.output.strip().splitlines()[-1])
     run_dir = Path(run["run_dir"])
+    # the run's report embeds the corridor's time-space diagram and a 3D still
+    page = Path(run["summary_html"]).read_text(encoding="utf-8")
+    assert "Time-space diagram of amb1" in page and "3D scene at mid-run" in page
+    assert "panel failed" not in page
     png = tmp_path / "ts.png"
     res = runner.invoke(app, ["plot", "timespace", run["id"], "--out", str(png),
                               "--data-dir", str(tmp_path)])  # fmt: skip
