@@ -58,6 +58,18 @@ SYNTHETIC_NOTE = (
     "it is not Suwon's street network."
 )
 Progress = Callable[[str], None]
+STANDARD_FILES = CityFiles(
+    net="city.net.xml.gz",
+    detectors="detectors.add.xml",
+    sumocfg="city.sumocfg",
+    default_routes="demand_am_peak.rou.xml",
+    plain_nodes="plain.nod.xml",
+    plain_edges="plain.edg.xml",
+    plain_types="plain.typ.xml",
+    signal_plans="signals.tll.xml",
+    shapes="shapes.add.xml",
+)
+"""The files of a city folder (generated and imported alike)."""
 
 
 @dataclass(frozen=True)
@@ -184,17 +196,7 @@ def _build_into(
     say(f"laying out streets ({preset.n_lines}x{preset.n_lines} lines)")
     layout = make_layout(preset, seed=seed)
     nodes_xml, edges_xml, types_xml = write_plain_xml(layout, preset=preset)
-    files = CityFiles(
-        net="city.net.xml.gz",
-        detectors="detectors.add.xml",
-        sumocfg="city.sumocfg",
-        default_routes="demand_am_peak.rou.xml",
-        plain_nodes="plain.nod.xml",
-        plain_edges="plain.edg.xml",
-        plain_types="plain.typ.xml",
-        signal_plans="signals.tll.xml",
-        shapes="shapes.add.xml",
-    )
+    files = STANDARD_FILES
     (folder / files.plain_nodes).write_text(nodes_xml, encoding="utf-8")
     (folder / files.plain_edges).write_text(edges_xml, encoding="utf-8")
     (folder / files.plain_types).write_text(types_xml, encoding="utf-8")
@@ -366,7 +368,27 @@ def phase_specs(plan: SignalPlan) -> list[PhaseSpec]:
     ]
 
 
-def _sumocfg(net: str, additional: str, routes: str) -> str:
+def sumocfg_xml(
+    *,
+    net: str,
+    routes: str,
+    additional: str,
+    begin_s: float = 0.0,
+    end_s: float = 3600.0,
+    step_length_s: float = 1.0,
+    teleport_s: float = 300.0,
+    seed: int | None = None,
+) -> str:
+    """A SUMO configuration file (inputs, window, processing; no outputs): what a city
+    folder's ``city.sumocfg`` and a run folder's ``run.sumocfg`` open in sumo-gui."""
+    seed_xml = (
+        f"""    <random_number>
+        <seed value="{seed}"/>
+    </random_number>
+"""
+        if seed is not None
+        else ""
+    )
     return f"""<configuration>
     <input>
         <net-file value="{net}"/>
@@ -374,18 +396,23 @@ def _sumocfg(net: str, additional: str, routes: str) -> str:
         <additional-files value="{additional}"/>
     </input>
     <time>
-        <begin value="0"/>
-        <end value="3600"/>
+        <begin value="{begin_s:g}"/>
+        <end value="{end_s:g}"/>
+        <step-length value="{step_length_s:g}"/>
     </time>
     <processing>
-        <time-to-teleport value="300"/>
+        <time-to-teleport value="{teleport_s:g}"/>
         <ignore-route-errors value="true"/>
     </processing>
-    <report>
+{seed_xml}    <report>
         <no-step-log value="true"/>
     </report>
 </configuration>
 """
+
+
+def _sumocfg(net: str, additional: str, routes: str) -> str:
+    return sumocfg_xml(net=net, routes=routes, additional=additional)
 
 
 def hash_files(folder: Path, names: list[str]) -> str:

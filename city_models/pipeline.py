@@ -41,6 +41,7 @@ import networkx as nx
 
 from city_models.build import (
     GENERATOR_VERSION,
+    STANDARD_FILES,
     City,
     _sumocfg,
     hash_files,
@@ -584,17 +585,7 @@ def finish_city(
 def _finish_into(
     folder: Path, source: SourceNet, *, options: PipelineOptions, key: str, say: Progress
 ) -> Manifest:
-    files = CityFiles(
-        net="city.net.xml.gz",
-        detectors="detectors.add.xml",
-        sumocfg="city.sumocfg",
-        default_routes="demand_am_peak.rou.xml",
-        plain_nodes="plain.nod.xml",
-        plain_edges="plain.edg.xml",
-        plain_types="plain.typ.xml",
-        signal_plans="signals.tll.xml",
-        shapes="shapes.add.xml",
-    )
+    files = STANDARD_FILES
     say("copying the network")
     run_tool("netconvert", ["-s", source.net_file.resolve(), "-o", files.net],
              what=f"reading the imported network {source.net_file.name}", cwd=folder)  # fmt: skip

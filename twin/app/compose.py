@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from city_models.build import City, load_city
+from city_models.build import City, load_city, sumocfg_xml
 from city_models.demand import sample_trips, write_trips
 from city_models.plan_check import all_red_promise_s, check_city_plans, conflict_matrix
 from scenarios.base import Scenario
@@ -270,26 +270,10 @@ def run_sumocfg(config: SessionConfig, city: City) -> str:
     kept = [p for p in config.additional if p.name != "outputs.add.xml"]  # writes records
     additional = ",".join(str(p.resolve()) for p in (*kept, *extra))
     routes = ",".join(str(p.resolve()) for p in config.routes)
-    return f"""<configuration>
-    <input>
-        <net-file value="{config.net.resolve()}"/>
-        <route-files value="{routes}"/>
-        <additional-files value="{additional}"/>
-    </input>
-    <time>
-        <begin value="{config.begin_s:g}"/>
-        <end value="{config.end_s:g}"/>
-        <step-length value="{config.step_length_s:g}"/>
-    </time>
-    <processing>
-        <time-to-teleport value="{config.teleport_s:g}"/>
-        <ignore-route-errors value="true"/>
-    </processing>
-    <random_number>
-        <seed value="{config.seed}"/>
-    </random_number>
-</configuration>
-"""
+    return sumocfg_xml(net=str(config.net.resolve()), routes=routes, additional=additional,
+                       begin_s=config.begin_s, end_s=config.end_s,
+                       step_length_s=config.step_length_s, teleport_s=config.teleport_s,
+                       seed=config.seed)  # fmt: skip
 
 
 def simulate(
