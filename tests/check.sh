@@ -7,6 +7,17 @@ PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv || { echo "python3 -m venv failed: on Debian run 'apt-get install python3-venv'" >&2; exit 1; }
 fi
+# One more Python than the default (CityTwin supports 3.11-3.13): the fast suite on the
+# newest, where the machine has it (pyenv here; SECOND_PYTHON=none skips it). Its venv is
+# set up in the background while the checks below run.
+PY2=${SECOND_PYTHON:-python3.13}
+SECOND=$([ $# -eq 0 ] && [ "$PY2" != none ] && command -v "$PY2" >/dev/null 2>&1 && echo 1 || echo 0)
+if [ "$SECOND" = 1 ]; then
+  ( { [ -x .venv-py2/bin/python ] || "$PY2" -m venv .venv-py2; } \
+    && .venv-py2/bin/python -m pip install -q --upgrade pip \
+    && .venv-py2/bin/python -m pip install -q -e ".[dev]" ) > .venv-py2.log 2>&1 &
+  PY2_SETUP=$!
+fi
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e ".[dev]"
 echo "== ruff"; .venv/bin/ruff check . && .venv/bin/ruff format --check .
@@ -16,22 +27,28 @@ echo "== mypy"; .venv/bin/mypy
 # floor is checked only on the whole suite (no extra pytest args).
 FLOOR=$([ $# -eq 0 ] && echo 84 || echo 0)  # measured 86.1-86.5 % (branches); run workers add noise
 echo "== pytest"
-HYPOTHESIS_PROFILE=${HYPOTHESIS_PROFILE:-ci} .venv/bin/python -m pytest --cov --cov-report= "$@"
+HYPOTHESIS_PROFILE=${HYPOTHESIS_PROFILE:-ci} .venv/bin/python -m pytest --cov --cov-report= \
+  --durations=15 "$@"
+# The second Python's fast suite runs beside the no-JIT pass below (one core each). Live
+# mode's and the browser's timing-bound tests ran above on the default Python; here they
+# are left out so the two passes cannot slow each other into a false failure.
+if [ "$SECOND" = 1 ]; then
+  wait "$PY2_SETUP" || { cat .venv-py2.log; echo "setting up $PY2 failed" >&2; exit 1; }
+  echo "== pytest on $(.venv-py2/bin/python --version), fast suite (beside the next pass)"
+  HYPOTHESIS_PROFILE=dev .venv-py2/bin/python -m pytest -q -p no:cacheprovider \
+    -m "not sumo and not slow" --ignore=tests/twin/live --ignore=tests/browser \
+    > .pytest-py2.log 2>&1 &
+  PY2_RUN=$!
+elif [ $# -eq 0 ]; then
+  echo "== second Python ($PY2) not found: its fast suite is skipped"
+fi
 # The Numba kernels once more as plain Python, so their bodies count toward coverage (the
 # jitted run above already checked them against the references at full depth: "dev").
 echo "== pytest, kernels without JIT (coverage)"
 NUMBA_DISABLE_JIT=1 HYPOTHESIS_PROFILE=dev .venv/bin/python -m pytest -q tests/signal_control \
   --cov --cov-append --cov-report=term --cov-fail-under="$FLOOR"
-# One more Python than the default (CityTwin supports 3.11-3.13): the fast suite on the
-# newest, where the machine has it (pyenv here; SECOND_PYTHON=none skips it).
-PY2=${SECOND_PYTHON:-python3.13}
-if [ $# -eq 0 ] && [ "$PY2" != none ] && command -v "$PY2" >/dev/null 2>&1; then
-  [ -x .venv-py2/bin/python ] || "$PY2" -m venv .venv-py2
-  .venv-py2/bin/python -m pip install -q --upgrade pip
-  .venv-py2/bin/python -m pip install -q -e ".[dev]"
-  echo "== pytest on $(.venv-py2/bin/python --version), fast suite"
-  HYPOTHESIS_PROFILE=dev .venv-py2/bin/python -m pytest -q -p no:cacheprovider \
-    -m "not sumo and not slow"
-elif [ $# -eq 0 ]; then
-  echo "== second Python ($PY2) not found: its fast suite is skipped"
+if [ "$SECOND" = 1 ]; then
+  STATUS=0; wait "$PY2_RUN" || STATUS=$?
+  echo "== the second Python's fast suite:"; tail -n 25 .pytest-py2.log
+  exit "$STATUS"
 fi
