@@ -110,3 +110,39 @@ def delay_map(
     fig.text(0.01, 0.005, caption, fontsize=8, color="#444")
     fig.tight_layout(rect=(0, 0.03, 1, 1))
     return fig, by_edge
+
+
+def edge_speeds(trajectories: pd.DataFrame) -> dict[str, float]:
+    """Mean speed [m/s] per edge of FCD rows (``edge``, ``speed_mps``)."""
+    if trajectories.empty:
+        return {}
+    means = trajectories.groupby("edge")["speed_mps"].mean()
+    return {str(e): float(v) for e, v in means.items()}
+
+
+def speed_map(
+    net: NetInfo, speeds_mps: Mapping[str, float], *, title: str, caption: str
+) -> tuple[Figure, dict[str, float]]:
+    """The network at a moment: each edge with vehicles coloured by their mean speed as a
+    share of the edge's limit (red: standing, green: free flow); grey: no vehicle."""
+    ratio = {
+        e: v / max(net.edges[e].speed_mps, 0.1) for e, v in speeds_mps.items() if e in net.edges
+    }
+    fig, ax = plt.subplots(figsize=(8.5, 8.0))
+    grey = [e.shape_xy for e in net.edges.values() if e.id not in ratio]
+    ax.add_collection(LineCollection(grey, colors="#d0d0d0", linewidths=0.8))
+    lc = LineCollection([net.edges[e].shape_xy for e in ratio], cmap="RdYlGn",
+                        norm=Normalize(0.0, 1.0), linewidths=2.4)  # fmt: skip
+    lc.set_array(np.asarray(list(ratio.values()), dtype=float))
+    ax.add_collection(lc)
+    fig.colorbar(lc, ax=ax, label="mean speed / speed limit", shrink=0.7)
+    xmin, ymin, xmax, ymax = net.bbox_xy
+    ax.set_xlim(xmin, xmax)
+    ax.set_ylim(ymin, ymax)
+    ax.set_aspect("equal")
+    ax.set_xlabel("x [m]")
+    ax.set_ylabel("y [m]")
+    ax.set_title(title)
+    fig.text(0.01, 0.005, caption, fontsize=8, color="#444")
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    return fig, ratio

@@ -314,6 +314,7 @@ def write_movie(
     ev_ids: Sequence[str] = (),
     follow: str | None = None,
     caption: str = "",
+    signs: Any = None,
 ) -> int:
     """An MP4 (imageio-ffmpeg) of ``seconds`` of simulated time from ``t0_s`` at ``fps``
     frames per simulated second; returns the number of frames."""
@@ -323,7 +324,17 @@ def write_movie(
     for k in range(n):
         t = t0_s + k / fps
         scene.update(signal_states=states_at(timelines, t), vehicles=vehicles_at(steps, t),
-                     ev_ids=ev_ids, follow=follow, caption=f"{caption} t={t:.1f} s")  # fmt: skip
+                     ev_ids=ev_ids, follow=follow, caption=f"{caption} t={t:.1f} s",
+                     vms_text=vms_texts_at(signs, t))  # fmt: skip
         scene.plotter.write_frame()
     scene.plotter.close()
     return n
+
+
+def vms_texts_at(signs: Any, t_s: float) -> dict[str, str]:
+    """Each sign's message at ``t_s`` from a run's ``vms`` series (``t_s, sign, text``):
+    the last one shown at or before it."""
+    if signs is None or len(signs) == 0:
+        return {}
+    shown = signs[signs["t_s"] <= t_s].sort_values("t_s")
+    return {str(r["sign"]): str(r["text"]) for _i, r in shown.groupby("sign").tail(1).iterrows()}

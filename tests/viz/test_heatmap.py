@@ -56,3 +56,31 @@ def test_delay_map_colours_the_approach_edges(district_city: City, tmp_path: Pat
     assert np.asarray(coloured.get_array()).tolist() == [12.0]  # unknown edges not drawn
     fig.savefig(tmp_path / "d.png", dpi=80)
     assert (tmp_path / "d.png").stat().st_size > 10_000
+
+
+def test_speed_map_at_a_moment(district_city: City) -> None:
+    from viz.heatmap import edge_speeds, speed_map
+
+    e1, e2 = sorted(district_city.net.edges)[:2]
+    rows = pd.DataFrame(
+        [(100.0, "a", "car", e1, 1.0, 4.0), (101.0, "a", "car", e1, 5.0, 6.0),
+         (100.0, "b", "car", e2, 1.0, 0.0)],
+        columns=["t_s", "vehicle", "type", "edge", "pos_m", "speed_mps"],
+    )  # fmt: skip
+    speeds = edge_speeds(rows)
+    assert speeds == {e1: 5.0, e2: 0.0}
+    _fig, ratio = speed_map(district_city.net, speeds, title="s", caption="c")
+    assert ratio[e1] == 5.0 / district_city.net.edges[e1].speed_mps and ratio[e2] == 0.0
+
+
+def test_sign_messages_at_a_moment() -> None:
+    from viz.scene3d import vms_texts_at
+
+    signs = pd.DataFrame(
+        [(5.0, "vms_1", "travel_time", "To H1: 2 min"), (300.0, "vms_1", "incident", "Crash"),
+         (5.0, "vms_2", "travel_time", "To H1: 3 min")],
+        columns=["t_s", "sign", "kind", "text"],
+    )  # fmt: skip
+    assert vms_texts_at(signs, 100.0) == {"vms_1": "To H1: 2 min", "vms_2": "To H1: 3 min"}
+    assert vms_texts_at(signs, 301.0)["vms_1"] == "Crash"
+    assert vms_texts_at(None, 1.0) == {}

@@ -304,6 +304,39 @@ def plot_delay_map(
     out.print(f"Delay map: {target}")
 
 
+@plot_app.command("speed-map")
+def plot_speed_map(
+    run_id: Annotated[str, typer.Argument(help="Run id or a unique prefix.")],
+    t: Annotated[
+        str | None, typer.Option("--t", help="Moment: seconds or a clock time 08:15:00.")
+    ] = None,
+    window_s: Annotated[float, typer.Option(help="Mean over this window around --t.")] = 60.0,
+    out_file: Annotated[Path | None, typer.Option("--out", help="PNG or SVG file.")] = None,
+    data_dir: DataDir = None,
+    db: DbUrl = None,
+) -> None:
+    """The network at a moment, coloured by speed (needs the run's trajectories)."""
+    from viz.heatmap import edge_speeds, speed_map
+    from viz.timespace import read_trajectories
+
+    store = _open_store(data_dir, db)
+    try:
+        r = _run_inputs(store, run_id)
+    finally:
+        store.close()
+    rec = r["record"]
+    t0 = _sim_time(t, rec)
+    traj = read_trajectories(r["run_dir"] / "fcd.xml.gz")
+    near = traj[(traj["t_s"] >= t0 - window_s / 2) & (traj["t_s"] <= t0 + window_s / 2)]
+    fig, _ = speed_map(r["net"], edge_speeds(near),
+                       title=f"Speed at t = {t0:.0f} s (±{window_s / 2:.0f} s): "
+                             f"{rec.scenario_name} on {rec.city_name}",
+                       caption=f"run {rec.id} seed {rec.seed}")  # fmt: skip
+    target = out_file or r["run_dir"] / f"speed_map_{int(t0)}.png"
+    fig.savefig(target, dpi=110)
+    out.print(f"Speed map: {target}")
+
+
 def _sim_time(text: str | None, record: Any) -> float:
     """``--t``: seconds of simulated time, or a clock time (``08:15[:00]``) in the run's
     demand period."""
@@ -343,6 +376,8 @@ def render(
 ) -> None:
     """A 3D scene of a recorded run (pyvista, off screen): a still PNG, an MP4 following
     an EV, an HTML page. Needs the run's trajectories (--set outputs.trajectories=true)."""
+    import pandas as pd
+
     from viz.scene3d import (
         Scene,
         export_html,
@@ -350,6 +385,7 @@ def render(
         render_png,
         states_at,
         vehicles_at,
+        vms_texts_at,
         write_movie,
     )
     from viz.timespace import read_signal_states
@@ -374,17 +410,19 @@ def render(
     timelines = read_signal_states(run_dir / "signal_states.xml")
     steps = read_vehicles(fcd, t0 - 1.0, t0 + (seconds if mp4 else 0.0) + 1.0)
     caption = f"run {rec.id} seed {rec.seed} ({rec.scenario_name})"
+    signs = pd.read_parquet(run_dir / "vms.parquet") if (run_dir / "vms.parquet").exists() else None
     scene = Scene(city.net, city.manifest, title=f"{rec.scenario_name} on {rec.city_name}",
                   symbol_scale=1.0 if follow else 3.0)  # fmt: skip
     if mp4:
         target = out_file or run_dir / f"scene_{follow or 'city'}_{int(t0)}.mp4"
         n = write_movie(scene, target, steps=steps, timelines=timelines, t0_s=t0,
                         seconds=seconds, fps=fps, ev_ids=ev_ids, follow=follow,
-                        caption=caption)  # fmt: skip
+                        caption=caption, signs=signs)  # fmt: skip
         out.print(f"MP4 ({n} frames): {target}")
         return
     scene.update(signal_states=states_at(timelines, t0), vehicles=vehicles_at(steps, t0),
-                 ev_ids=ev_ids, follow=follow, caption=f"{caption} t={t0:.0f} s")  # fmt: skip
+                 ev_ids=ev_ids, follow=follow, caption=f"{caption} t={t0:.0f} s",
+                 vms_text=vms_texts_at(signs, t0))  # fmt: skip
     target = out_file or run_dir / f"scene_{follow or 'city'}_{int(t0)}.png"
     render_png(scene, target)
     out.print(f"Scene: {target}")
