@@ -38,8 +38,10 @@ def test_render_shows_roads_signals_and_vehicles(district_city: City, tmp_path: 
     green = mpimg.imread(render_png(scene, tmp_path / "green.png"))
     assert green.shape[:2] == (800, 1280)
     px = green[..., :3]
-    grey = (px.max(axis=-1) - px.min(axis=-1) < 0.06) & (px.mean(axis=-1) > 0.15) & (
-        px.mean(axis=-1) < 0.55
+    grey = (
+        (px.max(axis=-1) - px.min(axis=-1) < 0.06)
+        & (px.mean(axis=-1) > 0.15)
+        & (px.mean(axis=-1) < 0.55)
     )  # roads and junctions, whatever the shading
     light = px.mean(axis=-1) > 0.75
     assert grey.mean() > 0.02 and light.mean() > 0.2  # not an empty frame
