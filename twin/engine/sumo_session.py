@@ -52,19 +52,23 @@ def upstream_chains(
     """
     feeders: dict[str, set[str]] = {}
     exits: dict[str, set[str]] = {}
-    for c in iter_xml_elements(net, "connection"):
-        src, dst = c["from"], c["to"]
-        if src.startswith(":") or dst.startswith(":"):
-            continue
-        feeders.setdefault(dst, set()).add(src)
-        exits.setdefault(src, set()).add(dst)
     length: dict[str, float] = {}
     lanes: dict[str, list[str]] = {}
-    for lane in iter_xml_elements(net, "lane"):
-        edge = lane["id"].rsplit("_", 1)[0]  # SUMO names a lane <edge>_<index>
-        if not edge.startswith(":"):
-            length[edge] = max(length.get(edge, 0.0), float(lane.get("length", 0.0)))
-            lanes.setdefault(edge, []).append(lane["id"])
+    try:
+        for c in iter_xml_elements(net, "connection"):
+            src, dst = c["from"], c["to"]
+            if src.startswith(":") or dst.startswith(":"):
+                continue
+            feeders.setdefault(dst, set()).add(src)
+            exits.setdefault(src, set()).add(dst)
+        for lane in iter_xml_elements(net, "lane"):
+            edge = lane["id"].rsplit("_", 1)[0]  # SUMO names a lane <edge>_<index>
+            if not edge.startswith(":"):
+                length[edge] = max(length.get(edge, 0.0), float(lane.get("length", 0.0)))
+                lanes.setdefault(edge, []).append(lane["id"])
+    except SumoError as exc:  # SUMO itself will say what is wrong with the net, in its words
+        log.warning("approach chains not read (%s); each approach is its own edge", exc)
+        return dict.fromkeys(edge_ids, ()), {}
     out: dict[str, tuple[str, ...]] = {}
     for edge in edge_ids:
         chain: list[str] = []

@@ -188,5 +188,5 @@ def iter_xml_elements(path: Path, tag: str) -> Iterator[dict[str, str]]:
                 if elem.tag == tag:
                     yield dict(elem.attrib)
                     elem.clear()
-        except ElementTree.ParseError as exc:
+        except (ElementTree.ParseError, OSError, EOFError) as exc:  # OSError: bad gzip
             raise SumoError(f"SUMO output {path} is truncated or malformed: {exc}") from exc
