@@ -145,7 +145,9 @@ def queue_metrics(queues: pd.DataFrame) -> dict[str, Any]:
     }
 
 
-def approach_delays(edge_data: Path, approaches: Mapping[str, Sequence[str]]) -> dict[str, float]:
+def approach_delays(
+    edge_data: Path, approaches: Mapping[str, Sequence[str]]
+) -> dict[str, float | None]:
     """Time loss per vehicle on each approach, from SUMO's ``edgeData`` over the approach
     edges (one interval, the whole run).
 
@@ -154,7 +156,8 @@ def approach_delays(edge_data: Path, approaches: Mapping[str, Sequence[str]]) ->
     delay of an approach is SUMO's ``timeLoss`` on its edges (time lost to driving below
     the desired speed: slowing for the signal, waiting, starting again) over the vehicles
     that used it (``entered`` into its first edge upstream plus ``departed`` on any): the
-    approximation of HCM control delay that SUMO measures. NaN when no vehicle used it.
+    approximation of HCM control delay that SUMO measures. ``None`` when no vehicle used
+    it (``None``, not NaN: metrics compare equal and are JSON).
     """
     loss: dict[str, float] = {}
     entered: dict[str, float] = {}
@@ -164,14 +167,14 @@ def approach_delays(edge_data: Path, approaches: Mapping[str, Sequence[str]]) ->
         loss[eid] = loss.get(eid, 0.0) + float(edge.get("timeLoss", 0.0))
         entered[eid] = entered.get(eid, 0.0) + float(edge.get("entered", 0.0))
         departed[eid] = departed.get(eid, 0.0) + float(edge.get("departed", 0.0))
-    out: dict[str, float] = {}
+    out: dict[str, float | None] = {}
     for a, edges in approaches.items():
         used = entered.get(edges[-1], 0.0) + sum(departed.get(e, 0.0) for e in edges)
         lost = sum(loss.get(e, 0.0) for e in edges)
-        out[a] = lost / used if used > 0 else float("nan")
+        out[a] = lost / used if used > 0 else None
     return out
 
 
-def approach_los(delays: Mapping[str, float]) -> dict[str, str | None]:
+def approach_los(delays: Mapping[str, float | None]) -> dict[str, str | None]:
     """HCM level of service of every approach (see :func:`level_of_service`)."""
-    return {a: level_of_service(d) for a, d in delays.items()}
+    return {a: None if d is None else level_of_service(d) for a, d in delays.items()}
