@@ -26,9 +26,21 @@ echo "== mypy"; .venv/bin/mypy
 # the six packages, spawned run workers included ([tool.coverage] in pyproject.toml); the
 # floor is checked only on the whole suite (no extra pytest args).
 FLOOR=$([ $# -eq 0 ] && echo 84 || echo 0)  # measured 86.1-86.5 % (branches); run workers add noise
-echo "== pytest"
-HYPOTHESIS_PROFILE=${HYPOTHESIS_PROFILE:-ci} .venv/bin/python -m pytest --cov --cov-report= \
-  --durations=15 "$@"
+if [ $# -eq 0 ]; then
+  # Live mode's and the browser's tests keep time against the wall clock: they run first,
+  # alone. Everything else then runs on both cores (pytest-xdist; every test has its own
+  # folders, ports, PostgreSQL schema and SUMO process).
+  echo "== pytest: live mode and the browser (one at a time)"
+  HYPOTHESIS_PROFILE=${HYPOTHESIS_PROFILE:-ci} .venv/bin/python -m pytest --cov --cov-report= \
+    --durations=5 tests/twin/live tests/browser
+  echo "== pytest: the rest (2 workers)"
+  HYPOTHESIS_PROFILE=${HYPOTHESIS_PROFILE:-ci} .venv/bin/python -m pytest --cov --cov-append \
+    --cov-report= --durations=15 -n 2 --ignore=tests/twin/live --ignore=tests/browser
+else
+  echo "== pytest"
+  HYPOTHESIS_PROFILE=${HYPOTHESIS_PROFILE:-ci} .venv/bin/python -m pytest --cov --cov-report= \
+    --durations=15 "$@"
+fi
 # The second Python's fast suite runs beside the no-JIT pass below (one core each). Live
 # mode's and the browser's timing-bound tests ran above on the default Python; here they
 # are left out so the two passes cannot slow each other into a false failure.

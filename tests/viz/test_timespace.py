@@ -96,7 +96,7 @@ def test_figure_draws_bands_trajectories_ev_and_windows(
 def test_plot_timespace_of_a_real_run(district_city: City, tmp_path: Path) -> None:
     runner = CliRunner()
     base = ["--city", str(district_city.path), "--data-dir", str(tmp_path), "--json"]
-    res = runner.invoke(app, ["run", "ev_priority", *base, "--set", "sim.duration_s=900",
+    res = runner.invoke(app, ["run", "ev_priority", *base, "--set", "sim.duration_s=600",
                               "--set", "evs.0.dispatch_s=120",
                               "--set", "outputs.trajectories=true"])  # fmt: skip
     assert res.exit_code == 0, res.output
@@ -115,6 +115,6 @@ def test_plot_timespace_of_a_real_run(district_city: City, tmp_path: Path) -> No
     states = read_signal_states(run_dir / "signal_states.xml")
     assert len(states) == district_city.manifest.counts["signals"]
     some = next(iter(states.values()))
-    bands = signal_bands(some, 0, end_s=900.0)
-    assert sum(b.t1_s - b.t0_s for b in bands) == pytest.approx(900.0 - some[0][0])
+    bands = signal_bands(some, 0, end_s=600.0)
+    assert sum(b.t1_s - b.t0_s for b in bands) == pytest.approx(600.0 - some[0][0])
     assert {b.state for b in bands} >= {"y"} or {b.state for b in bands} >= {"r"}
