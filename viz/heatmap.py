@@ -100,15 +100,7 @@ def delay_map(
     ax.add_collection(lc)
     fig.colorbar(lc, ax=ax, label="delay per vehicle on the approach [s] (LOS E ends at 80)",
                  shrink=0.7)  # fmt: skip
-    xmin, ymin, xmax, ymax = net.bbox_xy
-    ax.set_xlim(xmin, xmax)
-    ax.set_ylim(ymin, ymax)
-    ax.set_aspect("equal")
-    ax.set_xlabel("x [m]")
-    ax.set_ylabel("y [m]")
-    ax.set_title(title)
-    fig.text(0.01, 0.005, caption, fontsize=8, color="#444")
-    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    _finish_map(fig, ax, net, title=title, caption=caption)
     return fig, by_edge
 
 
@@ -136,6 +128,12 @@ def speed_map(
     lc.set_array(np.asarray(list(ratio.values()), dtype=float))
     ax.add_collection(lc)
     fig.colorbar(lc, ax=ax, label="mean speed / speed limit", shrink=0.7)
+    _finish_map(fig, ax, net, title=title, caption=caption)
+    return fig, ratio
+
+
+def _finish_map(fig: Figure, ax: Any, net: NetInfo, *, title: str, caption: str) -> None:
+    """The frame every network map shares: the city's extent, metres, title, caption."""
     xmin, ymin, xmax, ymax = net.bbox_xy
     ax.set_xlim(xmin, xmax)
     ax.set_ylim(ymin, ymax)
@@ -145,4 +143,3 @@ def speed_map(
     ax.set_title(title)
     fig.text(0.01, 0.005, caption, fontsize=8, color="#444")
     fig.tight_layout(rect=(0, 0.03, 1, 1))
-    return fig, ratio

@@ -173,13 +173,16 @@ def _run_inputs(store: Any, run_id: str) -> dict[str, Any]:
     import pandas as pd
 
     from city_models.net import read_net
+    from viz.summary import net_file_of
 
     record = store.get(run_id)
     if record.run_dir is None or not Path(record.run_dir).is_dir():
         raise typer.BadParameter(f"run {record.id} has no run folder any more")
     run_dir = Path(record.run_dir)
-    args = json.loads((run_dir / "sumo_args.json").read_text(encoding="utf-8"))
-    net = read_net(Path(args[args.index("--net-file") + 1]))
+    net_file = net_file_of(run_dir)
+    if net_file is None:
+        raise typer.BadParameter(f"run {record.id}: its sumo_args.json names no network")
+    net = read_net(net_file)
     events = (
         store.read_series(record.id, "events")
         if "events.parquet" in record.series_files
@@ -403,8 +406,7 @@ def render(
         )
     from city_models.build import load_city
 
-    args = json.loads((run_dir / "sumo_args.json").read_text(encoding="utf-8"))
-    city = load_city(Path(args[args.index("--net-file") + 1]).parent)
+    city = load_city(r["net"].path.parent)  # the folder of the net the run used
     t0 = _sim_time(t, rec)
     ev_ids = [e["id"] for e in rec.spec.get("evs", [])]
     timelines = read_signal_states(run_dir / "signal_states.xml")
