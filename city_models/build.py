@@ -13,10 +13,11 @@ import logging
 import re
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 from city_models.demand import make_demand_model, sample_trips, write_trips
 from city_models.features import (
@@ -43,7 +44,7 @@ from city_models.manifest import (
 )
 from city_models.net import NetInfo, read_net
 from city_models.plan_check import check_city_plans
-from city_models.presets import CityPreset, get_preset
+from city_models.presets import CityPreset, get_preset, with_overrides
 from city_models.signals import SignalPlan, design_plan, plans_to_xml
 from twin.engine.sumo_tools import run_tool, sumo_version
 from twin.errors import CityError
@@ -134,6 +135,7 @@ def build_city(
     cities_dir: Path | None = None,
     force: bool = False,
     progress: Progress | None = None,
+    overrides: Mapping[str, Any] | None = None,
 ) -> City:
     """Build (or reuse from the cache) a synthetic city.
 
@@ -149,8 +151,12 @@ def build_city(
         Cache root used when ``out`` is not given.
     force
         Rebuild even if a valid city with the same inputs is there.
+    overrides
+        Preset parameters to replace (:func:`~city_models.presets.with_overrides`), e.g.
+        ``{"peak_trips_per_h": 3600}`` for the district at a third of its calibrated
+        peak; they enter the cache key and the manifest's ``params``.
     """
-    preset = get_preset(preset_name)
+    preset = with_overrides(get_preset(preset_name), overrides)
     if seed < 0:
         raise CityError(f"City seed must be >= 0 (got {seed}).")
     key = cache_key(preset, seed)

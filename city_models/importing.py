@@ -91,7 +91,7 @@ def import_city(
     """Import a city from a source of ``kind`` (osm | sumo | nodelink).
 
     ``args`` are the importer's own: osm ``src``, ``bbox``; sumo ``net``, ``routes``,
-    ``additional``, ``sumocfg``, ``redesign_signals``; nodelink ``node``, ``link``,
+    ``additional``, ``sumocfg``, ``redesign_signals``, ``fit_signals``; nodelink ``node``, ``link``,
     ``turninfo``, ``bbox``, ``region_code``, ``signals_from``, ``signals_csv``; all
     ``name``. The city lands in ``out`` or ``<cities_dir>/<name>-<key>``.
     """
@@ -126,7 +126,7 @@ def import_city(
 
 
 def _default_name(kind: str, args: dict[str, Any]) -> str:
-    first = args.get("src") or args.get("net") or args.get("link") or kind
+    first = args.get("src") or args.get("net") or args.get("sumocfg") or args.get("link") or kind
     stem = Path(str(first)).name.split(".")[0]
     return re.sub(r"[^A-Za-z0-9_-]+", "-", stem).strip("-") or kind
 
@@ -137,13 +137,14 @@ def _read_source(kind: str, *, work: Path, name: str, args: dict[str, Any]) -> S
     if kind == "sumo":
         net = args.get("net")
         return read_sumo_model(
-            Path(net) if net else Path(),
+            Path(net) if net else None,  # None: the sumocfg's net-file
             work=work,
             routes=[Path(p) for p in args.get("routes") or []],
             additional=[Path(p) for p in args.get("additional") or []],
             sumocfg=Path(args["sumocfg"]) if args.get("sumocfg") else None,
             name=name,
             redesign_signals=bool(args.get("redesign_signals", False)),
+            fit_signals=bool(args.get("fit_signals", False)),
         )
     return read_nodelink(
         Path(args["node"]),

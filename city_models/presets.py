@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 from twin.errors import CityError
@@ -79,7 +80,9 @@ PRESETS: dict[str, CityPreset] = {
         jitter_m=12.0,
         local_drop_share=0.15,
         n_signals=None,
-        peak_trips_per_h=3600,
+        # calibrated to a Korean city centre's peak (docs/CALIBRATION.md): at 20,000
+        # trips/h the AM peak meets every target of `twin city check-peak`
+        peak_trips_per_h=20000,
         n_hospitals=2,
         n_fire_stations=2,
         n_shelters=3,
@@ -102,6 +105,30 @@ PRESETS: dict[str, CityPreset] = {
         n_vms=48,  # Suwon runs 40-55 VMS
     ),
 }
+
+
+def with_overrides(preset: CityPreset, overrides: Mapping[str, Any] | None) -> CityPreset:
+    """``preset`` with some numeric parameters replaced (e.g. ``peak_trips_per_h``: a
+    lighter or heavier peak of the same layout); a :class:`CityError` names a field that
+    is not one, or a value that is not a positive number."""
+    if not overrides:
+        return preset
+    allowed = sorted(
+        f.name
+        for f in fields(CityPreset)
+        if f.type in ("int", "float", "int | None") and f.name not in ("lat", "lon")
+    )
+    for key, value in overrides.items():
+        if key not in allowed:
+            raise CityError(
+                f"City preset {preset.name!r}: {key!r} cannot be overridden; "
+                f"allowed: {', '.join(allowed)}."
+            )
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            raise CityError(
+                f"City preset {preset.name!r}: {key} = {value!r}; allowed: a number > 0."
+            )
+    return replace(preset, **overrides)
 
 
 def get_preset(name: str) -> CityPreset:

@@ -1,8 +1,9 @@
 """A benchmark's runs go through the run executor: every case is a recorded run.
 
 Each case becomes a :class:`~twin.engine.executors.RunRequest`, executed in its own
-spawned worker by :func:`~twin.engine.executors.run_requests` (libsumo allows one
-simulation per process) and recorded in the run store of the benchmark's settings,
+spawned worker by the sweep runner (:func:`twin.app.sweep.run_cells`: the local pool,
+or a Dask cluster with ``scheduler``; libsumo allows one simulation per process) and
+recorded in the run store of the benchmark's settings,
 with the spec, seed, package versions and the city's content hash. The benchmark then
 reads its numbers from the records' metrics and, where it needs a time series, from
 the stored series (:meth:`~twin.engine.store.RunStore.read_series`).
@@ -14,14 +15,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
 from city_models.build import City
 from scenarios.loader import parse_scenario
-from twin.app.compose import execute_request, run_request
+from twin.app.compose import run_request
+from twin.app.sweep import progress_bar, run_cells
 from twin.config import Settings
-from twin.engine.executors import RunRequest, run_requests
+from twin.engine.executors import RunRequest
 from twin.engine.store import RunRecord
 from twin.errors import RunError
 
@@ -42,10 +41,16 @@ def request(
 
 
 def run_all(
-    settings: Settings, requests: Sequence[RunRequest], *, workers: int, label: str
+    settings: Settings,
+    requests: Sequence[RunRequest],
+    *,
+    workers: int,
+    label: str,
+    scheduler: str | None = None,
 ) -> list[RunRecord]:
     """Execute every request (``workers`` at a time) with a progress bar; the final
-    records in the order given.
+    records in the order given. Every request runs, also one done before (a benchmark
+    measures); ``scheduler`` (``tcp://HOST:PORT`` or ``"local"``) runs them on Dask.
 
     Raises
     ------
@@ -53,19 +58,10 @@ def run_all(
         Some run failed (every other run still ends and stays recorded); the message
         names the failed runs and their errors.
     """
-    fraction: dict[str, float] = {}
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TimeElapsedColumn())  # fmt: skip
-    with Progress(*columns, console=Console(stderr=True)) as bar:  # stdout: the JSON
-        task = bar.add_task(label, total=len(requests))
-
-        def on_progress(run_id: str, done_s: float, total_s: float) -> None:
-            fraction[run_id] = done_s / total_s if total_s > 0 else 1.0
-            bar.update(task, completed=sum(fraction.values()))
-
-        records = run_requests(
-            settings, execute_request, requests, workers=workers, progress=on_progress
-        )
+    with progress_bar(label, len(requests)) as on_progress:  # stderr: stdout is the JSON
+        ran = run_cells(settings, requests, workers=workers, scheduler=scheduler,
+                        resume=False, progress=on_progress)  # fmt: skip
+    records = list(ran.records)
     failed = [r for r in records if r.status != "done"]
     if failed:
         lines = "\n".join(f"- {r.id} ({r.scenario_name}, seed {r.seed}): {r.error}" for r in failed)

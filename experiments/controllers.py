@@ -1,17 +1,24 @@
-"""Benchmark: signal controllers on the district city at three demand levels.
+"""Benchmark: signal controllers on the district city at its calibrated peak and above.
 
     python -m experiments.controllers --quick --json OUT.json
 
-Controllers: ``fixed`` (the network's plan), ``actuated`` (SUMO's own, with our
-minimum greens), ``adaptive`` (numba Webster/HCM estimates through the safety guard),
-``max_pressure`` (through the guard), and ``tlsCycleAdaptation`` (SUMO's
+Controllers: ``fixed`` (the network's plan), ``actuated`` (SUMO's own gap-based
+actuation, with our minimum greens), ``delay_based`` (SUMO's own delay-based actuation,
+same minimums), ``adaptive`` (numba Webster/HCM estimates through the safety guard),
+``max_pressure`` (through the guard), ``tlsCycleAdaptation`` (SUMO's
 ``tools/tlsCycleAdaptation.py``, Webster on the routed demand of the same seed, run
-offline, with ``--min-cycle``/``--max-cycle`` set like the adaptive controller's;
-note that it knows only one minimum green and no pedestrian minimums, so its plans
-may be shorter than ours are allowed to be).
+offline, with ``--min-cycle``/``--max-cycle`` set like the adaptive controller's) in two
+forms: (a) ``tlsCycleAdaptation`` as SUMO ships it (one 7 s minimum green, no pedestrian
+minimums, so its plans may be shorter than ours are allowed to be), and (b)
+``tlsCycleAdaptation_guarded``: given our yellow and all-red and, as its ``-g``, the
+city's largest vehicle minimum green; then every green is raised to that phase's own
+minimum (pedestrian clearance included) and the plan passes the guard's plan check
+before it runs.
 
-Same seed ⇒ same demand for every controller. ``mean_delay_s`` is SUMO's timeLoss over
-all inserted vehicles (arrived or not); ``mean_depart_delay_s`` is the wait to enter.
+Levels are multiples of the calibrated AM peak (docs/CALIBRATION.md): ``peak`` (1.0×),
+``peak_1.5x`` and ``peak_2x``. Same seed ⇒ same demand for every controller.
+``mean_delay_s`` is SUMO's timeLoss over all inserted vehicles (arrived or not);
+``mean_depart_delay_s`` is the wait to enter.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from typing import Any
 from xml.etree import ElementTree
 
 from city_models.build import City, build_city
+from city_models.plan_check import all_red_promise_s, signal_problems
 from experiments._output import emit_json
 from experiments._run import metrics, run_all
 from scenarios.loader import parse_scenario
@@ -35,11 +43,12 @@ from twin.config import load_settings
 from twin.engine.store import RunRecord
 from twin.engine.sumo_session import SessionConfig
 from twin.engine.sumo_tools import run_tool, sumo_tool, tool_env
+from twin.errors import RunError
 
-# × the district's AM-peak OD. The district has spare capacity at 1× (delay barely
-# grows up to 4×), so 2× stands in for a dense, Suwon-like peak hour.
-LEVELS = {"offpeak": 0.5, "shoulder": 1.0, "peak": 2.0}
-CONTROLLERS = ("fixed", "actuated", "adaptive", "max_pressure", "tlsCycleAdaptation")
+# × the district's calibrated AM peak (docs/CALIBRATION.md)
+LEVELS = {"peak": 1.0, "peak_1.5x": 1.5, "peak_2x": 2.0}
+TCA = ("tlsCycleAdaptation", "tlsCycleAdaptation_guarded")
+CONTROLLERS = ("fixed", "actuated", "delay_based", "adaptive", "max_pressure", *TCA)
 KEYS = (
     "mean_delay_s",
     "mean_depart_delay_s",
@@ -51,7 +60,7 @@ KEYS = (
 
 
 def _spec(level: str, controller: str, seed: int, duration_s: float) -> ScenarioSpec:
-    kind = "fixed" if controller == "tlsCycleAdaptation" else controller
+    kind = "fixed" if controller in TCA else controller
     return parse_scenario(
         {
             "name": f"ctl-{level}-{controller}",
@@ -65,7 +74,14 @@ def _spec(level: str, controller: str, seed: int, duration_s: float) -> Scenario
 
 
 def _tls_cycle_adaptation(
-    config: SessionConfig, net: Path, work: Path, adaptive: AdaptiveSpec
+    config: SessionConfig,
+    net: Path,
+    work: Path,
+    adaptive: AdaptiveSpec,
+    *,
+    yellow_s: float = 3.0,
+    all_red_s: float = 2.0,
+    min_green_s: float = 7.0,
 ) -> Path:
     routes = work / "routed.rou.xml"
     run_tool(
@@ -96,11 +112,11 @@ def _tls_cycle_adaptation(
             "-o",
             str(out),
             "-y",
-            "3",
+            f"{yellow_s:g}",
             "-a",
-            "2",
+            f"{all_red_s:g}",
             "-g",
-            "7",
+            f"{min_green_s:g}",
             "--min-cycle",
             f"{adaptive.c_min_s:g}",
             "--max-cycle",
@@ -136,15 +152,68 @@ def below_min_green(tca_file: Path, city: City) -> tuple[int, int]:
     return below, total
 
 
-def tca_plan(level: str, seed: int, duration_s: float, city: City, inputs_dir: Path) -> Path:
+def guarded_tca(tca_file: Path, city: City, out: Path) -> Path:
+    """tlsCycleAdaptation's plans on our safety terms: every green raised to its phase's
+    minimum (pedestrian clearance included), our yellow and all-red, and the result
+    through the guard's plan check (:func:`~city_models.plan_check.signal_problems`);
+    a plan that still breaks a rule stops the benchmark."""
+    ours = {s.id: s for s in city.manifest.signals}
+    net = city.net
+    promise = all_red_promise_s(city.manifest)
+    lines = ["<additional>"]
+    for logic in ElementTree.parse(tca_file).getroot().iter("tlLogic"):
+        sig = ours[str(logic.get("id"))]
+        tca_phases = list(logic.iter("phase"))
+        if [p.get("state") for p in tca_phases] != [p.state for p in sig.phases]:
+            raise RunError(f"tlsCycleAdaptation changed the phases of {sig.id}; cannot guard it")
+        phases = [
+            p.model_copy(update={"duration_s": max(float(str(t.get("duration"))), p.min_green_s)})
+            if p.kind == "green" else p
+            for p, t in zip(sig.phases, tca_phases, strict=True)
+        ]  # fmt: skip
+        guarded = sig.model_copy(update={
+            "phases": phases, "cycle_s": sum(p.duration_s for p in phases),
+            "offset_s": float(logic.get("offset", "0")),
+        })  # fmt: skip
+        # every rule but "program" (this plan is another program than the net's own)
+        problems = [
+            p
+            for p in signal_problems(guarded, net.tls.get(sig.id), promise_s=promise)
+            if p.rule != "program"
+        ]
+        if problems:
+            raise RunError(f"guarded tlsCycleAdaptation plan of {sig.id}: {problems[0]}")
+        lines.append(f'  <tlLogic id="{sig.id}" type="static" programID="tca_guarded" '
+                     f'offset="{guarded.offset_s:g}">')  # fmt: skip
+        lines += [f'    <phase duration="{p.duration_s:g}" state="{p.state}"/>' for p in phases]
+        lines.append("  </tlLogic>")
+    lines.append("</additional>")
+    out.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return out
+
+
+def tca_plan(
+    level: str, seed: int, duration_s: float, city: City, inputs_dir: Path, *, guarded: bool
+) -> Path:
     """tlsCycleAdaptation's signal plans for one (level, seed): Webster on the routed
     demand that the run of the same spec and seed samples (same seed => same trips).
-    Kept under ``inputs_dir`` (the record's SUMO command line points at the file)."""
+    Kept under ``inputs_dir`` (the record's SUMO command line points at the file).
+    ``guarded``: given our yellow, all-red and largest vehicle minimum green, then
+    :func:`guarded_tca`."""
     spec = _spec(level, "tlsCycleAdaptation", seed, duration_s)
-    work = inputs_dir / f"{city.manifest.content_hash[:12]}-{level}-seed{seed}-{duration_s:g}s"
+    name = f"{city.manifest.content_hash[:12]}-{level}-seed{seed}-{duration_s:g}s"
+    work = inputs_dir / (name + ("-guarded" if guarded else ""))
     work.mkdir(parents=True, exist_ok=True)
     config = session_config(spec, city, seed=seed, run_dir=work)
-    return _tls_cycle_adaptation(config, city.net_path, work, spec.control.adaptive)
+    if not guarded:
+        return _tls_cycle_adaptation(config, city.net_path, work, spec.control.adaptive)
+    p = city.manifest.params
+    raw = _tls_cycle_adaptation(
+        config, city.net_path, work, spec.control.adaptive,
+        yellow_s=float(p.get("yellow_s", 3.0)), all_red_s=float(p.get("all_red_s", 2.0)),
+        min_green_s=float(p.get("vehicle_min_green_s", 7.0)),
+    )  # fmt: skip
+    return guarded_tca(raw, city, work / "tca_guarded.add.xml")
 
 
 def row(level: str, controller: str, seed: int, record: RunRecord, tca: Path | None,
@@ -159,6 +228,8 @@ def row(level: str, controller: str, seed: int, record: RunRecord, tca: Path | N
 def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for level in LEVELS:
+        if not any(r["level"] == level for r in rows):
+            continue
         result[level] = {}
         for ctl in CONTROLLERS:
             sel = [r for r in rows if r["level"] == level and r["controller"] == ctl]
@@ -167,7 +238,7 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
             entry: dict[str, Any] = {"seeds": sorted(r["seed"] for r in sel)}
             for key in KEYS:
                 entry[key] = round(statistics.fmean(float(r[key]) for r in sel), 3)
-            if ctl == "tlsCycleAdaptation":
+            if ctl in TCA:
                 greens = sum(r["greens"] for r in sel)
                 entry["greens_below_our_min_green_pct"] = round(
                     100 * sum(r["greens_below_min"] for r in sel) / max(greens, 1), 1
@@ -177,11 +248,10 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     if "fixed" in peak and "adaptive" in peak:
         fixed, adaptive = peak["fixed"]["mean_delay_s"], peak["adaptive"]["mean_delay_s"]
         result["peak_adaptive_vs_fixed_pct"] = round(100 * (adaptive - fixed) / fixed, 2)
-        tca = peak.get("tlsCycleAdaptation", {}).get("mean_delay_s")
-        if tca is not None:
-            result["peak_adaptive_vs_tlsCycleAdaptation_pct"] = round(
-                100 * (adaptive - tca) / tca, 2
-            )
+        for other in ("actuated", "delay_based", *TCA):
+            ref = peak.get(other, {}).get("mean_delay_s")
+            if ref:
+                result[f"peak_adaptive_vs_{other}_pct"] = round(100 * (adaptive - ref) / ref, 2)
     return result
 
 
@@ -193,28 +263,43 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--data-dir", type=Path, default=None)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--levels", default=",".join(LEVELS), help="Some of: " + ", ".join(LEVELS))
+    parser.add_argument(
+        "--controllers", default=",".join(CONTROLLERS), help="Some of: " + ", ".join(CONTROLLERS)
+    )
     args = parser.parse_args(argv)
+    levels = [x for x in args.levels.split(",") if x]
+    controllers = [x for x in args.controllers.split(",") if x]
+    for given, known, what in ((levels, LEVELS, "--levels"), (controllers, CONTROLLERS,
+                                                                "--controllers")):  # fmt: skip
+        unknown = [x for x in given if x not in known]
+        if unknown:
+            parser.error(f"{what}: unknown {', '.join(unknown)}; allowed: {', '.join(known)}")
     n_seeds = args.seeds or (2 if args.quick else 5)
     duration_s = args.duration_s or (1800.0 if args.quick else 3600.0)
     settings = load_settings(data_dir=args.data_dir)
     city = build_city("district", seed=1, cities_dir=settings.data_dir / "cities")
     cases = [
-        (lvl, ctl, seed) for lvl in LEVELS for ctl in CONTROLLERS for seed in range(1, n_seeds + 1)
+        (lvl, ctl, seed) for lvl in levels for ctl in controllers for seed in range(1, n_seeds + 1)
     ]
     inputs_dir = settings.data_dir / "inputs" / "controllers"
-    tca_cases = [(lvl, seed) for lvl, ctl, seed in cases if ctl == "tlsCycleAdaptation"]
+    tca_cases = [(lvl, ctl, seed) for lvl, ctl, seed in cases if ctl in TCA]
     with ThreadPoolExecutor(max(args.workers, 1)) as threads:  # SUMO tools: subprocesses
-        plans = threads.map(lambda c: tca_plan(c[0], c[1], duration_s, city, inputs_dir), tca_cases)
+        plans = threads.map(
+            lambda c: tca_plan(c[0], c[2], duration_s, city, inputs_dir,
+                               guarded=c[1] == "tlsCycleAdaptation_guarded"),
+            tca_cases,
+        )  # fmt: skip
         tca = dict(zip(tca_cases, plans, strict=True))
     requests = []
     for lvl, ctl, seed in cases:
         spec = _spec(lvl, ctl, seed, duration_s)
-        extra = (tca[lvl, seed],) if ctl == "tlsCycleAdaptation" else ()
+        extra = (tca[lvl, ctl, seed],) if ctl in TCA else ()
         requests.append(run_request(spec, city, seed=seed, owner="experiments.controllers",
                                     extra_additional=extra))  # fmt: skip
     records = run_all(settings, requests, workers=args.workers, label="controllers")
     rows = [
-        row(lvl, ctl, seed, rec, tca[lvl, seed] if ctl == "tlsCycleAdaptation" else None, city)
+        row(lvl, ctl, seed, rec, tca[lvl, ctl, seed] if ctl in TCA else None, city)
         for (lvl, ctl, seed), rec in zip(cases, records, strict=True)
     ]  # fmt: skip
     result = summarise(rows)

@@ -7,9 +7,18 @@ same run with two ambulances dispatched from the two fire stations to seeded ran
 calls and on to the nearest hospital (``--quick``: district city, 3 seeds; full:
 suwon-scale, 10 seeds), under ``none``, ``field`` (30 % of signals with
 roadside units) and ``center`` (smooth recovery), plus ``center`` with immediate
-recovery. Reported per mode: the EVs' seconds per km and time to hospital (means over
+recovery. Every mode runs under each EV behaviour at red (``ev_behaviour``, see
+:mod:`scenarios.ev_priority`): ``obey_red`` (the EV stops) and ``siren`` (lights and
+siren: it may pass a red signal slowly, drivers yield). Reported per behaviour and
+mode (block ``ev_behaviour``): the EVs' seconds per km and time to hospital (means over
 EVs and seeds), other vehicles' mean delay change against the no-EV run of the same
-seed, and the EV s/km reduction against ``none``. Also writes a Suwon-style table
+seed, the EV s/km reduction against ``none`` of the same behaviour and against
+``none`` with ``obey_red``, the stop lines passed against red (``siren``) and SUMO's
+collision counts: ``collisions``, all of them (``<safety collisions>`` of each run's
+statistics; with ``siren`` SUMO checks junctions too, otherwise lanes only, its
+default), and ``ev_collisions``, those with an EV (``siren`` runs only). The top-level keys
+(``center.reduction_pct``, ``none.ev_s_per_km``, ...) are those of one behaviour,
+``--ev-behaviour`` (default: the scenario default). Also writes a Suwon-style table
 (``ev_priority_table.md``) and the hospital reachability map (``reachability.png``)
 next to the JSON.
 
@@ -28,20 +37,30 @@ from city_models.build import build_city
 from city_models.graph import reachability
 from experiments._output import emit_json, finite_mean
 from experiments._run import metrics, request, run_all
+from scenarios.ev_priority import COLLISIONS_FILE, DEFAULT_EV_BEHAVIOUR, EV_BEHAVIOURS
 from twin.config import load_settings
 from twin.engine.store import RunRecord
+from twin.engine.sumo_tools import iter_xml_elements
+from twin.errors import SumoError
 from viz.reachability import plot_reachability
 
 MODES = ("none", "field", "center", "center_immediate")
+EV_IDS = ("amb1", "amb2")
 SUWON = {"before_s_per_km": 200.0, "after_s_per_km": 87.0, "reduction_pct": 56.5}
 
 
 _mean = finite_mean
 
 
-def _spec(mode: str, seed: int, duration_s: float, period: str) -> dict[str, Any]:
+def _spec(
+    mode: str,
+    seed: int,
+    duration_s: float,
+    period: str,
+    ev_behaviour: str = DEFAULT_EV_BEHAVIOUR,
+) -> dict[str, Any]:
     base: dict[str, Any] = {
-        "name": f"ev-{mode}",
+        "name": f"ev-{mode}" if mode == "baseline" else f"ev-{mode}-{ev_behaviour}",
         "seed": seed,
         "demand": {"period": period},
         "sim": {"duration_s": duration_s},
@@ -50,8 +69,8 @@ def _spec(mode: str, seed: int, duration_s: float, period: str) -> dict[str, Any
     if mode == "baseline":
         return {**base, "kind": "baseline"}
     evs = [
-        {"id": "amb1", "dispatch_s": 600.0, "station": "fire_station_1"},
-        {"id": "amb2", "dispatch_s": 900.0, "station": "fire_station_2"},
+        {"id": EV_IDS[0], "dispatch_s": 600.0, "station": "fire_station_1"},
+        {"id": EV_IDS[1], "dispatch_s": 900.0, "station": "fire_station_2"},
     ]
     return {
         **base,
@@ -59,6 +78,7 @@ def _spec(mode: str, seed: int, duration_s: float, period: str) -> dict[str, Any
         "evs": evs,
         "mode": "center" if mode.startswith("center") else mode,
         "recovery": "immediate" if mode == "center_immediate" else "smooth",
+        "ev_behaviour": ev_behaviour,
     }
 
 
@@ -72,17 +92,79 @@ KEYS = (
     "ev_arrived",
     "cross_street_max_queue_veh",
     "recovery_mean_s",
+    "ev_red_passes",  # siren runs only
 )
 
 
-def row(mode: str, seed: int, record: RunRecord) -> dict[str, Any]:
-    """One run's line of the result, read from its record."""
+def sumo_collisions(record: RunRecord) -> tuple[int | None, int | None]:
+    """SUMO's own collision counts of a run: all (``<safety collisions>`` of its
+    statistics) and those with an EV as collider or victim (its ``collisions.xml``,
+    written by ``siren`` runs only); None where the run folder has no such file."""
+    if record.run_dir is None:
+        return None, None
+    total = with_ev = None
+    try:
+        for safety in iter_xml_elements(record.run_dir / "statistics.xml", "safety"):
+            total = int(safety.get("collisions", 0))
+        path = record.run_dir / COLLISIONS_FILE
+        if path.exists():
+            with_ev = sum(
+                1
+                for c in iter_xml_elements(path, "collision")
+                if c.get("collider") in EV_IDS or c.get("victim") in EV_IDS
+            )
+    except SumoError:
+        pass
+    return total, with_ev
+
+
+def row(
+    mode: str, seed: int, record: RunRecord, ev_behaviour: str | None = DEFAULT_EV_BEHAVIOUR
+) -> dict[str, Any]:
+    """One run's line of the result, read from its record (``ev_behaviour`` None: the
+    run without EVs)."""
     m = metrics(record)
-    return {"mode": mode, "seed": seed, **{k: m.get(k) for k in KEYS}, "run_id": record.id}
+    collisions, ev_collisions = sumo_collisions(record)
+    return {"mode": mode, "seed": seed, "ev_behaviour": ev_behaviour,
+            **{k: m.get(k) for k in KEYS}, "collisions": collisions,
+            "ev_collisions": ev_collisions, "run_id": record.id}  # fmt: skip
 
 
-def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
+def summarise(
+    rows: list[dict[str, Any]], ev_behaviour: str = DEFAULT_EV_BEHAVIOUR
+) -> dict[str, Any]:
+    """Per mode under ``ev_behaviour`` at the top level (the keys as they always were),
+    and per behaviour and mode under ``ev_behaviour``."""
     base = {r["seed"]: r["mean_delay_s"] for r in rows if r["mode"] == "baseline"}
+    blocks = {
+        beh: _per_mode([r for r in rows if r.get("ev_behaviour", DEFAULT_EV_BEHAVIOUR) == beh
+                        and r["mode"] != "baseline"], base)
+        for beh in EV_BEHAVIOURS
+    }  # fmt: skip
+    blocks = {beh: block for beh, block in blocks.items() if block}
+    reference = blocks.get("obey_red", {}).get("none", {}).get("ev_s_per_km", math.nan)
+    for block in blocks.values():
+        for entry in block.values():
+            entry["reduction_vs_obey_red_none_pct"] = round(
+                100 * (reference - entry["ev_s_per_km"]) / reference, 2
+            )
+    out: dict[str, Any] = {
+        mode: dict(entry) for mode, entry in blocks.get(ev_behaviour, {}).items()
+    }
+    for entry in out.values():  # the top level as it was before the block
+        for key in (
+            "reduction_vs_obey_red_none_pct",
+            "ev_red_passes",
+            "collisions",
+            "ev_collisions",
+        ):
+            entry.pop(key, None)
+    out["ev_behaviour"] = blocks
+    out["top_level_ev_behaviour"] = ev_behaviour
+    return out
+
+
+def _per_mode(rows: list[dict[str, Any]], base: dict[int, float]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for mode in MODES:
         sel = [r for r in rows if r["mode"] == mode]
@@ -104,6 +186,9 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
             "recovery_mean_s": _mean([r["recovery_mean_s"] for r in sel]),
             "evs_arrived": sum(int(r["ev_arrived"] or 0) for r in sel),
             "seeds": sorted(r["seed"] for r in sel),
+            "ev_red_passes": _mean([r.get("ev_red_passes") for r in sel], empty=None),
+            "collisions": _total([r.get("collisions") for r in sel]),
+            "ev_collisions": _total([r.get("ev_collisions") for r in sel]),
         }
     none = out.get("none", {}).get("ev_s_per_km", math.nan)
     for mode, entry in out.items():
@@ -113,7 +198,14 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def _total(values: list[Any]) -> int | None:
+    """The sum of the counts that were read (None when none was)."""
+    counts = [int(v) for v in values if v is not None]
+    return sum(counts) if counts else None
+
+
 def table(result: dict[str, Any]) -> str:
+    top = result.get("top_level_ev_behaviour", DEFAULT_EV_BEHAVIOUR)
     lines = [
         "| method | EV s/km | change vs none | time to hospital s | other traffic delay |",
         "|---|---|---|---|---|",
@@ -128,6 +220,17 @@ def table(result: dict[str, Any]) -> str:
                 f"| twin: {mode} | {e['ev_s_per_km']:.0f} | {-e['reduction_pct']:+.1f} % | "
                 f"{e['time_to_hospital_s']:.0f} | {e['other_delay_change_pct']:+.2f} % |"
             )
+    for beh, block in result.get("ev_behaviour", {}).items():
+        if beh == top:
+            continue
+        for mode in MODES:
+            if mode in block:
+                e = block[mode]
+                lines.append(
+                    f"| twin: {mode}, EV {beh} | {e['ev_s_per_km']:.0f} | "
+                    f"{-e['reduction_pct']:+.1f} % | {e['time_to_hospital_s']:.0f} | "
+                    f"{e['other_delay_change_pct']:+.2f} % |"
+                )
     return "\n".join(lines) + "\n"
 
 
@@ -152,25 +255,35 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--data-dir", type=Path, default=None)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument(
+        "--ev-behaviour",
+        default=DEFAULT_EV_BEHAVIOUR,
+        choices=EV_BEHAVIOURS,
+        help="the EV behaviour at red whose figures fill the top-level keys (every "
+        "behaviour runs; all are under ev_behaviour; default: the scenario default)",
+    )
     args = parser.parse_args(argv)
     n_seeds = args.seeds or (3 if args.quick else 10)
     settings = load_settings(data_dir=args.data_dir)
     data_dir = settings.data_dir
     preset = args.preset or ("district" if args.quick else "suwon-scale")
     city = build_city(preset, seed=1, cities_dir=data_dir / "cities")
-    cases = [
-        (mode, seed)
+    cases: list[tuple[str, int, str | None]] = [
+        (mode, seed, beh)
         for seed in range(args.first_seed, args.first_seed + n_seeds)
-        for mode in ("baseline", *MODES)
+        for mode, beh in [("baseline", None), *((m, b) for b in EV_BEHAVIOURS for m in MODES)]
     ]
     requests = [
-        request(_spec(mode, seed, args.duration_s, args.period), city, seed=seed,
-                source=f"ev_priority {mode}", owner="experiments.ev_priority")
-        for mode, seed in cases
+        request(_spec(mode, seed, args.duration_s, args.period, beh or DEFAULT_EV_BEHAVIOUR),
+                city, seed=seed, source=f"ev_priority {mode} {beh or ''}".strip(),
+                owner="experiments.ev_priority")
+        for mode, seed, beh in cases
     ]  # fmt: skip
     records = run_all(settings, requests, workers=args.workers, label="ev priority")
-    rows = [row(mode, seed, rec) for (mode, seed), rec in zip(cases, records, strict=True)]
-    result = summarise(rows)
+    rows = [
+        row(mode, seed, rec, beh) for (mode, seed, beh), rec in zip(cases, records, strict=True)
+    ]
+    result = summarise(rows, args.ev_behaviour)
     result["city"] = city.name
     out_dir = args.json.parent if args.json else Path("out")
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -189,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
                 plot_reachability(c, without, with_, out_dir / f"reachability_{name}.png")
     result["reachability_share"] = shares
     result["suwon_reported"] = SUWON
-    result["runs"] = sorted(rows, key=lambda r: (r["mode"], r["seed"]))
+    result["runs"] = sorted(rows, key=lambda r: (r["mode"], r["ev_behaviour"] or "", r["seed"]))
     emit_json(result, args.json)
     return 0
 

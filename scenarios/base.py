@@ -25,12 +25,14 @@ Context = RunContext[City, SpecT]
 @dataclass(frozen=True)
 class PreparedInputs:
     """What :meth:`Scenario.prepare` returns before SUMO starts: the city to run on (e.g.
-    a variant with contraflow lanes) and extra SUMO route / additional files (e.g.
-    evacuee trips, incident loops)."""
+    a variant with contraflow lanes), extra SUMO route / additional files (e.g.
+    evacuee trips, incident loops, vehicle types) and extra SUMO options (e.g. the
+    junction collision check of emergency vehicles that pass red lights)."""
 
     city: City
     routes: tuple[Path, ...] = ()
     additional: tuple[Path, ...] = ()
+    sumo_args: tuple[str, ...] = ()
 
 
 class Scenario(RunHooks[City, SpecT], Generic[SpecT]):

@@ -1,9 +1,23 @@
 """Emergency-vehicle priority: none, the field method, or the center method (Suwon).
 
-What the EV may do at a red signal, in every mode: **stop, like everyone else.** EVs
-are SUMO vehicles of vClass ``emergency`` without the bluelight device, so they never
-run a red light and drivers do not form rescue lanes. They may drive 20 % (ambulance)
-or 10 % (fire truck) above the speed limit. Only the signals help them:
+What the EV may do at a red signal is the spec's ``ev_behaviour``:
+
+- ``obey_red`` (the default, :data:`DEFAULT_EV_BEHAVIOUR`): **stop, like everyone
+  else.** EVs are SUMO vehicles of vClass ``emergency`` without the bluelight device,
+  so they never run a red light and drivers do not form rescue lanes.
+- ``siren``: lights and siren, as Korean law allows (Road Traffic Act art. 29: an EV
+  on an urgent call need not stop where the law says stop, but must pass with special
+  care; other drivers must yield). The EV gets SUMO's bluelight device
+  (:func:`siren_vtypes_xml`): it may pass a red signal, and drivers near it (within
+  :data:`BLUELIGHT_REACTION_DIST_M`) keep out of its way and brake for it at the
+  junction. Its driver (:meth:`EvPriority._drive_with_siren`) slows down towards a red
+  stop line and crosses the junction at no more than :data:`EV_RED_SPEED_KMH`; the
+  drivers it crosses stop for it if they can, and it waits for those who cannot
+  (art. 29(4), :meth:`EvPriority._make_way`). SUMO checks collisions on junctions too
+  in these runs (:func:`siren_sumo_args`).
+
+Either way EVs may drive 20 % (ambulance) or 10 % (fire truck) above the speed limit,
+and the signals help them:
 
 - ``none``: no priority. The EV waits at red lights and in queues.
 - ``field``: only intersections with a roadside unit (a seeded share of the signals, or
@@ -28,28 +42,166 @@ from __future__ import annotations
 import functools
 import logging
 import math
+import xml.etree.ElementTree as ET
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any, Literal
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, get_args
 
 import numpy as np
 from pydantic import Field, model_validator
 
 from city_models.build import City
+from city_models.demand import VTYPES_XML
 from city_models.graph import edge_graph, fastest_route, nearest_poi_by_time, route_time
-from scenarios.base import Context, Scenario
+from scenarios.base import Context, PreparedInputs, Scenario
 from scenarios.gps import GpsEmulator, GpsModel
 from scenarios.registry import ScenarioKind, register
 from scenarios.spec import ControlSpec, ScenarioSpec, _Spec
 from signal_control.priority import PriorityManager
 from twin.center.ev_center import EvCenter
 from twin.center.preemption import PreemptionPlanner, TrackedEv
+from twin.engine.world import World
 from twin.errors import CityError, ScenarioError
 from twin.streams import seed_sequence, stream
 
 log = logging.getLogger(__name__)
 
 STALE_AFTER_S = 3.0
+
+EvKind = Literal["ambulance", "fire_truck"]
+EV_KINDS: tuple[str, ...] = get_args(EvKind)
+
+EvBehaviour = Literal["obey_red", "siren"]
+"""What an EV does at a red signal (see the module doc): ``obey_red`` stops like
+everyone else; ``siren`` drives with lights and siren and may pass it slowly."""
+EV_BEHAVIOURS: tuple[str, ...] = get_args(EvBehaviour)
+
+DEFAULT_EV_BEHAVIOUR: EvBehaviour = "obey_red"
+"""The behaviour of a scenario that does not say. The one place to flip it once the
+benchmark (``python -m experiments.ev_priority``, block ``ev_behaviour``) has measured
+both; everything else (scenario specs, the benchmark's ``--ev-behaviour``) follows."""
+
+EV_RED_SPEED_KMH = 20.0
+"""The most an EV with siren drives across a junction it enters against a red signal.
+The law asks for special care and names no speed. At 20 km/h (5.56 m/s) the EV stops
+within about 9 m (1 s to react, then its ``decel`` of 4-4.5 m/s²), before the middle
+of a district junction, should a crossing driver not yield; it is also the speed SUMO's
+own bluelight device slows an EV to when it enters a rescue lane. Two things hold it:
+SUMO's ``jmDriveRedSpeed`` (but SUMO 1.28 applies that only once the red has lasted
+2 s, and only up to the stop line) and the EV's driver in :meth:`EvPriority.on_step`
+(:func:`red_approach_speed_mps` before the line, this cap across the junction)."""
+EV_RED_SPEED_MPS = EV_RED_SPEED_KMH / 3.6
+
+EV_RED_APPROACH_DECEL_MPS2 = 3.0
+"""How hard an EV with siren brakes to reach :data:`EV_RED_SPEED_KMH` at a red stop
+line: the deceleration ITE's yellow-interval formula takes as acceptable to every
+driver (10 ft/s², 3.05 m/s²), below the EVs' ``decel`` (4-4.5 m/s²)."""
+
+STOPLINE_MARGIN_M = 0.1
+"""Distance kept from a red stop line by an EV still above :data:`EV_RED_SPEED_KMH`."""
+
+SIREN_SLOW_STATES = frozenset("rys")
+"""Link states an EV with siren approaches slowly: red; yellow (red before it gets
+there, or a late crossing); ``s``, a right turn on red that others may take only
+after a full stop."""
+
+SIREN_YIELD_DIST_M = 70.0
+"""Drivers make way for an EV with siren about to pass a red signal (Road Traffic Act
+art. 29(4): near a junction an EV approaches, drivers keep out of the junction and
+stop) once it is this close to the stop line, and those this close to their own stop
+line on a movement that crosses or merges with the EV's stop before it. At 60 km/h a
+driver needs 46 m to stop at :data:`YIELD_DECEL_MPS2`, and drives 17 m more in a step."""
+
+YIELD_DECEL_MPS2 = EV_RED_APPROACH_DECEL_MPS2
+"""How hard a driver brakes to make way: one who needs more passes first (the EV waits)."""
+
+BLUELIGHT_REACTION_DIST_M = 25.0
+"""How near other drivers must be to react to lights and siren (SUMO's default of
+``device.bluelight.reactiondist``): vehicles ahead on the EV's way stop changing lanes
+into it, and drivers approaching a junction the EV is about to enter brake for it."""
+
+SIREN_SUFFIX = "_siren"
+"""The vehicle type of an EV with siren: its kind + this (``ambulance_siren``)."""
+SIREN_VTYPES_FILE = "ev_siren_types.add.xml"
+COLLISIONS_FILE = "collisions.xml"
+
+
+def ev_vtype(kind: str, behaviour: EvBehaviour) -> str:
+    """The SUMO vehicle type an EV of ``kind`` drives as under ``behaviour``."""
+    return kind + SIREN_SUFFIX if behaviour == "siren" else kind
+
+
+def siren_vtypes_xml(
+    *,
+    red_speed_mps: float = EV_RED_SPEED_MPS,
+    reaction_dist_m: float = BLUELIGHT_REACTION_DIST_M,
+) -> str:
+    """The EV types with lights and siren, as a SUMO additional file.
+
+    Copies of the ``ambulance`` and ``fire_truck`` types of
+    :data:`city_models.demand.VTYPES_XML` (one source for size, speed factor and
+    dynamics), named ``<kind>_siren``, with
+
+    - ``<param key="has.bluelight.device" value="true"/>``: SUMO's bluelight device.
+      It sets the EV's speed mode to 7 (no braking for red lights, no yielding to
+      approaching foes), makes drivers within ``device.bluelight.reactiondist`` ahead
+      of it stop changing lanes (and, with the sublane model, form a rescue lane) and
+      makes those approaching its next junction brake for it (SUMO docs,
+      *Simulation/Emergency*, "Blue Light Device"; ``MSDevice_Bluelight.cpp``);
+    - ``jmDriveRedSpeed``: the speed not exceeded when entering a junction against red
+      (SUMO docs, *Definition of Vehicles, Vehicle Types, and Routes*, "Junction Model
+      Parameters").
+    """
+    root = ET.fromstring(f"<routes>{VTYPES_XML}</routes>")
+    out = ET.Element("additional")
+    for kind in EV_KINDS:
+        base = root.find(f"vType[@id='{kind}']")
+        if base is None:  # VTYPES_XML lost a type the EV spec allows
+            raise ScenarioError(f"city_models.demand.VTYPES_XML has no vType {kind!r}")
+        vtype = ET.SubElement(out, "vType", dict(base.attrib))
+        vtype.set("id", ev_vtype(kind, "siren"))
+        vtype.set("jmDriveRedSpeed", f"{red_speed_mps:.2f}")
+        params = {
+            "has.bluelight.device": "true",
+            "device.bluelight.reactiondist": f"{reaction_dist_m:g}",
+        }
+        for key, value in params.items():
+            ET.SubElement(vtype, "param", {"key": key, "value": value})
+    ET.indent(out, space="  ")
+    return ET.tostring(out, encoding="unicode") + "\n"
+
+
+def red_approach_speed_mps(
+    distance_m: float,
+    step_s: float,
+    *,
+    red_speed_mps: float = EV_RED_SPEED_MPS,
+    decel_mps2: float = EV_RED_APPROACH_DECEL_MPS2,
+) -> float:
+    """The most an EV with siren may drive ``distance_m`` before a stop line it will
+    pass against red: braking by ``decel_mps2`` each step of ``step_s`` down to
+    ``red_speed_mps``, the speed of the step that takes it across the line.
+
+    SUMO moves a vehicle by its new speed times the step (Euler), so the distance an
+    EV needs from speed ``v`` until it crosses at ``c`` is
+    ``D(v) = c·dt + (v² − c²)/(2b) + (v − c)·dt/2``, the sum of ``v, v − b·dt, ..., c``
+    times ``dt``; this is its inverse. Following it brakes by exactly ``b·dt`` a step,
+    and above ``c`` the next step never reaches the line (``D(v) − v·dt > 0``)."""
+    c, b, dt = red_speed_mps, decel_mps2, step_s
+    d = max(distance_m, 0.0)
+    v = (-b * dt + math.sqrt(b * b * dt * dt + 4.0 * (c * c + 2.0 * b * (d - c * dt / 2.0)))) / 2.0
+    return max(c, min(v, (d - STOPLINE_MARGIN_M) / dt))
+
+
+def siren_sumo_args(run_dir: Path) -> tuple[str, ...]:
+    """SUMO options of a run with sirens: collisions are checked on junctions too (by
+    default SUMO checks lanes only, where a red runner cannot hit anyone) and written
+    to ``collisions.xml``; ``warn`` keeps both vehicles driving, so a collision is
+    reported (statistics' ``<safety collisions>``) without changing the run."""
+    dest = (run_dir / COLLISIONS_FILE).resolve()
+    return ("--collision.check-junctions", "true", "--collision.action", "warn",
+            "--collision-output", str(dest))  # fmt: skip
 
 
 ADD_POI_HINT = (
@@ -74,7 +226,7 @@ class EvSpec(_Spec):
     """One emergency vehicle: from a fire station to a call, then to a hospital."""
 
     id: str = Field(pattern=r"^[A-Za-z0-9_\-]+$", max_length=40)
-    kind: Literal["ambulance", "fire_truck"] = "ambulance"
+    kind: EvKind = "ambulance"
     dispatch_s: float = Field(ge=0.0)
     station: str
     call_edge: str | None = None  # None: a seeded random street 1-3 km from the station
@@ -87,6 +239,9 @@ class EvPrioritySpec(ScenarioSpec):
     kind: Literal["ev_priority"] = "ev_priority"
     evs: list[EvSpec] = Field(min_length=1, max_length=20)
     mode: Literal["none", "field", "center"] = "center"
+    # what the EVs do at a red signal: stop ("obey_red") or pass it slowly with lights
+    # and siren ("siren"); see the module doc
+    ev_behaviour: EvBehaviour = DEFAULT_EV_BEHAVIOUR
     field_coverage: float = Field(default=0.3, ge=0.0, le=1.0)
     field_signals: list[str] = Field(default_factory=list)
     field_range_m: float = Field(default=150.0, gt=0.0, le=1000.0)
@@ -134,6 +289,15 @@ class _Ev:
     stopped_s: float = 0.0
     moving: bool = True
     last_reroute_s: float = 0.0
+    # with siren (the EV's driver at signals, see EvPriority._drive_with_siren)
+    speed_cap_mps: float | None = None
+    crossing: tuple[str, ...] | None = None  # crossing slowly: the lanes held for it
+    crossing_state: str = ""  # ... and what its link showed just before
+    scene_behind: bool = False
+    in_junction: bool = False
+    red_passes: int = 0
+    held: set[str] = field(default_factory=set)  # drivers stopped to make way for it
+    made_way: int = 0  # drivers who stopped for it (each time, each junction)
 
 
 class EvPriority(Scenario[EvPrioritySpec]):
@@ -152,12 +316,24 @@ class EvPriority(Scenario[EvPrioritySpec]):
         self.special_vehicles = set(self.evs)
         self.field_signals: set[str] = set()
         self.cross_queue_max: dict[str, float] = {}
+        self._lanes: dict[tuple[str, str, int], tuple[str, ...]] = {}
         self.planner = PreemptionPlanner(horizon_m=spec.horizon_m, lead_margin_s=spec.lead_margin_s)
 
     def tracks(self) -> list[TrackedEv]:
         """The center's record of every EV dispatched so far (for other center logic,
         e.g. the EV-only message of the VMS signs)."""
         return [ev.track for ev in self.evs.values() if ev.track.route]
+
+    # ------------------------------------------------------------------ prepare
+    def prepare(self, city: City, *, seed: int, run_dir: Path) -> PreparedInputs:
+        """With sirens: the EV types with the bluelight device and SUMO's junction
+        collision check (nothing changes for ``obey_red``)."""
+        if self.spec.ev_behaviour != "siren":
+            return PreparedInputs(city=city)
+        path = run_dir / SIREN_VTYPES_FILE
+        path.write_text(siren_vtypes_xml(), encoding="utf-8")
+        log.info("EVs drive with lights and siren (red passed at <= %g km/h)", EV_RED_SPEED_KMH)
+        return PreparedInputs(city=city, additional=(path,), sumo_args=siren_sumo_args(run_dir))
 
     # ------------------------------------------------------------------ setup
     def setup(self, ctx: Context[Any]) -> None:
@@ -316,9 +492,8 @@ class EvPriority(Scenario[EvPrioritySpec]):
             return
         ev.hospital = hospital.id
         route = leg1 + leg2[1:]
-        ctx.session.add_vehicle(
-            ev.spec.id, route, type_id=ev.spec.kind, depart_s=ctx.session.time_s
-        )
+        vtype = ev_vtype(ev.spec.kind, self.spec.ev_behaviour)
+        ctx.session.add_vehicle(ev.spec.id, route, type_id=vtype, depart_s=ctx.session.time_s)
         call_len = self.net.edges[ev.call_edge].length_m
         ctx.session.add_stop(
             ev.spec.id, ev.call_edge, pos_m=call_len / 2, duration_s=ev.spec.on_scene_s
@@ -351,6 +526,7 @@ class EvPriority(Scenario[EvPrioritySpec]):
                     ev.arrived_s = t
                     ev.track.done = True
                     ev.distance_m = float(st.tracked_distance_m[k])
+                    self._let_go(session, ev)
                     self._release_all(ctx, ev, reason="arrived")
                     ctx.bus.record(
                         "ev_arrived", t_s=ctx.session.time_s, ev=ev.spec.id, hospital=ev.hospital
@@ -360,6 +536,10 @@ class EvPriority(Scenario[EvPrioritySpec]):
                 ev.inserted_s = t
             ev.distance_m = float(st.tracked_distance_m[k])
             self._count_stops(ev, v)
+            if self.spec.ev_behaviour == "siren":
+                self._drive_with_siren(
+                    session, ev, str(st.tracked_edge[k]), float(st.tracked_lane_pos_m[k])
+                )
             tracker = ev.track.tracker
             if ev.gps is None or tracker is None:
                 raise RuntimeError(f"EV {ev.spec.id} is driving without a phone or a track")
@@ -381,6 +561,116 @@ class EvPriority(Scenario[EvPrioritySpec]):
             ev.moving = False
         else:
             ev.moving = True
+
+    def _drive_with_siren(self, session: World, ev: _Ev, edge: str, lane_pos_m: float) -> None:
+        """An EV with lights and siren at signals. Towards a stop line showing red (or
+        yellow, or a right turn on red), or one it reaches from a lane that does not
+        lead where it goes, it slows on a braking curve to :data:`EV_RED_SPEED_KMH` at
+        the line (:func:`red_approach_speed_mps`); from :data:`SIREN_YIELD_DIST_M` on,
+        the drivers it would cut across make way (:meth:`_make_way`), and it waits at
+        the line for any who cannot stop in time; it crosses the junction no faster,
+        then drives freely again. The bluelight device lets it pass the red and enter
+        the junction from the wrong lane; this sets how. Nobody makes way while it is
+        still to stop at the scene (it does not cross the line before that)."""
+        dt = self.spec.sim.step_length_s
+        if edge == ev.call_edge and lane_pos_m > self.net.edges[edge].length_m / 2 + 1.0:
+            ev.scene_behind = True  # past its stop at the scene (the middle of the street)
+        before_scene = edge == ev.call_edge and not ev.scene_behind
+        if edge.startswith(":"):  # inside a junction
+            lanes = ev.crossing
+            if lanes is not None:  # crossing slowly, and the others keep waiting
+                if not ev.in_junction and ev.crossing_state == "r":
+                    ev.red_passes += 1
+                self._make_way(session, ev, lanes)
+            ev.in_junction = True
+            want = EV_RED_SPEED_MPS if lanes is not None else None
+        else:
+            ev.in_junction = False
+            ev.crossing = None
+            ahead = session.next_signal(ev.spec.id)
+            want = None
+            near = ahead is not None and ahead.distance_m <= SIREN_YIELD_DIST_M and not before_scene
+            if ahead is not None:
+                red = ahead.state in SIREN_SLOW_STATES
+                own = self._link_lanes(ahead.tls, ahead.link_index)
+                wrong = False  # on the street before the line, but not on a lane of its turn
+                if near and own and edge == own[0].rsplit("_", 1)[0]:
+                    wrong = f"{edge}_{session.lane_index(ev.spec.id)}" not in own
+                if red or wrong:
+                    want = red_approach_speed_mps(ahead.distance_m, dt)
+                if near and (red or wrong):
+                    lanes = (
+                        self._conflicting_lanes(ahead.tls, ahead.link_index) if red else ()
+                    ) + (own if wrong else ())
+                    if self._make_way(session, ev, lanes):
+                        stop = red_approach_speed_mps(ahead.distance_m, dt, red_speed_mps=0.0)
+                        want = stop if want is None else min(want, stop)
+                    elif ahead.distance_m <= EV_RED_SPEED_MPS * dt:  # the next step may cross
+                        ev.crossing, ev.crossing_state = lanes, ahead.state
+            if want is None or not near:
+                self._let_go(session, ev)
+        if want != ev.speed_cap_mps:
+            session.cap_speed(ev.spec.id, want)
+            ev.speed_cap_mps = want
+
+    def _make_way(self, session: World, ev: _Ev, lanes: tuple[str, ...]) -> bool:
+        """Drivers on these lanes (the movements the EV crosses or merges with, by the
+        net's conflict matrix, and the lanes of its own movement when it comes from
+        another lane), within :data:`SIREN_YIELD_DIST_M` of their stop line, stop before
+        it if they can at :data:`YIELD_DECEL_MPS2`, and wait there until the EV has
+        crossed. Returns whether one cannot: it passes first, and the EV waits."""
+        dt = self.spec.sim.step_length_s
+        committed, near = False, set()
+        for car in session.approaching(lanes, within_m=SIREN_YIELD_DIST_M):
+            if car.vehicle_id in self.evs:
+                continue
+            near.add(car.vehicle_id)
+            room = car.distance_m - STOPLINE_MARGIN_M
+            if car.vehicle_id in ev.held or car.speed_mps**2 / (2 * YIELD_DECEL_MPS2) <= room:
+                stop = red_approach_speed_mps(car.distance_m, dt, red_speed_mps=0.0,
+                                              decel_mps2=YIELD_DECEL_MPS2)  # fmt: skip
+                session.cap_speed(car.vehicle_id, stop)
+                if car.vehicle_id not in ev.held:
+                    ev.held.add(car.vehicle_id)
+                    ev.made_way += 1
+            else:
+                committed = True
+        for vid in ev.held - near:  # over its line after all, or gone: no longer held
+            session.cap_speed(vid, None)
+            ev.held.discard(vid)
+        return committed
+
+    def _let_go(self, session: World, ev: _Ev) -> None:
+        """The drivers who made way for the EV drive on."""
+        for vid in sorted(ev.held):
+            session.cap_speed(vid, None)
+        ev.held.clear()
+
+    def _conflicting_lanes(self, tls: str, link: int) -> tuple[str, ...]:
+        """The incoming lanes of the links of ``tls`` that cross or merge with ``link``."""
+        key = ("foes", tls, link)
+        if key not in self._lanes:
+            info = self.net.tls.get(tls)
+            foes = info.foes[link] if info is not None and 0 <= link < len(info.foes) else ()
+            lanes = (
+                {info.links[j].from_lane for j, foe in enumerate(foes) if foe} if info else set()
+            )
+            self._lanes[key] = tuple(sorted(lanes))
+        return self._lanes[key]
+
+    def _link_lanes(self, tls: str, link: int) -> tuple[str, ...]:
+        """The lanes from which ``link``'s movement (its street to its next street) can
+        be driven at ``tls``."""
+        key = ("own", tls, link)
+        if key not in self._lanes:
+            info = self.net.tls.get(tls)
+            lanes: set[str] = set()
+            if info is not None and 0 <= link < len(info.links):
+                it = info.links[link]
+                lanes = {ln.from_lane for ln in info.links
+                         if ln.from_edge == it.from_edge and ln.to_edge == it.to_edge}  # fmt: skip
+            self._lanes[key] = tuple(sorted(lanes))
+        return self._lanes[key]
 
     def _center(self, ctx: Context[Any], ev: _Ev, t: float) -> None:
         self.center.step(ev.track, t)
@@ -484,12 +774,19 @@ class EvPriority(Scenario[EvPrioritySpec]):
                 "preempted_signals": len(self.center.preempted.get(ev.spec.id, ())),
                 "hospital": ev.hospital,
             }
+            if self.spec.ev_behaviour == "siren":  # obey_red runs keep their metrics as they were
+                per_ev[ev.spec.id]["red_passes"] = ev.red_passes
+                per_ev[ev.spec.id]["drivers_made_way"] = ev.made_way
         arrived = [v for v in per_ev.values() if v["arrived"]]
 
         def mean(key: str) -> float:
             return float(np.mean([v[key] for v in arrived])) if arrived else math.nan
 
         recovered = [r for r in self.manager.recovery_s if math.isfinite(r)]
+        siren: dict[str, Any] = {}
+        if self.spec.ev_behaviour == "siren":  # stop lines passed against red (our count)
+            siren["ev_red_passes"] = sum(ev.red_passes for ev in self.evs.values())
+            siren["ev_drivers_made_way"] = sum(ev.made_way for ev in self.evs.values())
         return {
             "ev_mode": self.spec.mode,
             "ev_arrived": len(arrived),
@@ -501,6 +798,7 @@ class EvPriority(Scenario[EvPrioritySpec]):
             "ev_conflicts": self.center.conflicts,
             "cross_street_max_queue_veh": max(self.cross_queue_max.values(), default=0.0),
             "recovery_mean_s": float(np.mean(recovered)) if recovered else math.nan,
+            **siren,
             "ev": per_ev,
         }
 

@@ -47,7 +47,13 @@ from pydantic import Field, model_validator
 from city_models.build import City
 from city_models.graph import edge_graph
 from scenarios.base import Context, PreparedInputs, Scenario
-from scenarios.ev_priority import EvPriority, EvPrioritySpec, EvSpec
+from scenarios.ev_priority import (
+    DEFAULT_EV_BEHAVIOUR,
+    EvBehaviour,
+    EvPriority,
+    EvPrioritySpec,
+    EvSpec,
+)
 from scenarios.gps import GpsModel
 from scenarios.incidents import (
     Incidents,
@@ -97,6 +103,7 @@ class VmsDiversionSpec(ScenarioSpec):
     # emergency vehicles under priority (scenarios.ev_priority) and the EV-only message
     evs: list[EvSpec] = Field(default_factory=list, max_length=20)
     ev_mode: Literal["none", "field", "center"] = "center"
+    ev_behaviour: EvBehaviour = DEFAULT_EV_BEHAVIOUR  # at red: stop, or pass slowly with siren
     ev_signs: list[str] | Literal["all"] = "all"  # which signs show the EV message
     ev_warn_s: float = Field(default=60.0, gt=0.0, le=600.0)  # EV this close (ETA): show
     ev_gps: GpsModel = GpsModel()
@@ -125,7 +132,8 @@ class VmsDiversionSpec(ScenarioSpec):
         keep = ("name", "seed", "city", "demand", "sim")
         control = self.control.model_copy(update={"guard_fixed": True})
         return EvPrioritySpec(**{k: getattr(self, k) for k in keep}, evs=self.evs,
-                              mode=self.ev_mode, gps=self.ev_gps, control=control)  # fmt: skip
+                              mode=self.ev_mode, ev_behaviour=self.ev_behaviour,
+                              gps=self.ev_gps, control=control)  # fmt: skip
 
 
 @dataclass
@@ -212,7 +220,11 @@ class VmsDiversion(Scenario[VmsDiversionSpec]):
         lines.append("</additional>")
         path = run_dir / "incident_loops.add.xml"
         path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-        return PreparedInputs(city=city, additional=(path,))
+        if self.ev is None:
+            return PreparedInputs(city=city, additional=(path,))
+        ev = self.ev.prepare(city, seed=seed, run_dir=run_dir)  # EV types with siren
+        return PreparedInputs(city=city, additional=(path, *ev.additional),
+                              sumo_args=ev.sumo_args)  # fmt: skip
 
     # ------------------------------------------------------------------ setup
     def setup(self, ctx: Context[VmsDiversionSpec]) -> None:

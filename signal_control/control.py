@@ -5,6 +5,9 @@ Controllers (chosen per signal in the scenario's ``[control]``):
 - ``fixed``: the network's own fixed-time plan, run by SUMO (nothing to do).
 - ``actuated``: SUMO's own gap-based actuation over the same phases, with the plan's
   minimum greens (pedestrian minimums included) and maximum greens.
+- ``delay_based``: SUMO's own delay-based actuation (Oertel & Wagner 2011: a green is
+  extended while approaching vehicles have accumulated time loss) over the same phases,
+  minimum and maximum greens.
 - ``adaptive``: every ``update_s`` one kernel call estimates Webster/HCM timings for all
   adaptive signals from the stop-line loops (counts over a rolling window plus the
   residual queue); timings are smoothed across updates and sent through the guarded
@@ -65,7 +68,8 @@ from signal_control.timing import (
 log = logging.getLogger(__name__)
 
 FloatArray = npt.NDArray[np.float64]
-KINDS = ("fixed", "actuated", "adaptive", "max_pressure")
+KINDS = ("fixed", "actuated", "delay_based", "adaptive", "max_pressure")
+SUMO_ACTUATED = ("actuated", "delay_based")  # run by SUMO itself, program id = the kind
 __all__ = [
     "HEAVY_VEHICLE_FACTOR",
     "KINDS",
@@ -79,14 +83,21 @@ __all__ = [
 ]
 
 
-def actuated_programs_xml(signals: Sequence[SignalLike]) -> str:
-    """SUMO ``actuated`` programs (programID ``actuated``) over the plans' phases:
-    greens between their minimum (pedestrian minimum included) and maximum."""
+def actuated_programs_xml(signals: Sequence[SignalLike], kind: str = "actuated") -> str:
+    """SUMO ``actuated`` or ``delay_based`` programs (programID = ``kind``) over the
+    plans' phases: greens between their minimum (pedestrian minimum included) and
+    maximum."""
+    if kind not in SUMO_ACTUATED:
+        raise ValueError(f"kind {kind!r}; allowed: {', '.join(SUMO_ACTUATED)}")
     lines = ["<additional>"]
     for s in signals:
-        lines.append(f'  <tlLogic id="{s.id}" type="actuated" programID="actuated" offset="0">')
-        lines.append('    <param key="max-gap" value="3.0"/>')
-        lines.append('    <param key="detector-gap" value="2.0"/>')
+        lines.append(f'  <tlLogic id="{s.id}" type="{kind}" programID="{kind}" offset="0">')
+        if kind == "actuated":
+            lines.append('    <param key="max-gap" value="3.0"/>')
+            lines.append('    <param key="detector-gap" value="2.0"/>')
+        else:  # SUMO's default detection range (100 m) and its minimum time loss
+            lines.append('    <param key="detectorRange" value="100"/>')
+            lines.append('    <param key="minTimeloss" value="1.0"/>')
         for p in s.phases:
             if p.kind == "green":
                 lines.append(
@@ -152,6 +163,7 @@ class ControlManager:
         self.by_id = {s.id: s for s in signals}
         self.assignment = dict(assignment)
         self.actuated = [s for s in signals if assignment[s.id] == "actuated"]
+        self.delay_based = [s for s in signals if assignment[s.id] == "delay_based"]
         self.adaptive = [s.id for s in signals if assignment[s.id] == "adaptive"]
         self.pressure = [s.id for s in signals if assignment[s.id] == "max_pressure"]
         self.fixed_guarded = (
@@ -241,11 +253,22 @@ class ControlManager:
     # ------------------------------------------------------------------ run
     def extra_additional_xml(self) -> str | None:
         """Programs to load at start (SUMO reads programs only from its inputs)."""
-        return actuated_programs_xml(self.actuated) if self.actuated else None
+        parts = [
+            actuated_programs_xml(sigs, kind)
+            for sigs, kind in ((self.actuated, "actuated"), (self.delay_based, "delay_based"))
+            if sigs
+        ]
+        if not parts:
+            return None
+        body = "".join(p.removeprefix("<additional>\n").removesuffix("</additional>\n")
+                       for p in parts)  # fmt: skip
+        return f"<additional>\n{body}</additional>\n"
 
     def start(self, session: ControlWorld, *, t_s: float) -> None:
         for sig in self.actuated:
             session.set_program(sig.id, "actuated")
+        for sig in self.delay_based:
+            session.set_program(sig.id, "delay_based")
         if self.guarded:
             plans = {
                 t: plan_from_phases(

@@ -5,7 +5,8 @@ times, intergreens, min and max greens) is a :class:`TimingNetwork`, checked onc
 it is built; the scalars of the method are a :class:`TimingParams`. Each call then only
 checks the shape of the new readings and hands plain arrays to a Numba kernel in
 :mod:`signal_control._timing_kernels`, so a call for a city of ~900 signals costs
-microseconds.
+microseconds; a caller that re-times the same city again and again passes a
+:class:`TimingWorkspace` (``out=``), made once, and the call allocates nothing.
 
 Layout (CSR, ``int64`` offsets, ``float64`` values): the green phases of intersection
 ``i`` are ``phase_ptr[i]:phase_ptr[i + 1]`` (``P`` phases in all, green stages only; the
@@ -61,7 +62,8 @@ from signal_control._checks import (
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 IndexArray = npt.NDArray[np.uint32]  # unsigned: no negative-index wraparound; 32 bits: less to read
-_MAX_INDEX = 2**32 - 1  # the padded slots index up to P and L in uint32
+_MAX_INDEX = 2**32 - 1  # the padded layout indexes up to L lanes and SLOTS * n slots in uint32
+_F8 = np.dtype(np.float64)
 
 
 class TimingFlag(IntFlag):
@@ -78,35 +80,88 @@ class TimingFlag(IntFlag):
     observed phase at all): the cycle is below ``c_min_s``."""
 
 
-def _slots(ptr: IntArray, members: IntArray, pad: int) -> IndexArray:
-    """``[SLOTS, groups]``: the ``j``-th member of each CSR group, ``pad`` where none."""
+def _derived_layout(network: TimingNetwork) -> dict[str, npt.NDArray[np.generic]]:
+    """The arrays of a checked network that ``_estimate_timings`` reads, packed.
+
+    See the kernel's docstring: ``lane_slots`` pads the lanes of each phase to ``SLOTS``;
+    the slot-major copy puts the ``j``-th phase of intersection ``i`` (``j < SLOTS``) in
+    slot ``(j, i)``, flat ``j * (n + 1) + i``; column ``n`` is a sink. Returns read-only
+    views of the three packed arrays (the CSR arrays and per-phase times among them),
+    and the packed arrays themselves.
+    """
+    ptr = network.phase_ptr
+    n = ptr.size - 1
+    n_phases = network.n_phases
     sizes = np.diff(ptr)
-    slots = np.full((_k.SLOTS, sizes.size), pad, dtype=np.uint32)
+    owner = np.repeat(np.arange(n, dtype=np.int64), sizes)
+    rank = np.arange(n_phases, dtype=np.int64) - ptr[:-1][owner]  # j: place in its group
+    slotted = rank < _k.SLOTS
+    phase_slot = np.full(n_phases, n, dtype=np.uint32)  # past SLOTS: the sink (0, n)
+    phase_slot[slotted] = rank[slotted] * (n + 1) + owner[slotted]
+    lane_ptr = network.phase_lane_ptr
+    lane_sizes = np.diff(lane_ptr)
+    lane_slots = np.full((_k.SLOTS, n_phases), network.n_lanes, dtype=np.uint32)
+    for k in range(_k.SLOTS):
+        has = lane_sizes > k
+        lane_slots[k, has] = network.phase_lanes[lane_ptr[:-1][has] + k]
+    phase_params = np.stack(
+        [network.lost_s, network.intergreen_s, network.min_green_s, network.max_green_s]
+    )
+    slot_params = np.zeros((4, _k.SLOTS, n + 1))  # padding: no lost time, intergreen, green
+    slot_params.reshape(4, -1)[:, phase_slot[slotted]] = phase_params[:, slotted]
+    # Sum lost times in phase order, as a loop over the phases would.
+    lost_sum_s = np.zeros(n)
     for j in range(_k.SLOTS):
         has = sizes > j
-        slots[j, has] = members[ptr[:-1][has] + j]
-    return slots
-
-
-def _derived_layout(network: TimingNetwork) -> dict[str, npt.NDArray[np.generic]]:
-    """The padded copy of a checked network that ``_estimate_timings`` reads."""
-    ptr = network.phase_ptr
-    n_phases = network.n_phases
-    phase_slots = _slots(ptr, np.arange(n_phases, dtype=np.int64), n_phases)
-    # Sum lost times in phase order, as a loop over the phases would.
-    lost_ext = np.append(network.lost_s, 0.0)
-    lost_sum_s = np.zeros(ptr.size - 1)
-    for j in range(_k.SLOTS):
-        lost_sum_s += lost_ext[phase_slots[j]]
-    for i in np.flatnonzero(np.diff(ptr) > _k.SLOTS):
+        lost_sum_s[has] += network.lost_s[ptr[:-1][has] + j]
+    wide_intersections = np.flatnonzero(sizes > _k.SLOTS)
+    for i in wide_intersections:
         for p in range(ptr[i] + _k.SLOTS, ptr[i + 1]):
             lost_sum_s[i] += network.lost_s[p]
+    wide_phases = np.flatnonzero(lane_sizes > _k.SLOTS)
+    # Packed into three arrays (see _estimate_timings_packed); every array of the network
+    # the kernel reads becomes a view of them.
+    sizes_header = [n, n_phases, network.n_lanes, network.phase_lanes.size]
+    sizes_header += [wide_phases.size, wide_intersections.size]  # _k.HEADER entries
+    net_index = np.concatenate(
+        [
+            sizes_header,
+            ptr,
+            lane_ptr,
+            network.phase_lanes,
+            wide_phases,
+            wide_intersections,
+        ]
+    ).astype(np.int64)
+    net_slots = np.vstack([lane_slots, phase_slot[np.newaxis]])
+    net_floats = np.concatenate(
+        [1.0 / network.sat_flow_vph, lost_sum_s, phase_params.ravel(), slot_params.ravel()]
+    )
+    for blob in (net_index, net_slots, net_floats):
+        blob.flags.writeable = False
+    views = [n + 1, n_phases + 1, network.phase_lanes.size, wide_phases.size]
+    cuts = np.cumsum([_k.HEADER, *views])
+    n_lanes = network.n_lanes
+    phase_params_view = net_floats[n_lanes + n : n_lanes + n + 4 * n_phases].reshape(4, -1)
     return {
-        "phase_owner": np.repeat(np.arange(ptr.size - 1, dtype=np.uint32), np.diff(ptr)),
-        "phase_slots": phase_slots,
-        "lane_slots": _slots(network.phase_lane_ptr, network.phase_lanes, network.n_lanes),
-        "sat_headway_h": 1.0 / network.sat_flow_vph,
-        "lost_sum_s": lost_sum_s,
+        "phase_ptr": net_index[cuts[0] : cuts[1]],
+        "phase_lane_ptr": net_index[cuts[1] : cuts[2]],
+        "phase_lanes": net_index[cuts[2] : cuts[3]],
+        "wide_phases": net_index[cuts[3] : cuts[4]],
+        "wide_intersections": net_index[cuts[4] :],
+        "lane_slots": net_slots[: _k.SLOTS],
+        "phase_slot": net_slots[_k.SLOTS],
+        "sat_headway_h": net_floats[:n_lanes],
+        "lost_sum_s": net_floats[n_lanes : n_lanes + n],
+        "phase_params": phase_params_view,
+        "lost_s": phase_params_view[0],
+        "intergreen_s": phase_params_view[1],
+        "min_green_s": phase_params_view[2],
+        "max_green_s": phase_params_view[3],
+        "slot_params": net_floats[n_lanes + n + 4 * n_phases :].reshape(4, _k.SLOTS, n + 1),
+        "_net_index": net_index,
+        "_net_slots": net_slots,
+        "_net_floats": net_floats,
     }
 
 
@@ -137,11 +192,14 @@ class TimingNetwork:
         pedestrian minimum), s. ``min_green_s + intergreen_s - lost_s`` must be > 0.
     max_green_s
         Maximum displayed green of each phase, s (``inf`` for none).
-    phase_owner, phase_slots, lane_slots, sat_headway_h, lost_sum_s
-        Derived once for the kernel (not arguments): the intersection of each phase;
-        the first ``SLOTS`` phases of each intersection and lanes of each phase, padded;
-        the saturation headway ``1 / sat_flow_vph`` of each lane, h; the lost time of
-        each intersection, s.
+    lane_slots, phase_slot, wide_phases, wide_intersections, sat_headway_h, lost_sum_s, \
+    slot_params, phase_params
+        Derived once for the kernel (not arguments): the first ``SLOTS`` lanes of each
+        phase, padded; the slot of each phase in a padded, slot-major copy of the first
+        ``SLOTS`` phases of each intersection; the phases and intersections past that
+        width; the saturation headway ``1 / sat_flow_vph`` of each lane, h; the lost
+        time of each intersection, s; the times of each slot and of each phase, s (see
+        ``signal_control._timing_kernels._estimate_timings``).
     """
 
     phase_ptr: IntArray
@@ -152,11 +210,18 @@ class TimingNetwork:
     intergreen_s: FloatArray
     min_green_s: FloatArray
     max_green_s: FloatArray
-    phase_owner: IndexArray = field(init=False, repr=False)
-    phase_slots: IndexArray = field(init=False, repr=False)
     lane_slots: IndexArray = field(init=False, repr=False)
+    phase_slot: IndexArray = field(init=False, repr=False)
+    wide_phases: IntArray = field(init=False, repr=False)
+    wide_intersections: IntArray = field(init=False, repr=False)
     sat_headway_h: FloatArray = field(init=False, repr=False)
     lost_sum_s: FloatArray = field(init=False, repr=False)
+    slot_params: FloatArray = field(init=False, repr=False)
+    phase_params: FloatArray = field(init=False, repr=False)
+    _net_index: IntArray = field(init=False, repr=False)
+    _net_slots: IndexArray = field(init=False, repr=False)
+    _net_floats: FloatArray = field(init=False, repr=False)
+    _shared_scratch: _TimingScratch | None = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -166,10 +231,12 @@ class TimingNetwork:
             set_(self, name, float_array(name, getattr(self, name), copy=True))
         n_phases = self.lost_s.size
         n_lanes = self.sat_flow_vph.size
-        if max(n_phases, n_lanes, self.phase_ptr.size) >= _MAX_INDEX:
+        n_slots = _k.SLOTS * self.phase_ptr.size  # the slot-major copy: SLOTS x (n + 1)
+        if max(n_phases, n_lanes, n_slots) >= _MAX_INDEX:
             raise ValueError(
-                f"at most {_MAX_INDEX - 1} phases, lanes and intersections; got "
-                f"len(lost_s)={n_phases}, len(sat_flow_vph)={n_lanes}"
+                f"at most {_MAX_INDEX - 1} phases and lanes and {(_MAX_INDEX - 1) // _k.SLOTS} "
+                f"intersections; got len(lost_s)={n_phases}, len(sat_flow_vph)={n_lanes}, "
+                f"len(phase_ptr)={self.phase_ptr.size}"
             )
         check_offsets("phase_ptr", self.phase_ptr, n_phases, "len(lost_s)")
         for name in ("intergreen_s", "min_green_s", "max_green_s"):
@@ -204,9 +271,17 @@ class TimingNetwork:
                 f"at min green must be > 0); phase {k}: lost_s={self.lost_s[k]}, "
                 f"min_green_s={self.min_green_s[k]}, intergreen_s={self.intergreen_s[k]}"
             )
-        for name, value in _derived_layout(self).items():
-            value.flags.writeable = False
+        for name, value in _derived_layout(self).items():  # read-only views, same values
             set_(self, name, value)
+        set_(self, "_shared_scratch", None)
+
+    def _scratch(self) -> _TimingScratch:
+        """The scratch of :func:`estimate_timings` calls without ``out``, made at the first."""
+        scratch = self._shared_scratch
+        if scratch is None:
+            scratch = _TimingScratch(self)
+            object.__setattr__(self, "_shared_scratch", scratch)
+        return scratch
 
     @classmethod
     def create(
@@ -337,8 +412,84 @@ class TimingPlan(NamedTuple):
     """``[P]`` displayed green of each phase, s."""
 
 
+class _TimingScratch:
+    """Scratch of the timing kernel for one network (no result is kept here).
+
+    One array: ``ratio`` (L + 1), ``y``, green and ``x`` per slot (3 x SLOTS x (n + 1);
+    the padding slots of ``y`` stay NaN: no phase, no flow), the copy of an intersection
+    whose cycle is fitted (6 x SLOTS), ``free`` (P + 1).
+    """
+
+    __slots__ = ("values",)
+
+    def __init__(self, network: TimingNetwork) -> None:
+        n_values = network.n_lanes + 1 + 3 * _k.SLOTS * (network.n_intersections + 1)
+        n_values += 6 * _k.SLOTS + network.n_phases + 1
+        self.values = np.full(n_values, np.nan)
+
+
+class TimingWorkspace:
+    """The arrays :func:`estimate_timings` writes, allocated once for one network.
+
+    Made once per network by the caller (e.g. a controller that re-times the city every
+    few minutes) and passed as ``out=``: the call then allocates nothing and returns
+    :attr:`result`, whose arrays are views of this workspace that the **next call
+    overwrites**; copy what must outlive it. The views are read-only (the kernel writes
+    through the workspace's own arrays). One workspace per concurrent caller.
+
+    Attributes
+    ----------
+    network
+        The network the arrays are sized for; a call with another network is refused.
+    result
+        The :class:`TimingEstimate` every call with this workspace returns (the same
+        object each time, its arrays rewritten in place).
+    """
+
+    __slots__ = ("_flags", "_out", "_scratch", "network", "result")
+
+    def __init__(
+        self,
+        network: TimingNetwork,
+        *,
+        _writeable: bool = False,
+        _scratch: _TimingScratch | None = None,
+    ) -> None:
+        if not isinstance(network, TimingNetwork):
+            raise TypeError(f"network must be a TimingNetwork; got {type(network).__name__}")
+        n, n_phases = network.n_intersections, network.n_phases
+        self.network = network
+        self._scratch = _TimingScratch(network) if _scratch is None else _scratch
+        # y, green_s, x per phase; cycle_s, Y and (scratch) C - L, shares per intersection
+        self._out = np.empty(3 * n_phases + 4 * n)
+        self._flags = np.empty(n, dtype=np.int64)
+        phase_out = self._out[: 3 * n_phases].reshape(3, n_phases)
+        int_out = self._out[3 * n_phases :].reshape(4, n)
+        views = (int_out[0], phase_out[1], phase_out[0], int_out[1], phase_out[2], self._flags[:])
+        if not _writeable:
+            for view in views:
+                view.flags.writeable = False
+        self.result = TimingEstimate(*views)
+
+
+def _lane_counts(count_veh: npt.ArrayLike, n_lanes: int) -> FloatArray:
+    """``count_veh`` as the kernel takes it; a contiguous ``float64`` array passes as is."""
+    if (
+        type(count_veh) is np.ndarray
+        and count_veh.dtype is _F8
+        and count_veh.shape == (n_lanes,)
+        and count_veh.strides == (8,)
+    ):
+        return count_veh
+    return readings("count_veh", count_veh, n_lanes, "lane")
+
+
 def estimate_timings(
-    network: TimingNetwork, count_veh: npt.ArrayLike, params: TimingParams
+    network: TimingNetwork,
+    count_veh: npt.ArrayLike,
+    params: TimingParams,
+    *,
+    out: TimingWorkspace | None = None,
 ) -> TimingEstimate:
     """Webster cycles and HCM greens for every intersection, from per-lane counts.
 
@@ -354,6 +505,10 @@ def estimate_timings(
         ``[L]`` vehicles counted on each lane over ``params.window_s``; NaN for no data.
     params
         Window length, cycle bounds and the oversaturation threshold ``y_max``.
+    out
+        A :class:`TimingWorkspace` of ``network`` to write into (no allocation per call):
+        the result is then its read-only views, overwritten by the next call with it.
+        ``None``: new arrays, the caller's to keep.
 
     Returns
     -------
@@ -363,34 +518,35 @@ def estimate_timings(
     Raises
     ------
     ValueError
-        When ``count_veh`` is not one value per lane, or holds a negative or infinite count.
+        When ``count_veh`` is not one value per lane, or holds a negative or infinite
+        count (``out`` keeps its previous result), or ``out`` was made for another network.
     """
-    counts = readings("count_veh", count_veh, network.n_lanes, "lane")
-    cycle_s, green_s, y, y_sum, x, flags, bad = _k._estimate_timings(
-        network.phase_ptr,
-        network.phase_owner,
-        network.phase_slots,
-        network.phase_lane_ptr,
-        network.phase_lanes,
-        network.lane_slots,
-        network.sat_headway_h,
-        network.lost_sum_s,
-        network.lost_s,
-        network.intergreen_s,
-        network.min_green_s,
-        network.max_green_s,
+    counts = _lane_counts(count_veh, network.n_lanes)
+    if out is None:  # new result arrays; the scratch is the network's (the kernel holds the GIL)
+        out = TimingWorkspace(network, _writeable=True, _scratch=network._scratch())
+    elif out.network is not network:
+        raise ValueError(
+            "out must be a TimingWorkspace made for this network (TimingWorkspace(network))"
+        )
+    bad = _k._estimate_timings_packed(
+        network._net_index,
+        network._net_slots,
+        network._net_floats,
         counts,
         params.window_s,
         params.c_min_s,
         params.c_max_s,
         params.y_max,
+        out._scratch.values,
+        out._out,
+        out._flags,
     )
     if bad >= 0:
         raise ValueError(
             f"count_veh must be >= 0 and finite (or NaN for no data); "
             f"count_veh[{bad}]={counts[bad]}"
         )
-    return TimingEstimate(cycle_s, green_s, y, y_sum, x, flags)
+    return out.result
 
 
 def smooth_timings(

@@ -15,8 +15,14 @@ Signal programs
     ``G`` (:func:`city_models.plan_check.conflict_matrix`). A program that breaks this is
     reported by signal and phase, never repaired here: the engineer fixes the model, or
     asks for ``redesign_signals`` (every program replaced by a Korean-practice plan that
-    the pipeline designs). An actuated (``actuated``, ``delay_based``) program is kept
-    as its static skeleton: its planned durations, run as ``type="static"``.
+    the pipeline designs), or for ``fit_signals``: the model's stages, their order and
+    their greens kept, with the least the guard needs added (:func:`_fit_program`: an
+    all-red of the guard's 1-s floor after every yellow that runs straight into a green,
+    as netconvert's default programs do; of two conflicting ``G`` the one that yields in
+    SUMO's own right of way made permissive ``g``; a green shorter than the pedestrian
+    clearance it carries lengthened to it), every change listed in the report. An
+    actuated (``actuated``, ``delay_based``) program is kept as its static skeleton: its
+    planned durations, run as ``type="static"``.
 
 Minimum greens, per green stage
     ``minDur`` where the program sets it (``"minDur"``); else the pedestrian clearance
@@ -26,11 +32,14 @@ Minimum greens, per green stage
     planned green (it is a guess, not the model's data); ``minDur`` and the pedestrian
     clearance are never lowered, and a green shorter than them is reported. A stage
     serves a crossing where the net has ``<crossing>`` edges and the crossing's link is
-    green (walking distance: the crossing's length); without crossing edges, a stage
-    serves the crossing over each leg that none of its through links and none of its
-    protected (``G``) left or U turns enter or leave (the Korean practice of a crosswalk
-    beside the through movement; right and permissive turns yield to pedestrians), and
-    the crossing is ``lanes crossed * 3.2`` m long. Maximum green: ``maxDur`` where set,
+    green (walking distance: the crossing's length); without crossing edges, the crossing
+    over a leg walks once per cycle, in the longest green stage (the first of equals)
+    that none of its through links and none of its protected (``G``) left or U turns
+    enter or leave it (the Korean practice of a crosswalk beside the through movement;
+    right and permissive turns yield to pedestrians; a shorter lead or lag stage that
+    also leaves the leg free shows no walk, and neither does a stage that gives green to
+    left or U turns only, as in the pipeline's own plans), and the crossing is ``lanes
+    crossed * 3.2`` m long. Maximum green: ``maxDur`` where set,
     else ``max(2 * green, 60)`` s.
 """
 
@@ -42,11 +51,11 @@ import math
 import re
 import shutil
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any, cast
 from xml.etree import ElementTree
-from xml.sax.saxutils import unescape
+from xml.sax.saxutils import quoteattr, unescape
 
 from city_models.build import phase_specs
 from city_models.importers.base import POI_KINDS, PoiCandidate, SourceNet, need
@@ -75,7 +84,9 @@ TOL_S = 1e-6
 FIX_HINT = (
     "Fix the program in the model (netedit, or a tllogic file given to netconvert "
     "--tllogic-files), or pass --redesign-signals to replace every program with a "
-    "Korean-practice plan."
+    "Korean-practice plan, or fit_signals=True (city_models.importing.import_city) to keep "
+    "the model's stages and add only what the guard needs (all-reds, permissive turns, "
+    "pedestrian clearance)."
 )
 # elements of a route file and the attributes that name edges (space-separated lists)
 ROUTE_EDGE_LISTS = {"edges", "via"}
@@ -171,6 +182,7 @@ def read_sumo_model(
     sumocfg: Path | None = None,
     name: str | None = None,
     redesign_signals: bool = False,
+    fit_signals: bool = False,
     default_min_green_s: float = 10.0,
     walk_s: float = 7.0,
     ped_speed_mps: float = 1.0,
@@ -193,6 +205,10 @@ def read_sumo_model(
         The city's name (default: the net's file name without its suffixes).
     redesign_signals
         Replace every program by a plan the pipeline designs (``guessed_signals``).
+    fit_signals
+        Keep the model's programs with the least changes the guard needs
+        (:func:`_fit_program`), listed in the report's ``signals_fitted``; without it
+        (the default) such a program is reported and the import refused.
     default_min_green_s, walk_s, ped_speed_mps
         The minimum-green rules (module doc).
 
@@ -209,6 +225,7 @@ def read_sumo_model(
         "additional": [str(p) for p in additional],
         "sumocfg": str(sumocfg) if sumocfg is not None else None,
         "redesign_signals": redesign_signals,
+        "fit_signals": fit_signals,
         "default_min_green_s": default_min_green_s,
         "walk_s": walk_s,
         "ped_speed_mps": ped_speed_mps,
@@ -222,6 +239,16 @@ def read_sumo_model(
     actuated = sorted(tid for tid, p in kept.items() if p.type in ACTUATED_TYPES)
     if renamed or actuated:
         _rewrite_programs(net_file, kept)
+    fitted: dict[str, list[str]] = {}
+    if fit_signals and kept and not redesign_signals:
+        links = read_net(net_file).tls  # the links and their conflicts; programs change
+        for tid, prog in kept.items():
+            kept[tid], fitted[tid] = _fit_program(
+                prog, links.get(tid), xml, walk_s=walk_s, ped_speed_mps=ped_speed_mps
+            )
+        fitted = {tid: changes for tid, changes in fitted.items() if changes}
+        if fitted:
+            _install_programs(net_file, [kept[tid] for tid in sorted(fitted)], work)
     notes: list[str] = []
     if not xml.georeferenced:
         notes.append(
@@ -241,6 +268,7 @@ def read_sumo_model(
         "actuated_programs": actuated,
         "min_green_sources": {"minDur": 0, "pedestrian": 0, "default": 0},
         "min_all_red_s": None,
+        "signals_fitted": fitted,
         "georeferenced": xml.georeferenced,
     }
 
@@ -278,6 +306,11 @@ def read_sumo_model(
                     report["min_green_sources"][rule] += 1
             all_reds = [p.duration_s for plan in plans for p in plan.phases if p.kind == "all_red"]
             report["min_all_red_s"] = min(all_reds, default=None)
+            if fitted:
+                notes.append(
+                    f"{len(fitted)} program(s) fitted to the guard ({_fit_summary(fitted)}; "
+                    f"signals_fitted lists each change): {_sample(sorted(fitted))}"
+                )
             if actuated:
                 notes.append(
                     f"{len(actuated)} actuated program(s) kept as their static skeleton "
@@ -656,6 +689,133 @@ def _rewrite_programs(net_file: Path, kept: dict[str, _Program]) -> None:
     tmp.replace(net_file)
 
 
+FIT_ALL_RED = "all-red"
+FIT_PERMISSIVE = "permissive"
+FIT_PEDESTRIAN = "pedestrian"
+
+
+def _fit_program(
+    prog: _Program, tls: TlsInfo | None, xml: _NetXml, *, walk_s: float, ped_speed_mps: float
+) -> tuple[_Program, list[str]]:
+    """The program with the least changes the guard needs, and one line per change
+    (each starting with what it is: all-red, permissive, pedestrian).
+
+    1. After every yellow that runs straight into a green, an all-red of the guard's
+       floor (:data:`~signal_control.guard.ALL_RED_FLOOR_S`): the yellow's state with its
+       yellows red (greens carried through the yellow stay green). The greens keep their
+       durations, so the cycle grows.
+    2. Of two conflicting links both ``G`` (:func:`~city_models.plan_check.conflict_matrix`)
+       the one that gives way in SUMO's own right of way (the junction's ``<request>``)
+       becomes permissive ``g``, as SUMO drives it; where neither or both give way, the
+       turning one (else the higher index), as the pipeline's plans make a conflicting
+       right turn permissive.
+    3. A green shorter than the pedestrian clearance it carries (module doc) is lengthened
+       to it (whole seconds), its ``minDur`` raised to it where set.
+
+    A program that jumps (``next=``) or has no green is left as it is, to be reported.
+    """
+    kinds = _kinds([p.state for p in prog.phases])
+    if any(p.next for p in prog.phases) or "green" not in kinds or not prog.phases:
+        return prog, []
+    changes: list[str] = []
+    phases: list[_XmlPhase] = []
+    n = len(prog.phases)
+    for i, (phase, kind) in enumerate(zip(prog.phases, kinds, strict=True)):
+        phases.append(replace(phase))
+        if kind == "yellow" and kinds[(i + 1) % n] == "green":
+            phases.append(_XmlPhase(ALL_RED_FLOOR_S, phase.state.replace("y", "r"), None,
+                                    None, "", None))  # fmt: skip
+            changes.append(
+                f"{FIT_ALL_RED}: {ALL_RED_FLOOR_S:g} s after phase {i} ({phase.state!r})"
+            )
+    if tls is not None:
+        conflicts = conflict_matrix(tls)
+        for phase in phases:
+            if "y" in phase.state or len(phase.state) < len(conflicts):
+                continue
+            chars = list(phase.state)
+            while True:
+                hi = [k for k in range(len(conflicts)) if chars[k] == "G"]
+                pairs = [(a, b) for x, a in enumerate(hi) for b in hi[x + 1 :] if conflicts[a][b]]
+                if not pairs:
+                    break
+                a, b = pairs[0]
+                loser = _gives_way(tls, a, b)
+                chars[loser] = "g"
+                changes.append(
+                    f"{FIT_PERMISSIVE}: link {loser} g in {phase.state!r} (conflicts with "
+                    f"link {b if loser == a else a})"
+                )
+            phase.state = "".join(chars)
+    kinds = _kinds([p.state for p in phases])
+    greens = [(i, p.state, p.duration_s) for i, (p, k) in enumerate(zip(phases, kinds,
+              strict=True)) if k == "green"]  # fmt: skip
+    ped_of = _ped_clearances(tls, xml, walk_s=walk_s, ped_speed_mps=ped_speed_mps, greens=greens)
+    for i, state, duration in greens:
+        ped, crossing = ped_of(i, state)
+        need_s = float(math.ceil(ped - TOL_S))
+        phase = phases[i]
+        if need_s > duration + TOL_S:
+            phase.duration_s = need_s
+            changes.append(
+                f"{FIT_PEDESTRIAN}: green {state!r} {duration:g} -> {need_s:g} s ({crossing})"
+            )
+        if phase.min_dur_s is not None and 0 < phase.min_dur_s < need_s - TOL_S:
+            phase.min_dur_s = need_s
+            if phase.max_dur_s is not None and phase.max_dur_s < need_s:
+                phase.max_dur_s = need_s
+    if not changes:
+        return prog, []
+    return _Program(prog.tls_id, prog.type, KEPT_PROGRAM_ID, prog.offset_s, phases), changes
+
+
+def _gives_way(tls: TlsInfo, a: int, b: int) -> int:
+    """Which of two conflicting links gives way: SUMO's right of way where it is one-sided,
+    else the turning link (the higher index of two alike)."""
+    if tls.yields[a][b] != tls.yields[b][a]:
+        return a if tls.yields[a][b] else b
+    turning = [k for k in (a, b) if tls.links[k].direction != "s"]
+    return turning[0] if len(turning) == 1 else max(a, b)
+
+
+def _fit_summary(fitted: dict[str, list[str]]) -> str:
+    counts = dict.fromkeys((FIT_ALL_RED, FIT_PERMISSIVE, FIT_PEDESTRIAN), 0)
+    for changes in fitted.values():
+        for line in changes:
+            counts[line.split(":", 1)[0]] += 1
+    return ", ".join(f"{k}: {v}" for k, v in counts.items() if v)
+
+
+def _install_programs(net_file: Path, programs: list[_Program], work: Path) -> None:
+    """Write ``programs`` into the net as its static programs ``"0"`` (netconvert
+    ``--tllogic-files``; the model's ``minDur``/``maxDur`` go with them)."""
+
+    def attr(value: float | None, name: str) -> str:
+        return f' {name}="{value:g}"' if value is not None else ""
+
+    lines = ["<additional>"]
+    for prog in programs:
+        lines.append(
+            f'  <tlLogic id={quoteattr(prog.tls_id)} type="static" '
+            f'programID="{KEPT_PROGRAM_ID}" offset="{prog.offset_s:g}">'
+        )
+        for p in prog.phases:
+            name = f" name={quoteattr(p.name)}" if p.name else ""
+            lines.append(
+                f'    <phase duration="{p.duration_s:g}" state="{p.state}"'
+                f"{attr(p.min_dur_s, 'minDur')}{attr(p.max_dur_s, 'maxDur')}{name}/>"
+            )
+        lines.append("  </tlLogic>")
+    lines.append("</additional>")
+    tll = work / "all_red.tll.xml"
+    tll.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    out = net_file.with_name("with_all_red." + net_file.name)
+    run_tool("netconvert", ["-s", net_file, "--tllogic-files", tll, "-o", out],
+             what="inserting all-reds into the model's programs")  # fmt: skip
+    out.replace(net_file)
+    tll.unlink()
+
+
 # --------------------------------------------------------------------------- signals
 
 
@@ -679,7 +839,14 @@ def _kinds(states: list[str]) -> list[str]:
         elif "y" in s:
             out.append("yellow")
         elif any(c in "Gg" for c in s):
-            carried = after_yellow and all(prev[k] in "Gg" for k, c in enumerate(s) if c in "Gg")
+            # an all-red may carry greens on through the change, never give a new one: a
+            # link newly green, or permissive ``g`` becoming protected ``G`` (a protected
+            # left after the opposing through's yellow), starts a green stage
+            carried = after_yellow and all(
+                prev[k] == "G" or (prev[k] == "g" and c == "g")
+                for k, c in enumerate(s)
+                if c in "Gg"
+            )
             out.append("all_red" if carried else "green")
         else:
             out.append("all_red" if after_yellow else "red")
@@ -687,13 +854,21 @@ def _kinds(states: list[str]) -> list[str]:
 
 
 def _ped_clearances(
-    tls: TlsInfo | None, xml: _NetXml, *, walk_s: float, ped_speed_mps: float
+    tls: TlsInfo | None,
+    xml: _NetXml,
+    *,
+    walk_s: float,
+    ped_speed_mps: float,
+    greens: Sequence[tuple[int, str, float]] = (),
 ) -> Any:
-    """A function: state -> (pedestrian clearance in s or 0, what it crosses)."""
+    """A function: (phase index, state) -> (pedestrian clearance in s or 0, what it
+    crosses). ``greens`` are the program's green phases (index, state, duration): without
+    ``<crossing>`` edges, each crossing walks in one stage per cycle, the longest green
+    that leaves its leg free (the first of equals), as in the plans the pipeline designs."""
     crossings = xml.crossing_links.get(tls.id, {}) if tls is not None else {}
     if xml.crossing_lengths:  # the model draws its crossings: use those only
 
-        def from_crossings(state: str) -> tuple[float, str]:
+        def from_crossings(_index: int, state: str) -> tuple[float, str]:
             served = [
                 (xml.crossing_lengths[c], c)
                 for k, c in crossings.items()
@@ -706,7 +881,7 @@ def _ped_clearances(
 
         return from_crossings
     if tls is None:
-        return lambda state: (0.0, "")
+        return lambda _index, _state: (0.0, "")
     legs: dict[tuple[str, str], set[str]] = {}
     link_legs: list[tuple[tuple[str, str], tuple[str, str]]] = []
     for link in tls.links:
@@ -719,7 +894,7 @@ def _ped_clearances(
         legs.setdefault(leg_out, set()).add(e_out.id)
         link_legs.append((leg_in, leg_out))
 
-    def from_legs(state: str) -> tuple[float, str]:
+    def blocked_by(state: str) -> set[tuple[str, str]]:
         blocked: set[tuple[str, str]] = set()
         for link, pair in zip(tls.links, link_legs, strict=True):
             ch = state[link.index] if link.index < len(state) else "r"
@@ -727,9 +902,28 @@ def _ped_clearances(
             protected_turn = link.direction in {"l", "L", "t"} and ch == "G"
             if through or protected_turn:
                 blocked.update(pair)
+        return blocked
+
+    def turns_only(state: str) -> bool:  # a protected-turn stage: no walk beside it
+        green = [k for k in tls.links if k.index < len(state) and state[k.index] in "Gg"]
+        return all(k.direction in {"l", "L", "t"} for k in green)
+
+    # the stage each leg's crossing walks in: the longest green leaving it free
+    walks_in: dict[tuple[str, str], int] = {}
+    longest: dict[tuple[str, str], float] = {}
+    for index, state, duration in greens:
+        if turns_only(state):
+            continue
+        free = set(legs) - blocked_by(state)
+        for leg in free:
+            if duration > longest.get(leg, -1.0) + TOL_S:
+                walks_in[leg], longest[leg] = index, duration
+
+    def from_legs(index: int, state: str) -> tuple[float, str]:
+        blocked = blocked_by(state)
         served = []
         for leg, edge_ids in legs.items():
-            if leg not in blocked:
+            if leg not in blocked and walks_in.get(leg) == index:
                 lanes = sum(xml.edges[e].vehicle_lanes for e in edge_ids)
                 served.append((lanes * LANE_WIDTH_M, " ".join(sorted(edge_ids))))
         if not served:
@@ -765,7 +959,9 @@ def _plan_of(
         )
     if not prog.phases:
         problems.append(f"signal {tid}, program {prog.program_id!r}: the program has no phases")
-    ped_of = _ped_clearances(tls, xml, walk_s=walk_s, ped_speed_mps=ped_speed_mps)
+    greens = [(i, p.state, p.duration_s) for i, (p, k) in enumerate(zip(prog.phases, kinds,
+              strict=True)) if k == "green"]  # fmt: skip
+    ped_of = _ped_clearances(tls, xml, walk_s=walk_s, ped_speed_mps=ped_speed_mps, greens=greens)
     conflicts = conflict_matrix(tls) if tls is not None else None
     width = len(tls.links) if tls is not None and not xml.crossing_links.get(tid) else None
     width = width if width is not None else (len(states[0]) if states else 0)
@@ -804,7 +1000,7 @@ def _plan_of(
                     f"a green followed directly by a {_kind_word(nxt)} (phase "
                     f"{(i + 1) % n}) without a yellow",
                 )
-            ped, crossing = ped_of(xp.state)
+            ped, crossing = ped_of(i, xp.state)
             if xp.min_dur_s is not None and xp.min_dur_s > 0:
                 min_green, source = xp.min_dur_s, "minDur"
                 if min_green > d + TOL_S:

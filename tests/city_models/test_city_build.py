@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import math
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -19,8 +20,9 @@ from city_models.features import approach_edge, strongly_connected_edges
 from city_models.geo import lonlat_to_xy, xy_to_lonlat
 from city_models.manifest import MANIFEST_NAME
 from city_models.net import TlsInfo
-from city_models.presets import SUWON_LAT, SUWON_LON, get_preset
+from city_models.presets import SUWON_LAT, SUWON_LON, get_preset, with_overrides
 from city_models.signals import LANE_WIDTH_M, axis_of
+from tests.conftest import LIGHT_DISTRICT
 from twin.engine.sumo_tools import sumo_binary, tool_env
 from twin.errors import CityError
 
@@ -407,7 +409,8 @@ def test_build_cache_reuses_and_force_rebuilds(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_rebuild_gives_the_same_content_hash(district_city: City, tmp_path: Path) -> None:
-    again = build_city("district", seed=district_city.manifest.seed, out=tmp_path / "again")
+    again = build_city("district", seed=district_city.manifest.seed, out=tmp_path / "again",
+                       overrides=LIGHT_DISTRICT)  # fmt: skip
     assert again.manifest.cache_key == district_city.manifest.cache_key
     assert again.manifest.content_hash == district_city.manifest.content_hash
 
@@ -493,3 +496,22 @@ def test_build_city_rejects_bad_arguments(tmp_path: Path) -> None:
     with pytest.raises(CityError, match="cities_dir"):
         build_city("district", seed=1)
     assert not (tmp_path / "x").exists()
+
+
+def test_overrides_enter_the_cache_key_and_the_demand(district_city: City) -> None:
+    """The suite's light district differs from the calibrated preset only in its demand."""
+    light = with_overrides(get_preset("district"), LIGHT_DISTRICT)
+    assert cache_key(light, 1) == district_city.manifest.cache_key
+    assert cache_key(get_preset("district"), 1) != district_city.manifest.cache_key
+    assert district_city.manifest.demand.peak_trips_per_h == 3600
+    assert get_preset("district").peak_trips_per_h > 3600
+
+
+@pytest.mark.parametrize(
+    ("overrides", "words"),
+    [({"name": "x"}, "cannot be overridden; allowed:"), ({"peak_trips_per_h": 0}, "a number > 0"),
+     ({"lat": 1.0}, "'lat' cannot be overridden")],
+)  # fmt: skip
+def test_bad_overrides_are_named(overrides: dict[str, Any], words: str) -> None:
+    with pytest.raises(CityError, match=re.escape(words)):
+        with_overrides(get_preset("district"), overrides)

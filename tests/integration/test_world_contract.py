@@ -66,6 +66,10 @@ def _observe(city_path: str, run_dir: str, backend: str) -> dict[str, Any]:
         out["lane_position_m"] = world.lane_position_m(some)
         out["lane_index"] = world.lane_index(some)
         out["edge_vehicle_ids"] = sorted(world.edge_vehicle_ids(r[i]))
+        lane = f"{session.sumo.vehicle.getRoadID(some)}_{out['lane_index']}"
+        out["approaching"] = [tuple(a) for a in world.approaching([lane], within_m=1e6)]
+        out["approaching_near"] = [tuple(a) for a in world.approaching([lane], within_m=0.0)]
+        out["some_lane"] = (lane, session.sumo.lane.getLength(lane) - out["lane_position_m"])
 
         # a probe vehicle: inserted, tracked, stopped, re-routed, taken out
         world.add_vehicle("probe", route, type_id="ambulance", depart_s=world.time_s)
@@ -88,6 +92,14 @@ def _observe(city_path: str, run_dir: str, backend: str) -> dict[str, Any]:
         out["rerouted"] = world.reroute("probe")
         out["avoided"] = avoid
         world.keep_lane("probe", 0, duration_s=10.0)
+        # the signal ahead, and a speed cap set and lifted (an EV's driver at red)
+        ahead = world.next_signal("probe")
+        out["next_signal"] = None if ahead is None else tuple(ahead)
+        free = session.sumo.vehicle.getMaxSpeed("probe")
+        world.cap_speed("probe", 3.0)
+        capped = session.sumo.vehicle.getMaxSpeed("probe")
+        world.cap_speed("probe", None)
+        out["max_speed"] = (free, capped, session.sumo.vehicle.getMaxSpeed("probe"))
         world.remove_vehicle("probe")
         session.run(151.0)
         out["probe_present_after_remove"] = world.vehicle_present("probe")
@@ -129,7 +141,9 @@ def observed(district_city: City, tmp_path_factory: pytest.TempPathFactory) -> d
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_each_world_call_does_what_it_says(observed: dict[str, Any], backend: str) -> None:
+def test_each_world_call_does_what_it_says(
+    observed: dict[str, Any], backend: str, district_city: City
+) -> None:
     o = observed[backend]
     assert o["time_s"] == o["state_t_s"] == 120.0
     assert any(o["lane_halting"]) or sum(o["loop_counts"]) > 0  # traffic is there
@@ -140,6 +154,12 @@ def test_each_world_call_does_what_it_says(observed: dict[str, Any], backend: st
     assert o["on_route"][0][1] == index
     assert o["lane_position_m"] >= 0 and o["lane_index"] >= 0
     assert o["vehicles"][0] in o["edge_vehicle_ids"]
+    lane, to_end = o["some_lane"]
+    cars = {a[0]: a for a in o["approaching"]}
+    _vid, a_lane, a_distance, _speed = cars[o["vehicles"][0]]
+    assert a_lane == lane and a_distance == pytest.approx(to_end)
+    assert all(a[1] == lane and a[2] >= -1e-9 and a[3] >= 0 for a in o["approaching"])
+    assert all(a[2] <= 0.0 for a in o["approaching_near"])  # within_m is a bound
     ids, x, y, edge, dist = o["tracked"]
     assert ids == ["probe"] and np.isfinite([x, y]).all() and dist > 0
     assert o["probe_present"]
@@ -148,6 +168,11 @@ def test_each_world_call_does_what_it_says(observed: dict[str, Any], backend: st
     assert o["after_change"] == o["rerouted"][-1]
     assert o["avoided"] not in o["rerouted"]  # the believed-blocked street is avoided
     assert o["probe_present_after_remove"] is False
+    tls, link, distance, state = o["next_signal"]  # its route crosses signals
+    assert tls in {s.id for s in district_city.manifest.signals}
+    assert link >= 0 and distance >= 0 and state in "rRyYgGsuoO"
+    free, capped, lifted = o["max_speed"]
+    assert capped == 3.0 and lifted == free > 3.0
     _edge, before, after = o["slow_edge"]
     assert after > before  # 2 m/s limit: the empty street's estimate grows
     assert all("emergency" not in d and "passenger" not in d

@@ -21,6 +21,7 @@ from signal_control.timing import (
     TimingFlag,
     TimingNetwork,
     TimingParams,
+    TimingWorkspace,
     estimate_timings,
     max_pressure,
     smooth_timings,
@@ -92,10 +93,21 @@ def random_counts(
     return counts
 
 
+def assert_same_estimate(got: TimingEstimate, want: TimingEstimate) -> None:
+    """Bit for bit (NaN where NaN), field by field, dtypes included."""
+    for name, a, b in zip(got._fields, got, want, strict=True):
+        assert a.dtype == b.dtype and a.shape == b.shape, name
+        np.testing.assert_array_equal(a, b, err_msg=name, strict=True)
+
+
 def check_estimate(net: TimingNetwork, counts: Any, params: TimingParams) -> TimingEstimate:
-    """Kernel == reference, plus the invariants every estimate must satisfy."""
+    """Kernel == reference, plus the invariants every estimate must satisfy; a reused
+    workspace gives the same bits as new arrays."""
     out = estimate_timings(net, counts, params)
     ref = estimate_timings_reference(net, counts, params)
+    ws = TimingWorkspace(net)
+    estimate_timings(net, np.zeros(net.n_lanes), params, out=ws)  # something to overwrite
+    assert_same_estimate(estimate_timings(net, counts, params, out=ws), out)
     n, n_p = net.n_intersections, net.n_phases
     shapes = (n, n_p, n_p, n, n_p, n)
     for name, got, want, shape in zip(out._fields, out, ref, shapes, strict=True):
@@ -515,6 +527,92 @@ def test_results_are_repeatable() -> None:
         np.testing.assert_array_equal(a, b)
 
 
+def test_results_without_workspace_are_the_callers() -> None:
+    """Without ``out`` every call returns new, writable arrays: a later call (which shares
+    only scratch with it) leaves an earlier result alone."""
+    rng = np.random.default_rng(10)
+    net = random_network(rng, 30)
+    params = TimingParams(window_s=900.0)
+    first = estimate_timings(net, random_counts(rng, net, 900.0), params)
+    kept = TimingEstimate._make(a.copy() for a in first)
+    counts = random_counts(rng, net, 900.0, max_flow_vph=1500.0)
+    second = estimate_timings(net, counts, params)
+    assert_same_estimate(first, kept)
+    for a, b in zip(first, second, strict=True):
+        assert a.flags.writeable and not np.shares_memory(a, b)
+    first.green_s[:] = -1.0  # the caller's to change: nothing else moves
+    assert_same_estimate(estimate_timings(net, counts, params), second)
+
+
+# --------------------------------------------------------------------------- workspace
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_workspace_is_reused_in_place(seed: int) -> None:
+    """One workspace, many calls: the same result object and arrays each time, rewritten
+    with exactly what a call without ``out`` returns."""
+    rng = np.random.default_rng(300 + seed)
+    net = random_network(rng, 70, phases=(0, 7), lanes=(0, 8), shared_share=0.3)
+    params = TimingParams(window_s=300.0, c_min_s=30.0, c_max_s=120.0)
+    ws = TimingWorkspace(net)
+    assert ws.network is net
+    arrays = None
+    for flow_vph in (100.0, 1500.0, 0.0, 600.0):
+        counts = random_counts(rng, net, 300.0, max_flow_vph=flow_vph)
+        got = estimate_timings(net, counts, params, out=ws)
+        assert got is ws.result
+        if arrays is None:
+            arrays = [id(a) for a in got]
+        assert [id(a) for a in got] == arrays
+        assert_same_estimate(got, estimate_timings(net, counts, params))
+        assert_same_estimate(got, check_estimate(net, counts, params))
+
+
+def test_workspace_result_is_read_only() -> None:
+    net, counts, params = two_phase((0.25, 0.35))
+    out = estimate_timings(net, counts, params, out=TimingWorkspace(net))
+    for name, arr in zip(out._fields, out, strict=True):
+        assert not arr.flags.writeable, name
+        with pytest.raises(ValueError, match="read-only"):
+            arr[0] = 0
+    np.testing.assert_allclose(out.cycle_s, [50.0])
+
+
+def test_workspace_of_another_network_is_refused() -> None:
+    net, counts, params = two_phase((0.25, 0.35))
+    twin, _, _ = two_phase((0.25, 0.35))  # equal arrays, another network
+    with pytest.raises(ValueError, match="out must be a TimingWorkspace made for this network"):
+        estimate_timings(net, counts, params, out=TimingWorkspace(twin))
+    with pytest.raises(TypeError, match="TimingNetwork"):
+        TimingWorkspace("net")  # type: ignore[arg-type]
+
+
+def test_bad_counts_keep_the_workspace_result() -> None:
+    net, counts, params = two_phase((0.25, 0.35))
+    ws = TimingWorkspace(net)
+    good = TimingEstimate._make(a.copy() for a in estimate_timings(net, counts, params, out=ws))
+    with pytest.raises(ValueError, match=r"count_veh\[1\]=-1.0"):
+        estimate_timings(net, [450.0, -1.0], params, out=ws)
+    assert_same_estimate(ws.result, good)
+    assert_same_estimate(estimate_timings(net, counts, params, out=ws), good)
+
+
+def test_workspace_of_empty_networks() -> None:
+    params = TimingParams(window_s=900.0)
+    for ptr in ([0], [0, 0, 0]):
+        net = TimingNetwork.create(
+            phase_ptr=ptr,
+            phase_lane_ptr=[0],
+            phase_lanes=[],
+            sat_flow_vph=[1800.0],
+            lost_s=[],
+            intergreen_s=[],
+            min_green_s=[],
+        )
+        out = estimate_timings(net, [5.0], params, out=TimingWorkspace(net))
+        assert_same_estimate(out, estimate_timings_reference(net, [5.0], params))
+
+
 # --------------------------------------------------------------------------- validation
 
 
@@ -656,6 +754,21 @@ def test_property_estimate_invariants_and_reference(
     np.testing.assert_allclose(out.flow_ratio, ref.flow_ratio, rtol=1e-12, atol=1e-15)
     np.testing.assert_allclose(out.green_s, ref.green_s, rtol=1e-7, atol=1e-7)
     np.testing.assert_allclose(out.cycle_s, ref.cycle_s, rtol=1e-7, atol=1e-7)
+
+
+@given(case=networks(), more=st.lists(st.floats(0.0, 3000.0), min_size=12, max_size=12))
+def test_property_workspace_reused_gives_the_same_bits(
+    case: tuple[TimingNetwork, np.ndarray, TimingParams], more: list[float]
+) -> None:
+    """A workspace used for two calls in a row gives each the bits of a fresh call."""
+    net, counts, params = case
+    other = np.array(more[: net.n_lanes])
+    other[::3] = np.nan
+    ws = TimingWorkspace(net)
+    for c in (counts, other, counts):
+        assert_same_estimate(
+            estimate_timings(net, c, params, out=ws), estimate_timings(net, c, params)
+        )
 
 
 # --------------------------------------------------------------------------- smoothing

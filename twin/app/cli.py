@@ -127,6 +127,70 @@ def city_build(
     out.print(f"Open it in sumo-gui: sumo-gui -c {city.sumocfg_path}")
 
 
+@city_app.command("check-peak")
+def city_check_peak(
+    city_dir: Annotated[
+        Path | None, typer.Option("--city", help="A built or imported city folder.")
+    ] = None,
+    preset: Annotated[
+        str, typer.Option(help="Else this preset, built if needed: " + " | ".join(PRESETS))
+    ] = "district",
+    period: Annotated[str, typer.Option(help="Demand period: am_peak | pm_peak | ...")] = "am_peak",
+    scale: Annotated[float, typer.Option(help="× the period's demand.")] = 1.0,
+    seeds: Annotated[str, typer.Option(help="Seeds: 1-3, or 1,2,5.")] = "1",
+    duration_s: Annotated[float, typer.Option(help="Simulated seconds per run.")] = 3600.0,
+    warmup_s: Annotated[float, typer.Option(help="Seconds before measuring.")] = 900.0,
+    workers: Annotated[int | None, typer.Option(help="Runs at once (default: cores).")] = None,
+    data_dir: DataDir = None,
+    as_json: JsonOut = False,
+) -> None:
+    """Does the city's peak look like a Korean city centre at peak? Background traffic
+    only (no EV), fixed-time plans: speeds, v/c, stops/km, intersection delay against
+    the targets (docs/CALIBRATION.md). Every run is recorded."""
+    from rich.progress import MofNCompleteColumn, TimeElapsedColumn
+
+    from city_models.build import build_city, load_city
+    from twin.app.peak import PEAK_TARGETS, check_peak
+    from twin.app.study import parse_seeds
+
+    settings = _settings(data_dir, None)
+    if city_dir is not None:
+        city = load_city(city_dir)
+    else:
+        with err.status(f"preparing city {preset}…") as status:
+            city = build_city(preset, seed=1, cities_dir=settings.cities_dir,
+                              progress=status.update)  # fmt: skip
+    chosen = parse_seeds(seeds)
+    work = settings.data_dir / "check-peak"
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=err) as bar:  # fmt: skip
+        task = bar.add_task(f"check-peak {city.name} {period}", total=len(chosen))
+        fraction: dict[str, float] = {}
+
+        def on_progress(run_id: str, done_s: float, total_s: float) -> None:
+            fraction[run_id] = done_s / total_s if total_s > 0 else 1.0
+            bar.update(task, completed=sum(fraction.values()))
+
+        result = check_peak(
+            settings, city, period=period, seeds=chosen, work_dir=work, scale=scale,
+            duration_s=duration_s, warmup_s=warmup_s, workers=workers, progress=on_progress,
+        )  # fmt: skip
+    if as_json:
+        typer.echo(json.dumps(result))
+        return
+    table = Table(title=f"Peak check: {city.name}, {period} × {scale:g}, seeds {seeds}")
+    for col in ("figure", "measured", "target", "met"):
+        table.add_column(col)
+    for key, (lo, hi) in PEAK_TARGETS.items():
+        value = result[key]
+        table.add_row(key, "-" if value is None else f"{value:g}", f"{lo:g}–{hi:g}",
+                      "yes" if result["met"][key] else "NO")  # fmt: skip
+    out.print(table)
+    met = "yes" if result["all_met"] else "no"
+    out.print(f"All targets met: {met}; teleports {result['teleports']}, "
+              f"mean delay {result['mean_delay_s']} s")  # fmt: skip
+
+
 @city_app.command("show")
 def city_show(
     city_dir: Annotated[Path, typer.Argument(help="A built or imported city folder.")],
@@ -693,6 +757,98 @@ def _study(
         out.print(f"{len(records)} runs recorded: twin runs list; ids in --json.")
     if failed:
         err.print(rich_escape("Failed runs:\n" + "\n".join(failed)))
+        raise typer.Exit(1)
+
+
+# ----------------------------------------------------------------------------- sweep
+@app.command("sweep")
+def sweep(
+    sweep_file: Annotated[Path, typer.Argument(help="SWEEP.toml: scenarios x grid x seeds.")],
+    scheduler: Annotated[
+        str | None,
+        typer.Option(
+            "--scheduler",
+            help="Dask scheduler tcp://HOST:PORT (workers: --nthreads 1 --resources sumo=1), "
+            "or 'local' for a Dask cluster here; default: the local process pool.",
+        ),
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Runs at once on the pool or 'local' (default: cores).")
+    ] = None,
+    out_dir: Annotated[
+        Path | None,
+        typer.Option("--out", help="Folder for cells.parquet, summary.parquet [DATA/sweeps/NAME]."),
+    ] = None,
+    fresh: Annotated[
+        bool, typer.Option("--fresh", help="Run every cell again, also those done already.")
+    ] = False,
+    metric: Annotated[
+        list[str] | None, typer.Option("--metric", help="Add a metric to the table.")
+    ] = None,
+    data_dir: DataDir = None,
+    db: DbUrl = None,
+    as_json: JsonOut = False,
+) -> None:
+    """Run a sweep file: every cell a recorded run; cells done already are skipped.
+
+    Prints mean, 95 % CI and the paired difference per variant; writes the cells and
+    the summary as Parquet. Exit 1 when a cell failed (the others are kept)."""
+    from twin.app.sweep import (
+        default_out_dir,
+        load_sweep,
+        plan_sweep,
+        progress_bar,
+        run_cells,
+        study_tables,
+        write_tables,
+    )
+
+    settings = _settings(data_dir, db)
+    spec = load_sweep(sweep_file)
+    with err.status(f"preparing sweep {spec.name}…"):
+        plan = plan_sweep(spec, settings)
+    requests = [c.request for c in plan.cells]
+    with progress_bar(f"{spec.name}: {len(requests)} cells", len(requests), console=err,
+                      transient=True) as on_progress:  # fmt: skip
+        try:
+            done = run_cells(settings, requests, workers=workers, scheduler=scheduler,
+                             resume=not fresh, progress=on_progress)  # fmt: skip
+        except KeyboardInterrupt:
+            err.print("Interrupted: the cells not ended are recorded failed; run it again.")
+            raise typer.Exit(130) from None
+    paths = write_tables(plan, done, out_dir or default_out_dir(settings, spec))
+    tables = study_tables(plan, done, metrics=metric or [])
+    failed = [
+        f"{r.id} ({c.scenario} {c.variant}, seed {c.seed}): {r.error}"
+        for c, r in zip(plan.cells, done.records, strict=True)
+        if r.status != "done"
+    ]
+    payload = {
+        "sweep": spec.name, "cells": len(requests), "resumed": sum(done.resumed),
+        "ran": len(requests) - sum(done.resumed), "failed": failed,
+        "runs": [r.id for r in done.records],
+        **{f"{k}_table": str(p) for k, p in paths.items()},
+        "table": {entry: {label: {m: vars(s) for m, s in row.items()}
+                          for label, row in table.items()} for entry, table in tables.items()},
+    }  # fmt: skip
+    if as_json:
+        typer.echo(json.dumps(payload, default=str, allow_nan=True))
+    else:
+        for entry, table in tables.items():
+            ref = next(iter(table), "")
+            for label, row in table.items():
+                t = Table(title=rich_escape(f"{spec.name}: {entry} {label}"))
+                for col in ("metric", "n", "mean", "95 % CI", f"vs {ref} (paired)"):
+                    t.add_column(col, justify="left" if col == "metric" else "right")
+                for name, sm in row.items():
+                    paired = sm.diff_mean is not None and sm.diff_mean == sm.diff_mean
+                    diff = f"{sm.diff_mean:+.3g} ± {sm.diff_ci95:.2g}" if paired else ""
+                    t.add_row(name, str(sm.n), f"{sm.mean:.4g}", f"± {sm.ci95:.3g}", diff)
+                out.print(t)
+        out.print(f"{len(requests)} cells ({payload['resumed']} done before, {payload['ran']} "
+                  f"run now); tables: {paths['cells']}, {paths['summary']}")  # fmt: skip
+    if failed:
+        err.print(rich_escape("Failed cells:\n" + "\n".join(failed)))
         raise typer.Exit(1)
 
 

@@ -204,6 +204,7 @@ def build_run(
         config,
         routes=(*config.routes, *prepared.routes),
         additional=(*config.additional, *prepared.additional),
+        extra_args=(*config.extra_args, *prepared.sumo_args),
     )
     extra_xml = control.extra_additional_xml() if control is not None else None
     if extra_xml:

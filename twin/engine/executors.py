@@ -24,8 +24,9 @@ and ends too.
 
 - :class:`LocalProcess` runs one request at a time, in the foreground (the CLI).
 - :class:`Pool` keeps a queue of requests and runs up to ``workers`` of them at once,
-  each in its own process (benchmarks). A distributed backend (Dask) would be a third
-  implementation of :class:`Executor`.
+  each in its own process (benchmarks, sweeps).
+- :func:`execute_queued` runs one recorded run in its own process for an executor
+  whose workers outlive runs: the Dask backend (:mod:`twin.engine.dask_executor`).
 - :class:`Dispatcher` runs the queue that lives in the *database* (the HTTP API): the
   runs a :class:`QueueSource` names, claimed one by one (:meth:`RunStore.claim`), so a
   server restart loses no queued run; at start it fails the runs a dead server left
@@ -1076,6 +1077,51 @@ class Dispatcher:
                 self.source.ended(record)
             except Exception:  # the source's bookkeeping must not stop the runs
                 log.exception("run %s: the queue source failed on its end", job.run_id)
+
+
+def execute_queued(
+    settings: Settings,
+    work: Work,
+    run_id: str,
+    request: RunRequest,
+    *,
+    progress: Progress | None = None,
+) -> RunRecord:
+    """Start a recorded ``queued`` run in its own spawned worker process, wait for it,
+    and return its final record (the same worker and life cycle as :class:`Pool`'s).
+
+    For executors whose own workers outlive a run (a Dask worker runs many): the run
+    still gets a fresh process, so libsumo's one simulation per process holds and a
+    crash takes only that run. The run is claimed first (:meth:`RunStore.claim`); a run
+    that is no longer queued (claimed by another attempt, cancelled) is not started and
+    its record is returned as it is.
+    """
+    store = RunStore(settings.db_url, migrate=False)
+    try:
+        if not store.claim(run_id):
+            return store.get(run_id)
+        settings.run_dir(run_id).mkdir(parents=True, exist_ok=True)
+        procs = _Processes(settings, work, store)
+        try:
+            job = procs.start(run_id, request, claimed=True)
+        except Exception as exc:  # a start that fails must end the record
+            log.error("run %s could not start: %s", run_id, exc)
+            store.mark_failed(run_id, error=f"Could not start: {exc}")
+            return store.get(run_id)
+        relay: RunProgress | None = None
+        if progress is not None:
+            on_progress = progress
+
+            def relay(_run_id: str, done_s: float, total_s: float) -> None:
+                on_progress(done_s, total_s)
+
+        while job.proc.is_alive():
+            job.proc.join(POLL_S)
+            procs.drain(job, relay)
+        procs.drain(job, relay)
+        return procs.finish(job)
+    finally:
+        store.close()
 
 
 def run_requests(

@@ -27,6 +27,7 @@ import numpy.typing as npt
 
 from twin.engine.state import IntArray, TwinState
 from twin.engine.sumo_tools import diagnose, iter_xml_elements, sumo_binary
+from twin.engine.world import Approaching, NextSignal
 from twin.errors import SumoError
 
 log = logging.getLogger(__name__)
@@ -185,6 +186,8 @@ class SumoSession:
         self._vehicle_vars: tuple[int, ...] = ()
         self._subscribed: set[str] = set()
         self._lane_disallowed: dict[str, tuple[str, ...]] = {}
+        self._free_max_speed: dict[str, float] = {}
+        self._lane_length: dict[str, float] = {}
         self.detector_period_s = detector_period_s
 
     # ------------------------------------------------------------------ lifecycle
@@ -431,6 +434,44 @@ class SumoSession:
                              departLane="best", departSpeed="max")  # fmt: skip
         except Exception as exc:
             raise SumoError(f"SUMO refused vehicle {vehicle_id!r}: {exc}") from exc
+
+    def next_signal(self, vehicle_id: str) -> NextSignal | None:
+        """The next signal on the vehicle's way (SUMO's ``getNextTLS``): the signal, the
+        link the vehicle will use, the distance to its stop line and the link's state
+        now; ``None`` when no signal is ahead."""
+        ahead = self.sumo.vehicle.getNextTLS(vehicle_id)
+        if not ahead:
+            return None
+        tls, index, distance, state = ahead[0]
+        return NextSignal(str(tls), int(index), float(distance), str(state))
+
+    def approaching(self, lane_ids: Sequence[str], *, within_m: float) -> list[Approaching]:
+        """The vehicles on these lanes within ``within_m`` of the lane's end (its stop
+        line at a junction), with that distance and their speed."""
+        lane, vehicle = self.sumo.lane, self.sumo.vehicle
+        out = []
+        for lane_id in lane_ids:
+            length = self._lane_length.get(lane_id)
+            if length is None:
+                length = self._lane_length[lane_id] = float(lane.getLength(lane_id))
+            for vid in lane.getLastStepVehicleIDs(lane_id):
+                distance = length - float(vehicle.getLanePosition(vid))
+                if distance <= within_m:
+                    out.append(Approaching(vid, lane_id, distance, float(vehicle.getSpeed(vid))))
+        return out
+
+    def cap_speed(self, vehicle_id: str, speed_mps: float | None) -> None:
+        """Cap the vehicle's speed at ``speed_mps`` (its own maximum: SUMO slows it down
+        within its deceleration), or lift the cap (``None``: the maximum it had before
+        the first cap; nothing to do for a vehicle that has left)."""
+        vehicle = self.sumo.vehicle
+        if speed_mps is None:
+            free = self._free_max_speed.pop(vehicle_id, None)
+            if free is not None and vehicle_id in vehicle.getIDList():
+                vehicle.setMaxSpeed(vehicle_id, free)
+            return
+        self._free_max_speed.setdefault(vehicle_id, float(vehicle.getMaxSpeed(vehicle_id)))
+        vehicle.setMaxSpeed(vehicle_id, float(speed_mps))
 
     def set_route(self, vehicle_id: str, route_edges: Sequence[str]) -> None:
         """Replace the vehicle's remaining route (it must start with its current edge)."""

@@ -11,13 +11,31 @@ session, so it cannot reach SUMO other than through these calls.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
 from signal_control.interfaces import SignalDisplay
 from twin.engine.state import TwinState
+
+
+class NextSignal(NamedTuple):
+    """The next signal on a vehicle's way, as SUMO sees it now."""
+
+    tls: str
+    link_index: int
+    distance_m: float  # from the vehicle's front to the stop line
+    state: str  # the link's state now: one of SUMO's r y G g s (u o O)
+
+
+class Approaching(NamedTuple):
+    """A vehicle on its way to the end of a lane (a stop line), as SUMO sees it now."""
+
+    vehicle_id: str
+    lane_id: str
+    distance_m: float  # from the vehicle's front to the end of the lane
+    speed_mps: float
 
 
 class World(SignalDisplay, Protocol):
@@ -79,6 +97,12 @@ class World(SignalDisplay, Protocol):
     def keep_lane(self, vehicle_id: str, lane_index: int, *, duration_s: float) -> None: ...
 
     def remove_vehicle(self, vehicle_id: str) -> None: ...
+
+    def next_signal(self, vehicle_id: str) -> NextSignal | None: ...
+
+    def approaching(self, lane_ids: Sequence[str], *, within_m: float) -> list[Approaching]: ...
+
+    def cap_speed(self, vehicle_id: str, speed_mps: float | None) -> None: ...
 
     # network edits
     def close_lanes(self, lane_ids: Sequence[str]) -> None: ...

@@ -4,6 +4,8 @@ apps with the stand-in work or the real one, tenants and keys."""
 
 from __future__ import annotations
 
+import json
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -14,6 +16,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from city_models.build import City, cache_key
+from city_models.manifest import MANIFEST_NAME
 from city_models.presets import get_preset
 from tests.twin.api.work import work as stand_in
 from twin.app.api import create_app, load_api_settings
@@ -26,12 +29,18 @@ WAIT_S = 120.0
 
 
 def link_district(data_dir: Path, city: City) -> None:
-    """Make ``build_city('district', seed=1)`` in ``data_dir`` find the session's city."""
+    """Make ``build_city('district', seed=1)`` in ``data_dir`` find the session's city:
+    a copy of it (the suite's light district, tests/conftest.py) filed under the
+    default preset's cache key, so the API runs the suite's demand."""
     cities = data_dir / "cities"
     cities.mkdir(parents=True, exist_ok=True)
-    target = cities / f"district-s1-{cache_key(get_preset('district'), 1)}"
+    key = cache_key(get_preset("district"), 1)
+    target = cities / f"district-s1-{key}"
     if not target.exists():
-        target.symlink_to(city.path, target_is_directory=True)
+        shutil.copytree(city.path, target, symlinks=True)
+        manifest = json.loads((target / MANIFEST_NAME).read_text(encoding="utf-8"))
+        manifest["cache_key"] = key
+        (target / MANIFEST_NAME).write_text(json.dumps(manifest), encoding="utf-8")
 
 
 @pytest.fixture
