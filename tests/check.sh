@@ -28,7 +28,7 @@ fi
 .venv/bin/python -m pip install -q -e ".[dev]"
 echo "== ruff"; .venv/bin/ruff check . && .venv/bin/ruff format --check .
 echo "== mypy"; .venv/bin/mypy
-# Hypothesis: the "ci" profile (200 examples per property; tests/conftest.py). Coverage of
+# Hypothesis: the "ci" profile (100 examples per property; tests/conftest.py). Coverage of
 # the six packages, spawned run workers included ([tool.coverage] in pyproject.toml); the
 # floor is checked only on the whole suite (no extra pytest args).
 FLOOR=$([ $# -eq 0 ] && echo 84 || echo 0)  # measured 86.1-86.5 % (branches); run workers add noise

@@ -1,7 +1,7 @@
 """Shared fixtures: one district city per test session, data dirs in tmp paths.
 
 Hypothesis profiles, chosen by ``HYPOTHESIS_PROFILE`` (default ``dev``): ``dev`` tries
-25 examples per property (quick, while editing), ``ci`` 200 (``tests/check.sh``, which
+25 examples per property (quick, while editing), ``ci`` 100 (``tests/check.sh``, which
 CI runs). A test that sets ``max_examples`` itself overrides both, so none does without
 a reason written next to it.
 """
@@ -20,7 +20,7 @@ from twin.config import Settings, load_settings
 # deadline=None: a property drawing a whole plan or network takes longer than
 # Hypothesis' 200 ms default on a loaded 2-core runner, which is noise, not a bug.
 hypothesis_settings.register_profile("dev", max_examples=25, deadline=None)
-hypothesis_settings.register_profile("ci", max_examples=200, deadline=None, print_blob=True)
+hypothesis_settings.register_profile("ci", max_examples=100, deadline=None, print_blob=True)
 HYPOTHESIS_PROFILES = ("dev", "ci")
 _profile = os.environ.get("HYPOTHESIS_PROFILE", "dev")
 if _profile not in HYPOTHESIS_PROFILES:
