@@ -156,7 +156,7 @@ def approach_vc(
 
 def _main_edge(edge_id: str) -> str:
     """A left-turn pocket belongs to the road before it."""
-    return edge_id.removesuffix("_pocket") if edge_id.endswith("_pocket") else edge_id
+    return edge_id.removesuffix("_pocket")
 
 
 def trip_stops_per_km(tripinfo: Path, *, after_s: float) -> float | None:
