@@ -61,6 +61,7 @@ from signal_control.port import GuardedPort, LocalMode, plan_from_phases
 from signal_control.timing import (
     TimingNetwork,
     TimingParams,
+    TimingWorkspace,
     estimate_timings,
     smooth_timings,
 )
@@ -229,6 +230,9 @@ class ControlManager:
             min_green_s=np.array(min_g, np.float64),
             max_green_s=np.array(max_g, np.float64),
         )
+        # the estimate's arrays, made once: each update writes into them (nothing that
+        # outlives an update keeps a reference: smoothing returns arrays of its own)
+        self._ad_work = TimingWorkspace(self._ad_network)
         self._ad_params = TimingParams(
             window_s=a.window_s, c_min_s=a.c_min_s, c_max_s=a.c_max_s, y_max=a.y_max
         )
@@ -354,7 +358,7 @@ class ControlManager:
         demand = counted + self._ad_halting  # served + still waiting
         window_s = len(self._ad_history) * self.detector_period_s
         params = dataclasses.replace(self._ad_params, window_s=window_s)
-        target = estimate_timings(self._ad_network, demand, params)
+        target = estimate_timings(self._ad_network, demand, params, out=self._ad_work)
         a = self.spec.adaptive
         plan = smooth_timings(
             self._ad_network,

@@ -9,7 +9,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 # One more Python than the default (CityTwin supports 3.11-3.13): the fast suite on the
 # newest, where the machine has it (pyenv here; SECOND_PYTHON=none skips it). Its venv is
-# set up in the background while the checks below run.
+# set up in the background while the 2-worker pass runs.
 PY2=""
 for c in "${SECOND_PYTHON:-}" python3.13 "$HOME"/.pyenv/versions/3.13*/bin/python3.13; do
   if [ -n "$c" ] && [ "$c" != none ] && "$c" -c 'import sys; assert sys.version_info[:2] == (3, 13)' >/dev/null 2>&1; then
@@ -18,16 +18,16 @@ for c in "${SECOND_PYTHON:-}" python3.13 "$HOME"/.pyenv/versions/3.13*/bin/pytho
 done
 [ "${SECOND_PYTHON:-}" = none ] && PY2=""
 SECOND=$([ $# -eq 0 ] && [ -n "$PY2" ] && echo 1 || echo 0)
-if [ "$SECOND" = 1 ]; then
+setup_py2() {  # in the background, beside the 2-worker pass (never beside live mode's tests)
   ( { [ -x .venv-py2/bin/python ] || "$PY2" -m venv .venv-py2; } \
     && .venv-py2/bin/python -m pip install -q --upgrade pip \
     && .venv-py2/bin/python -m pip install -q -e ".[dev]" ) > .venv-py2.log 2>&1 &
   PY2_SETUP=$!
-fi
+}
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e ".[dev]"
-echo "== ruff"; .venv/bin/ruff check . && .venv/bin/ruff format --check .
-echo "== mypy"; .venv/bin/mypy
+echo "== $(date +%T) ruff"; .venv/bin/ruff check . && .venv/bin/ruff format --check .
+echo "== $(date +%T) mypy"; .venv/bin/mypy
 # Hypothesis: the "ci" profile (100 examples per property; tests/conftest.py). Coverage of
 # the six packages, spawned run workers included ([tool.coverage] in pyproject.toml); the
 # floor is checked only on the whole suite (no extra pytest args).
@@ -36,12 +36,17 @@ if [ $# -eq 0 ]; then
   # Live mode's and the browser's tests keep time against the wall clock: they run first,
   # alone. Everything else then runs on both cores (pytest-xdist; every test has its own
   # folders, ports, PostgreSQL schema and SUMO process).
-  echo "== pytest: live mode and the browser (one at a time)"
+  # Nothing else runs meanwhile (not even the second Python's set-up).
+  echo "== $(date +%T) pytest: live mode and the browser (one at a time)"
   HYPOTHESIS_PROFILE=${HYPOTHESIS_PROFILE:-ci} .venv/bin/python -m pytest --cov --cov-report= \
     --durations=5 tests/twin/live tests/browser
-  echo "== pytest: the rest (2 workers)"
+  [ "$SECOND" = 1 ] && setup_py2
+  # worksteal: a worker that runs out of tests takes some of the other's (the long SUMO
+  # runs would otherwise leave one core idle at the end)
+  echo "== $(date +%T) pytest: the rest (2 workers)"
   HYPOTHESIS_PROFILE=${HYPOTHESIS_PROFILE:-ci} .venv/bin/python -m pytest --cov --cov-append \
-    --cov-report= --durations=15 -n 2 --ignore=tests/twin/live --ignore=tests/browser
+    --cov-report= --durations=15 -n 2 --dist worksteal --ignore=tests/twin/live \
+    --ignore=tests/browser
 else
   echo "== pytest"
   HYPOTHESIS_PROFILE=${HYPOTHESIS_PROFILE:-ci} .venv/bin/python -m pytest --cov --cov-report= \
@@ -63,7 +68,7 @@ elif [ $# -eq 0 ]; then
 fi
 # The Numba kernels once more as plain Python, so their bodies count toward coverage (the
 # jitted run above already checked them against the references at full depth: "dev").
-echo "== pytest, kernels without JIT (coverage)"
+echo "== $(date +%T) pytest, kernels without JIT (coverage)"
 NUMBA_DISABLE_JIT=1 HYPOTHESIS_PROFILE=dev .venv/bin/python -m pytest -q tests/signal_control \
   --cov --cov-append --cov-report=term --cov-fail-under="$FLOOR"
 if [ "$SECOND" = 1 ]; then

@@ -37,17 +37,19 @@ from twin.app.live.trace import Trace, gps_message
 pytestmark = pytest.mark.slow
 
 SPEED = 10.0
-BACKUP_S = 6
-"""unitBackupTime the center writes (clock s; 0.6 s of wall time at 10x)."""
+BACKUP_S = 20
+"""unitBackupTime the center writes (clock s; 2 s of wall time at 10x: three heartbeats
+missed, and a center stalled for a second by a loaded machine is not taken for dead)."""
 HEARTBEAT_S = 2.0
 REPLAY_S = 6.0
 """The restarted center is first told that the EV is where it was this many clock
 seconds before it was released at the first signal (a lagging fix, a tracker started
 afresh): short of that stop line, so only the audit log tells the center that the EV
 was served there already."""
-RESUME_DRIVE_S = 30.0
-"""Clock seconds the restarted center drives the EV on past the kill point (3 s of wall
-time): the signal held at the kill is at most one approach (about 20 s) ahead."""
+RESUME_DRIVE_S = 60.0
+"""Clock seconds the restarted center drives the EV on past the kill point (6 s of wall
+time): the signal held at the kill is at most one approach (about 20 s) ahead; the rest
+is slack for a loaded machine."""
 ORIGIN, DESTINATION = "fire_station_2", "hospital_1"
 SIGNALS = ["n5_3", "n7_3", "n7_5", "n7_7"]
 """The first four of the six signals on that route, in route order: served at the
@@ -81,12 +83,18 @@ def child_main(arg: str) -> None:
             msg = gps_message(city, trace.vehicle, t_wall=now, x_m=x, y_m=y, speed_mps=v)
             svc.gps(json.dumps(msg), source="test", received_wall=now)
             guards = {t: svc.port.guard(t) for t in svc.manager.holding(trace.vehicle)}
-            held = [
-                t
-                for t, g in guards.items()
-                if g.priority and g.interval == "green" and g.stage == g.priority[0]
-            ]
-            if not told and svc.served and held:
+            held = sorted(  # the next one on the route first
+                (
+                    t
+                    for t, g in guards.items()
+                    if g.priority and g.interval == "green" and g.stage == g.priority[0]
+                ),
+                key=SIGNALS.index,
+            )
+            done = svc.served.get(trace.vehicle, {})
+            upcoming = [t for t in SIGNALS if t not in done]
+            # served at one signal, and the very next one on the route held green for it
+            if not told and done and held and upcoming and held[0] == upcoming[0]:
                 said = {"held": held, "t_rel": t_rel, "t_first": t_first}
                 print(json.dumps(said), flush=True)
                 told = True
@@ -187,7 +195,7 @@ def crash(district_city: City, tmp_path_factory: pytest.TempPathFactory) -> Iter
         kill_s = clock.now_s()
         proc.wait(10)
         at_kill = _snapshot(em, held)
-        # the backup timer: BACKUP_S clock seconds after the last write (0.6 s wall),
+        # the backup timer: BACKUP_S clock seconds after the last write (2 s wall),
         # waited for with generous slack
         deadline = time.monotonic() + BACKUP_S / SPEED + 5.0
         events: list[dict[str, Any]] = []
@@ -296,7 +304,9 @@ def test_a_restarted_center_resumes_from_its_audit_log(crash: Crash, district_ci
     resume = [r for r in records if r["kind"] == "resume"]
     assert len(resume) == 1
     assert resume[0]["missions"] == ["amb9"]
-    assert sorted(tls for _ev, tls in resume[0]["served"]) == sorted(served)
+    # (as a set: on a loaded machine, late fixes can make a signal's release as passed
+    # flap, each flap one more "passed" record of the same visit)
+    assert {tls for _ev, tls in resume[0]["served"]} == served
     assert sum(1 for r in records if r["kind"] == "mission") == 1  # not written again
     later = [r for r in records if r["seq"] > resume[0]["seq"]]
     asked = [r["tls"] for r in later if r["kind"] == "priority_request"]

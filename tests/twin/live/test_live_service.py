@@ -28,8 +28,9 @@ from twin.app.live.trace import gps_message
 
 pytestmark = pytest.mark.slow
 
-TOL_S = 0.8
-"""Clock seconds a controller may lag the guard (a few tens of ms of wall time at 10x)."""
+TOL_S = 1.5
+"""Clock seconds a controller may lag the guard: 150 ms of wall time at 10x (a command
+and the emulator's next tick on a loaded 2-core machine; at 1x this is 10x tighter)."""
 
 
 def _history(em: EmulatorProcess, tls: str) -> list[dict[str, Any]]:
