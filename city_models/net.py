@@ -7,12 +7,17 @@ file itself is read through :func:`twin.engine.sumo_tools.load_sumolib_net`.
 
 from __future__ import annotations
 
+import logging
 import math
-from dataclasses import dataclass, field
+import os
+import pickle
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from twin.engine.sumo_tools import load_sumolib_net
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -80,14 +85,47 @@ class NetInfo:
     successors: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
+NET_CACHE_SUFFIX = ".netinfo.pkl"
+"""The records read from ``X.net.xml.gz`` are kept in ``X.net.xml.gz.netinfo.pkl``: sumolib
+takes seconds on a large net (5 s at suwon-scale), every run and fork needs them."""
+_NET_CACHE_FORMAT = 1
+
+
 def read_net(path: Path) -> NetInfo:
-    """Read a SUMO network into plain records.
+    """Read a SUMO network into plain records (cached next to the file, keyed by its size
+    and modification time; a cache that cannot be written is skipped).
 
     Raises
     ------
     SumoError
         When the file is missing or sumolib cannot parse it.
     """
+    cache = path.with_name(path.name + NET_CACHE_SUFFIX)
+    try:
+        stat = path.stat()
+        key = (_NET_CACHE_FORMAT, stat.st_size, stat.st_mtime_ns)
+    except OSError:
+        return _read_net(path)  # sumolib says what is wrong
+    try:
+        with cache.open("rb") as fh:
+            cached_key, info = pickle.load(fh)
+        if cached_key == key and isinstance(info, NetInfo):
+            return replace(info, path=path)
+    except (OSError, pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError):
+        pass
+    info = _read_net(path)
+    tmp = cache.with_name(f"{cache.name}.{os.getpid()}.tmp")
+    try:
+        with tmp.open("wb") as fh:
+            pickle.dump((key, info), fh, protocol=pickle.HIGHEST_PROTOCOL)
+        tmp.replace(cache)
+    except OSError as exc:
+        log.debug("net records not cached at %s: %s", cache, exc)
+        tmp.unlink(missing_ok=True)
+    return info
+
+
+def _read_net(path: Path) -> NetInfo:
     net = load_sumolib_net(path)
     edges: dict[str, EdgeInfo] = {}
     lane_lengths: dict[str, float] = {}

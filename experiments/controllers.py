@@ -13,7 +13,11 @@ minimums, so its plans may be shorter than ours are allowed to be), and (b)
 ``tlsCycleAdaptation_guarded``: given our yellow and all-red and, as its ``-g``, the
 city's largest vehicle minimum green; then every green is raised to that phase's own
 minimum (pedestrian clearance included) and the plan passes the guard's plan check
-before it runs.
+before it runs. ``adaptive_actuated``: the adaptive controller with vehicle actuation
+inside its plan (``control.adaptive.actuation = "gap_out"``: a planned green times a
+headroom is a maximum that ends once its stop-line loops see no vehicle for ``gap_s``
+after its minimum, through the guard; the cycle floats; a protected-left stage with no
+vehicle waiting is skipped).
 
 Levels are multiples of the calibrated AM peak (docs/CALIBRATION.md): ``peak`` (1.0×),
 ``peak_1.5x`` and ``peak_2x``. Same seed ⇒ same demand for every controller.
@@ -48,7 +52,14 @@ from twin.errors import RunError
 # × the district's calibrated AM peak (docs/CALIBRATION.md)
 LEVELS = {"peak": 1.0, "peak_1.5x": 1.5, "peak_2x": 2.0}
 TCA = ("tlsCycleAdaptation", "tlsCycleAdaptation_guarded")
-CONTROLLERS = ("fixed", "actuated", "delay_based", "adaptive", "max_pressure", *TCA)
+# variants of a controller kind: key -> (kind, its control.adaptive settings)
+VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "adaptive_actuated": (
+        "adaptive",
+        {"actuation": "gap_out", "gap_s": 2.0, "green_headroom": 2.0, "skip_empty": True},
+    ),
+}
+CONTROLLERS = ("fixed", "actuated", "delay_based", "adaptive", "max_pressure", *TCA, *VARIANTS)
 KEYS = (
     "mean_delay_s",
     "mean_depart_delay_s",
@@ -60,7 +71,10 @@ KEYS = (
 
 
 def _spec(level: str, controller: str, seed: int, duration_s: float) -> ScenarioSpec:
-    kind = "fixed" if controller in TCA else controller
+    kind, adaptive = VARIANTS.get(controller, ("fixed" if controller in TCA else controller, {}))
+    control: dict[str, Any] = {"default": kind}
+    if adaptive:
+        control["adaptive"] = adaptive
     return parse_scenario(
         {
             "name": f"ctl-{level}-{controller}",
@@ -68,7 +82,7 @@ def _spec(level: str, controller: str, seed: int, duration_s: float) -> Scenario
             "seed": seed,
             "demand": {"period": "am_peak", "scale": LEVELS[level]},
             "sim": {"duration_s": duration_s},
-            "control": {"default": kind},
+            "control": control,
         }
     )
 
@@ -252,6 +266,14 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
             ref = peak.get(other, {}).get("mean_delay_s")
             if ref:
                 result[f"peak_adaptive_vs_{other}_pct"] = round(100 * (adaptive - ref) / ref, 2)
+    for variant in VARIANTS:
+        if variant not in peak:
+            continue
+        mine = peak[variant]["mean_delay_s"]
+        for other in ("fixed", "adaptive", "actuated", "delay_based", *TCA):
+            ref = peak.get(other, {}).get("mean_delay_s")
+            if ref:
+                result[f"peak_{variant}_vs_{other}_pct"] = round(100 * (mine - ref) / ref, 2)
     return result
 
 

@@ -211,7 +211,7 @@ class Incidents:
         # the center learns of it after the detection delay (unless it is over by then)
         detect_at = spec.start_s + spec.detection_delay_s
         if detect_at < spec.end_s:
-            yield env.timeout(detect_at - env.now)
+            yield env.timeout(max(detect_at - env.now, 0.0))  # a fork may start after it
             st.known, st.detected_s = True, env.now
             ctx.bus.record("incident_detected", id=spec.id, edge=spec.edge)
         yield env.timeout(max(spec.end_s - env.now, 0.0))

@@ -48,6 +48,20 @@ class DemandSpec(_Spec):
     # "auto": an imported SUMO model's own routes when the city has them, else the OD
     # model; "od_model" / "city_routes" choose one (scale applies to both: SUMO --scale)
     source: Literal["auto", "od_model", "city_routes"] = "auto"
+    # a demand variant stored with the city (``twin calibrate`` makes "counts-<period>"):
+    # its routes replace the sampled demand; scale applies (SUMO --scale)
+    variant: str | None = Field(
+        default=None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
+    )
+
+    @model_validator(mode="after")
+    def _variant_or_city_routes(self) -> DemandSpec:
+        if self.variant is not None and self.source == "city_routes":
+            raise ValueError(
+                f"variant {self.variant!r} and source 'city_routes' both name the demand; "
+                "set one of them"
+            )
+        return self
 
 
 class SimSpec(_Spec):
@@ -60,6 +74,14 @@ class SimSpec(_Spec):
     series_interval_s: float = Field(default=60.0, ge=1.0, le=3600.0)
     teleport_s: float = Field(default=300.0, ge=-1.0, le=3600.0)
     backend: Literal["libsumo", "traci"] = "libsumo"
+    # SUMO's traffic model: "micro" (vehicles on lanes) or "meso" (queues per edge
+    # segment, several times faster; for forecasts)
+    mode: Literal["micro", "meso"] = "micro"
+    # save the run's state at these times (seconds, on control ticks) so that forks
+    # can start there (`twin fork`); the files go to the run folder's states/
+    save_state_at_s: tuple[float, ...] = Field(default=(), max_length=48)
+    # start from a state a run saved (a fork; begin_s must be the state's time)
+    load_state: str | None = None
 
     @model_validator(mode="after")
     def _intervals(self) -> SimSpec:
@@ -69,6 +91,16 @@ class SimSpec(_Spec):
                 f"series_interval_s ({self.series_interval_s:g}) must be a multiple of "
                 f"control_interval_s ({self.control_interval_s:g})"
             )
+        for t in self.save_state_at_s:
+            ticks = (t - self.begin_s) / self.control_interval_s
+            if not (self.begin_s < t <= self.end_s) or abs(ticks - round(ticks)) > 1e-9:
+                raise ValueError(
+                    f"save_state_at_s has {t:g}; allowed: times after begin_s "
+                    f"({self.begin_s:g}) up to the end ({self.end_s:g}) on the control "
+                    f"ticks (begin_s + k * control_interval_s = {self.control_interval_s:g})"
+                )
+        if len(set(self.save_state_at_s)) != len(self.save_state_at_s):
+            raise ValueError(f"save_state_at_s lists a time twice: {self.save_state_at_s}")
         return self
 
     @property
@@ -88,11 +120,34 @@ class AdaptiveSpec(_Spec):
     max_step_s: float = Field(default=15.0, gt=0.0, le=120.0)
     startup_loss_s: float = Field(default=2.0, ge=0.0, le=5.0)
     clearance_loss_s: float = Field(default=2.0, ge=0.0, le=6.0)
+    # vehicle actuation inside the plan: "gap_out" makes each planned green (the estimate
+    # x green_headroom, at most the phase's max green) a maximum that ends early once its
+    # minimum is served and its stop-line loops saw no vehicle for gap_s (the cycle then
+    # floats); "none": every green runs its planned length
+    actuation: Literal["none", "gap_out"] = "none"
+    # measured at the stop-line loops (3 m before the line): 2 s served the calibrated
+    # peak best (1.5 s cut discharging queues, 3 s held greens too long)
+    gap_s: float = Field(default=2.0, ge=1.0, le=10.0)
+    green_headroom: float = Field(default=1.0, ge=1.0, le=2.0)
+    # with gap_out: skip a stage that serves no pedestrian crossing (e.g. a protected
+    # left) when none of its lanes has a vehicle waiting or just detected
+    skip_empty: bool = False
 
     @model_validator(mode="after")
     def _bounds(self) -> AdaptiveSpec:
         if self.c_min_s > self.c_max_s:
             raise ValueError(f"c_min_s ({self.c_min_s:g}) must be <= c_max_s ({self.c_max_s:g})")
+        if self.green_headroom != 1.0 and self.actuation == "none":
+            raise ValueError(
+                f"green_headroom ({self.green_headroom:g}) applies only with actuation = "
+                "'gap_out' (without it every green would simply run longer); allowed: 1.0 "
+                "with actuation = 'none'"
+            )
+        if self.skip_empty and self.actuation == "none":
+            raise ValueError(
+                "skip_empty applies only with actuation = 'gap_out' (the loops it reads); "
+                "allowed: false with actuation = 'none'"
+            )
         return self
 
 

@@ -11,14 +11,17 @@ Controllers (chosen per signal in the scenario's ``[control]``):
 - ``adaptive``: every ``update_s`` one kernel call estimates Webster/HCM timings for all
   adaptive signals from the stop-line loops (counts over a rolling window plus the
   residual queue); timings are smoothed across updates and sent through the guarded
-  port, which applies them from each signal's next green.
+  port, which applies them from each signal's next green. With ``actuation = "gap_out"``
+  each planned green (times ``green_headroom``, at most the max green) is a maximum: a
+  green whose stop-line loops saw no vehicle for ``gap_s`` after its minimum ends early
+  through the guard's force-off, and the cycle floats (:mod:`signal_control.actuation`).
 - ``max_pressure``: every control tick, each signal whose green has had its minimum
   compares stage pressures (Σ saturation flow × (queue in − queue out)); if another
   stage has more pressure (by a hysteresis margin) the port skips to it, else it holds.
 
 The manager sees the simulation only through duck-typed objects: a session with
 ``set_signal_state``/``set_program``/``set_phase``/``read_lane_halting``/
-``read_edge_halting`` and the twin's state arrays. It never imports SUMO.
+``read_edge_halting``/``read_loop_gap`` and the twin's state arrays. It never imports SUMO.
 
 Every guarded signal's plan is verified against its conflict matrix (``foes``, always
 given) when the port starts. A signal handed back to its local program
@@ -38,7 +41,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from signal_control.guard import ALL_RED_PROMISE_S, Foes
+from signal_control.actuation import GapOutPolicy
+from signal_control.guard import ALL_RED_PROMISE_S, Foes, Interval
 from signal_control.interfaces import (
     ControlSettings,
     ControlWorld,
@@ -57,7 +61,7 @@ from signal_control.movements import (
     lane_sat_flow_vph,
     stage_lanes,
 )
-from signal_control.port import GuardedPort, LocalMode, plan_from_phases
+from signal_control.port import GuardedPort, LocalMode, Takeover, plan_from_phases
 from signal_control.timing import (
     TimingNetwork,
     TimingParams,
@@ -178,8 +182,20 @@ class ControlManager:
         self._links = links
         self._edge_lanes = edge_lanes
         self._next_update_s = math.inf
+        # the world the controllers read (set by start(); in live mode by on_tick)
+        self._world: ControlWorld | None = None
+        self._gap: GapOutPolicy | None = None
         if self.adaptive:
             self._build_adaptive(detectors)
+            if spec.adaptive.actuation == "gap_out":
+                stop_loop = {d.lane: d.id for d in detectors if d.kind == "stopline"}
+                self._gap = GapOutPolicy(
+                    [self.by_id[t] for t in self.adaptive],
+                    self._links,
+                    stop_loop,
+                    gap_s=spec.adaptive.gap_s,
+                    skip_empty=spec.adaptive.skip_empty,
+                )
         if self.pressure:
             self._build_pressure()
 
@@ -268,7 +284,18 @@ class ControlManager:
                        for p in parts)  # fmt: skip
         return f"<additional>\n{body}</additional>\n"
 
-    def start(self, session: ControlWorld, *, t_s: float) -> None:
+    def start(
+        self,
+        session: ControlWorld,
+        *,
+        t_s: float,
+        takeover: Takeover = "fresh",
+        initial: Mapping[str, tuple[Interval, int, float]] | None = None,
+    ) -> None:
+        """Take the signals over at ``t_s``. ``takeover="fresh"``: the display has shown
+        nothing yet (a run's first step); ``"running"``: mid-run (a fork), each plan's
+        interval in progress is finished; ``initial``: what guarded signals are known to
+        show (see :class:`~signal_control.port.GuardedPort`)."""
         for sig in self.actuated:
             session.set_program(sig.id, "actuated")
         for sig in self.delay_based:
@@ -283,19 +310,23 @@ class ControlManager:
                 )
                 for t in self.guarded
             }
-            # the display has shown nothing yet: a plan standing in an intergreen starts
-            # its next green (see GuardedPort's takeover)
+            # "fresh": the display has shown nothing yet, a plan standing in an
+            # intergreen starts its next green (see GuardedPort's takeover)
             self.port = GuardedPort(
                 session,
                 plans,
                 start_s=t_s,
                 foes={t: self.foes[t] for t in self.guarded},
                 align_offsets=True,
-                takeover="fresh",
+                takeover=takeover,
                 clock=lambda: float(session.time_s),
+                initial={t: v for t, v in initial.items() if t in plans} if initial else None,
             )
         if self.adaptive:
             self._next_update_s = t_s + self.spec.adaptive.update_s
+        self._world = session
+        if self._gap is not None:
+            self._actuate(t_s, session)  # schedules the first look at every green
 
     def attach(self, port: GuardedPort, *, t_s: float) -> None:
         """Drive a guarded port that already took the signals over (live mode: a field
@@ -323,14 +354,22 @@ class ControlManager:
         return self.port is not None and not self.port.is_local(tls)
 
     def next_change_s(self) -> float:
-        return self.port.next_change_s() if self.port is not None else math.inf
+        """When a guarded signal changes next, or (with gap-out) a green must be looked
+        at: the simulation stops there."""
+        out = self.port.next_change_s() if self.port is not None else math.inf
+        if self._gap is not None and self._world is not None:
+            out = min(out, self._gap.next_check_s())
+        return out
 
     def advance(self, t_s: float) -> None:
         if self.port is not None:
             self.port.advance(t_s)
+            if self._gap is not None and self._world is not None:
+                self._actuate(t_s, self._world)
 
     def on_tick(self, t_s: float, session: ControlWorld, state: DetectorReadings) -> None:
         """Called every control interval, after the state arrays were refreshed."""
+        self._world = session
         if self.adaptive:
             self._collect_counts(state)
             if t_s + 1e-9 >= self._next_update_s:
@@ -373,6 +412,9 @@ class ControlManager:
         self._ad_prev_cycle, self._ad_prev_green = cycle, green
         assert self.port is not None
         ptr = self._ad_network.phase_ptr
+        if self._gap is not None and a.green_headroom != 1.0:
+            # with gap-out a planned green is a maximum: some headroom above the estimate
+            green = np.minimum(green * a.green_headroom, self._ad_network.max_green_s)
         for i, tls in enumerate(self.adaptive):
             if not self._commanded(tls):
                 continue
@@ -387,6 +429,26 @@ class ControlManager:
                 "green_s": [round(g, 2) for g in given],
             }
             self.telemetry.timings.append(row)
+
+    def _actuate(self, t_s: float, world: ControlWorld) -> None:
+        """Gap-out: read the loops of the adaptive signals due, end the greens that
+        gapped out (through the guard: never before their minimum), skip idle stages if
+        asked, and show it now."""
+        gap, port = self._gap, self.port
+        if gap is None or port is None:
+            return
+        due = gap.due(t_s)
+        if not due.size:
+            return
+        gap.observe(due, world)
+        commands = gap.decide(t_s, due, status=port.status)
+        for cmd in commands:
+            if cmd.verb == "skip":
+                port.skip(cmd.tls, stage=cmd.stage)
+            else:
+                port.force_off(cmd.tls)
+        if commands:
+            port.advance(t_s)
 
     def _update_pressure(self, t_s: float, session: ControlWorld) -> None:
         port = self.port
@@ -425,6 +487,10 @@ class ControlManager:
                 out["guard_handed_back"] = len(self.port.released)
         if self.pressure:
             out["max_pressure_switches"] = self.telemetry.decisions
+        if self._gap is not None:
+            out["gap_outs"] = self._gap.gap_outs
+            if self._gap.skip_empty:
+                out["stages_skipped"] = self._gap.skips
         return out
 
     def series(self) -> dict[str, list[dict[str, Any]]]:

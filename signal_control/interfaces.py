@@ -116,6 +116,21 @@ class AdaptiveSettings(Protocol):
     @property
     def clearance_loss_s(self) -> float: ...
 
+    @property
+    def actuation(self) -> str:
+        """``none`` (greens run as planned) or ``gap_out`` (a planned green is a maximum
+        that ends early when its loops see no vehicle for ``gap_s``)."""
+        ...
+
+    @property
+    def gap_s(self) -> float: ...
+
+    @property
+    def green_headroom(self) -> float: ...
+
+    @property
+    def skip_empty(self) -> bool: ...
+
 
 class ControlSettings(Protocol):
     """The scenario's ``[control]`` as the controllers read it."""
@@ -152,6 +167,11 @@ class ControlWorld(SignalDisplay, Protocol):
     def read_lane_halting(self, lane_ids: Sequence[str], out: npt.NDArray[np.float64]) -> None: ...
 
     def read_edge_halting(self, edge_ids: Sequence[str], out: npt.NDArray[np.float64]) -> None: ...
+
+    def read_loop_gap(self, det_ids: Sequence[str], out: npt.NDArray[np.float64]) -> None:
+        """Seconds since each induction loop last saw a vehicle (0 while one is on it;
+        NaN when not known) into ``out``."""
+        ...
 
 
 class DetectorReadings(Protocol):

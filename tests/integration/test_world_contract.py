@@ -57,6 +57,9 @@ def _observe(city_path: str, run_dir: str, backend: str) -> dict[str, Any]:
         world.read_edge_halting(edges, ehalt)
         out["edge_halting"] = ehalt.tolist()
         out["loop_counts"] = world.read_loop_counts(det)
+        gap = np.zeros(len(det))
+        world.read_loop_gap(det, gap)
+        out["loop_gap_s"] = gap.tolist()
         out["travel_times"] = world.edge_travel_times(route)
         out["vehicles"] = sorted(world.vehicle_ids())
         some = out["vehicles"][0]
@@ -148,6 +151,9 @@ def test_each_world_call_does_what_it_says(
     assert o["time_s"] == o["state_t_s"] == 120.0
     assert any(o["lane_halting"]) or sum(o["loop_counts"]) > 0  # traffic is there
     assert all(c >= 0 for c in o["loop_counts"]) and sum(o["loop_counts"]) > 0
+    # seconds since each loop's last vehicle (0 on an occupied loop; large on one that
+    # never saw any): some loops saw one recently
+    assert all(g >= 0.0 for g in o["loop_gap_s"]) and min(o["loop_gap_s"]) < 10.0
     assert all(t > 0 for t in o["travel_times"].values())
     route, index = o["vehicle_route"]
     assert 0 <= index < len(route)

@@ -191,6 +191,59 @@ def city_check_peak(
               f"mean delay {result['mean_delay_s']} s")  # fmt: skip
 
 
+@app.command("calibrate")
+def calibrate(
+    city_dir: Annotated[Path, typer.Option("--city", help="A built or imported city folder.")],
+    counts_file: Annotated[
+        Path, typer.Option("--counts", help="Counts: CSV or Parquet (site,begin_s,end_s,count).")
+    ],
+    period: Annotated[str, typer.Option(help="OD model period of the candidates.")] = "am_peak",
+    name: Annotated[
+        str | None, typer.Option(help="Demand variant name (default counts-PERIOD).")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of sampling and SUMO.")] = 1,
+    force: Annotated[bool, typer.Option(help="Recalibrate even if stored.")] = False,
+    as_json: JsonOut = False,
+) -> None:
+    """Calibrate the city's demand to detector counts (SUMO's routeSampler on the OD
+    model's routes) and store it as a demand variant; a scenario runs it with
+    demand.variant = NAME. Reports GEH per site and interval; exit code 1 when the
+    acceptance rule (GEH < 5 on >= 85 %, total within 5 %, plausible vehicles) fails."""
+    from city_models.build import load_city
+    from city_models.calibrate import CalibrationOptions, calibrate_demand
+    from city_models.counts import read_counts
+
+    city = load_city(city_dir)
+    counts = read_counts(counts_file, city)  # checked before SUMO starts
+    options = CalibrationOptions(period=period, seed=seed)
+    with err.status("calibrating…") as status:
+        variant = calibrate_demand(city, counts, name=name, options=options, force=force,
+                                   progress=status.update)  # fmt: skip
+    report = variant.report
+    if as_json:
+        typer.echo(json.dumps({"name": variant.name, "path": str(variant.path), **report}))
+    else:
+        worst = sorted(report["fits"], key=lambda f: -f["geh"])[:10]
+        table = Table(title=f"Worst sites of {variant.name} (of {report['site_intervals']})")
+        for col in ("site", "interval s", "counted", "simulated", "GEH"):
+            table.add_column(col)
+        for f in worst:
+            span = f"{f['begin_s']:g}-{f['end_s']:g}"
+            counted, simulated = f"{f['counted_veh']:g}", f"{f['simulated_veh']:g}"
+            table.add_row(f["site"], span, counted, simulated, f"{f['geh']:.2f}")
+        out.print(table)
+        out.print(
+            f"GEH<5 on {100 * report['geh_lt5_share']:.1f} % of site-intervals (>= 85 %), "
+            f"total flow {report['total_flow_err_pct']:+.1f} % (within 5 %), vehicles "
+            f"{report['vehicles_generated']} vs sum of entry counts "
+            f"{report['entry_count_veh']:g} (ratio {report['vehicles_ratio']:.2f})"
+        )
+        verdict = "accepted" if variant.accepted else "NOT accepted"
+        out.print(f"Demand variant {variant.name!r} {verdict}: {variant.path}")
+    if not variant.accepted:
+        raise typer.Exit(1)
+
+
 @city_app.command("show")
 def city_show(
     city_dir: Annotated[Path, typer.Argument(help="A built or imported city folder.")],
@@ -757,6 +810,78 @@ def _study(
         out.print(f"{len(records)} runs recorded: twin runs list; ids in --json.")
     if failed:
         err.print(rich_escape("Failed runs:\n" + "\n".join(failed)))
+        raise typer.Exit(1)
+
+
+# ----------------------------------------------------------------------------- fork
+@app.command("fork")
+def fork(
+    run_id: Annotated[
+        str, typer.Argument(help="The run to fork (a state saved at --at), or a state file.")
+    ],
+    variants_file: Annotated[
+        Path, typer.Option("--variants", help="V.toml: [variant.NAME] dotted-path overrides.")
+    ],
+    at_s: Annotated[
+        float | None, typer.Option("--at", help="Fork time: a time the run saved a state.")
+    ] = None,
+    ahead_s: Annotated[float, typer.Option("--ahead", help="Seconds to look ahead.")] = 900.0,
+    mode: Annotated[str, typer.Option(help="micro | meso (SUMO's mesoscopic model).")] = "micro",
+    workers: Annotated[int | None, typer.Option(help="Forks at once (default: the cores).")] = None,
+    report: Annotated[
+        bool, typer.Option("--report/--no-report", help="Write each fork's summary report.")
+    ] = True,
+    data_dir: DataDir = None,
+    db: DbUrl = None,
+    as_json: JsonOut = False,
+) -> None:
+    """What-if forks from a run's saved state: the null fork (as-is) and each variant,
+    in parallel worker processes, compared in one table (docs/TWIN.md, Look ahead)."""
+    import math
+
+    from twin.app.fork import load_variants, parent_record, plan_forks, run_forks, to_json
+    from twin.app.sweep import progress_bar
+
+    settings = _settings(data_dir, db)
+    variants = load_variants(variants_file)
+    as_file = Path(run_id)
+    source = as_file if as_file.suffix == ".xml" and as_file.is_file() else None
+    parent = source if source is not None else parent_record(settings, run_id)
+    plan = plan_forks(parent, variants, at_s=at_s, ahead_s=ahead_s, mode=mode)
+    with progress_bar(f"{len(plan.requests)} forks of {plan.parent_id} at {plan.at_s:g} s",
+                      len(plan.requests), console=err, transient=True) as on_progress:  # fmt: skip
+        result = run_forks(settings, plan, workers=workers, progress=on_progress)
+    if report:
+        for row, rec in zip(result.rows, result.records, strict=True):
+            if rec.status == "done":
+                try:
+                    row["report"] = _write_report(rec, settings)
+                except (OSError, ValueError, TwinError) as exc:  # a picture is not the forecast
+                    log.warning("fork %s: no report (%s)", rec.id, exc)
+    if as_json:
+        typer.echo(to_json(result))
+    else:
+        t = Table(title=f"Forks of {plan.parent_id} at t={plan.at_s:g} s, {plan.ahead_s:g} s "
+                  f"ahead ({plan.mode})")  # fmt: skip
+        names = list(result.rows[0]["metrics"]) if result.rows else []
+        t.add_column("metric")
+        for row in result.rows:
+            t.add_column(row["variant"], justify="right")
+        for name in names:
+            cells = []
+            for k, row in enumerate(result.rows):
+                v, d = row["metrics"][name], row["diff"][name]
+                cell = _number(v) if math.isfinite(v) else "-"
+                if k and math.isfinite(v) and math.isfinite(d):
+                    cell += f" ({d:+.3g})"
+                cells.append(cell)
+            t.add_row(name, *cells)
+        t.add_row("wall_s", *[f"{r['wall_s']:.1f}" for r in result.rows])
+        t.add_row("run", *[r["run_id"] for r in result.rows])
+        out.print(t)
+    if result.failed:
+        err.print(rich_escape("Failed forks:\n" + "\n".join(
+            f"{r.id}: {r.error}" for r in result.failed)))  # fmt: skip
         raise typer.Exit(1)
 
 

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from city_models.build import City, load_city, sumocfg_xml
+from city_models.calibrate import load_demand_variant
 from city_models.demand import sample_trips, write_trips
 from city_models.plan_check import all_red_promise_s, check_city_plans, conflict_matrix
 from scenarios.base import Scenario
@@ -28,18 +29,35 @@ from signal_control.control import ControlManager
 from twin.engine.executors import SUMO_ARGS_FILE, RunOutcome, RunRequest
 from twin.engine.run import Progress, Run, RunResult, SessionWiring
 from twin.engine.run import simulate as run_to_end
+from twin.engine.states import Resume, SavedState, load_control, read_state
 from twin.engine.sumo_session import Backend, SessionConfig, SumoSession
-from twin.engine.sumo_tools import run_tool
+from twin.engine.sumo_tools import run_tool, sumo_version
 from twin.errors import ScenarioError
 
 log = logging.getLogger(__name__)
 
 
-def session_config(spec: ScenarioSpec, city: City, *, seed: int, run_dir: Path) -> SessionConfig:
-    """Write the run's demand and return SUMO's inputs/outputs for it."""
+def session_config(
+    spec: ScenarioSpec, city: City, *, seed: int, run_dir: Path, state: SavedState | None = None
+) -> SessionConfig:
+    """Write the run's demand and return SUMO's inputs/outputs for it (a run from a saved
+    ``state`` drives the demand of the run that saved it: the same files)."""
     own = city_routes(spec, city)
     extra: tuple[str, ...] = ()
-    if own:  # the model's own demand; SUMO scales it
+    if state is not None:
+        routes = tuple(Path(r) for r in state.meta.get("routes", []))
+        missing = [str(r) for r in routes if not r.is_file()]
+        if missing:
+            raise ScenarioError(
+                f"Scenario {spec.name!r}: field 'sim.load_state' = '{state.path}': the demand "
+                f"of the run that saved it is gone ({', '.join(missing[:3])}); allowed: a "
+                "state whose run folder is kept whole."
+            )
+        extra = tuple(str(a) for a in state.meta.get("demand_args", []))
+    elif spec.demand.variant is not None:  # a calibrated demand stored with the city
+        routes = (demand_variant_routes(spec, city),)
+        extra = ("--scale", f"{spec.demand.scale:g}") if spec.demand.scale != 1.0 else ()
+    elif own:  # the model's own demand; SUMO scales it
         routes = own
         extra = ("--scale", f"{spec.demand.scale:g}") if spec.demand.scale != 1.0 else ()
     else:
@@ -85,6 +103,30 @@ def city_routes(spec: ScenarioSpec, city: City) -> tuple[Path, ...]:
     if spec.demand.source == "od_model":
         return ()
     return tuple(city.path / n for n in names)
+
+
+def demand_variant_routes(spec: ScenarioSpec, city: City) -> Path:
+    """The routes of the demand variant the spec names (``demand.variant``).
+
+    Raises
+    ------
+    ScenarioError
+        When the city has no such variant, or it was calibrated for another period.
+    """
+    assert spec.demand.variant is not None  # the caller checked
+    variant = load_demand_variant(city, spec.demand.variant)
+    if variant.period != spec.demand.period:
+        raise ScenarioError(
+            f"Scenario {spec.name!r}: field 'demand.variant' = {variant.name!r} was "
+            f"calibrated for period {variant.period!r}, but 'demand.period' is "
+            f"{spec.demand.period!r}; allowed: demand.period = {variant.period!r}."
+        )
+    if spec.sim.begin_s < variant.begin_s or spec.sim.end_s > variant.end_s:
+        log.warning(
+            "demand variant %s holds traffic for [%g, %g) s; the run covers [%g, %g) s",
+            variant.name, variant.begin_s, variant.end_s, spec.sim.begin_s, spec.sim.end_s,
+        )  # fmt: skip
+    return variant.routes_path
 
 
 def city_additional(city: City) -> tuple[Path, ...]:
@@ -195,11 +237,33 @@ def build_run(
     """
     scenario = make_scenario(spec) if scenario is None else scenario
     run_dir.mkdir(parents=True, exist_ok=True)
+    base_city_path = city.path
     prepared = scenario.prepare(city, seed=seed, run_dir=run_dir)
     city = prepared.city
     control = make_control(spec, city)
+    state = saved_state(spec, city)
     if config is None:
-        config = session_config(spec, city, seed=seed, run_dir=run_dir)
+        config = session_config(spec, city, seed=seed, run_dir=run_dir, state=state)
+    # what a fork from this run's states needs to drive the same demand
+    meta = {
+        "spec": spec.model_dump(mode="json"),
+        "seed": seed,
+        "routes": [str(r.resolve()) for r in config.routes],
+        "demand_args": list(config.extra_args),
+        "city_path": str(city.path.resolve()),  # as prepared (a variant network: its own)
+        "base_city_path": str(base_city_path.resolve()),  # what the run was asked to use
+    }
+    meso = spec.sim.mode == "meso"
+    if meso:  # SUMO's meso loops answer no TraCI query, and cost a quarter of its time
+        config = replace(config, additional=tuple(
+            p for p in config.additional if p != city.detectors_path))  # fmt: skip
+    config = replace(
+        config,
+        mesosim=meso,
+        state_io=True,  # any run may save its state (an interactive session, on request)
+        # SUMO loads a state of its own model; the other model's is placed vehicle by vehicle
+        load_state=state.path if state is not None and state.mode == spec.sim.mode else None,
+    )
     config = replace(
         config,
         routes=(*config.routes, *prepared.routes),
@@ -229,7 +293,66 @@ def build_run(
         control=control,
         gui=gui,
         progress=progress,
+        save_state_at_s=spec.sim.save_state_at_s,
+        state_meta=meta,
+        city_hash=city.manifest.content_hash,
+        resume=fork_resume(spec, state, control) if state is not None else None,
     )
+
+
+def saved_state(spec: ScenarioSpec, city: City) -> SavedState | None:
+    """The state the run starts from (``sim.load_state``), checked: written by this SUMO
+    version, for this city (the scenario's prepared one: a variant network is another
+    city), at the run's ``begin_s``."""
+    if spec.sim.load_state is None:
+        return None
+    state = read_state(
+        Path(spec.sim.load_state),
+        sumo_version=sumo_version(),
+        city_hash=city.manifest.content_hash,
+        field_name="sim.load_state",
+    )
+    if abs(state.t_s - spec.sim.begin_s) > 1e-6:
+        raise ScenarioError(
+            f"Scenario {spec.name!r}: field 'sim.begin_s' = {spec.sim.begin_s:g}, but the "
+            f"state in sim.load_state was saved at t={state.t_s:g} s; allowed: "
+            f"sim.begin_s = {state.t_s:g}."
+        )
+    return state
+
+
+def fork_resume(spec: ScenarioSpec, state: SavedState, control: ControlManager | None) -> Resume:
+    """How a run from a saved state goes on. With the saved run's ``[control]`` its
+    controllers continue as they were (a fork that changes nothing reproduces the run).
+    Otherwise this run's controllers take over: each signal the saved run guarded from
+    the interval its guard showed (finished, never cut), the others from their plan's
+    schedule. A signal the saved run guarded must stay guarded (SUMO's own programs do
+    not know where the guard left it): ``control.guard_fixed = true`` keeps fixed-time
+    signals under the guard."""
+    parent = state.meta.get("spec", {})
+    same = parent.get("control") == spec.control.model_dump(mode="json")
+    if same or not state.has_control:
+        return Resume(state=state, restore_control=same)
+    saved = load_control(state.control_file, display=None, clock=lambda: state.t_s)
+    port = getattr(saved, "port", None)
+    if port is None:
+        return Resume(state=state, restore_control=False)
+    initial = {
+        tls: (g.interval, g.stage, max(state.t_s - g.entered_s, 0.0))
+        for tls, g in zip(port.ids, port.guards, strict=True)
+        if not port.is_local(tls)
+    }
+    guarded_now = set(control.guarded) if control is not None else set()
+    lost = sorted(set(initial) - guarded_now)
+    if lost:
+        raise ScenarioError(
+            f"Scenario {spec.name!r}: field 'control' leaves signals {', '.join(lost[:5])}"
+            f"{' ...' if len(lost) > 5 else ''} to SUMO's own programs, but the run that "
+            "saved the state ran them through the guard; a fork cannot hand a guarded "
+            "signal back to SUMO yet. Allowed: keep them guarded (e.g. control.guard_fixed "
+            "= true for fixed-time plans)."
+        )
+    return Resume(state=state, restore_control=False, initial=initial)
 
 
 RUN_SUMOCFG = "run.sumocfg"

@@ -399,6 +399,12 @@ class InteractiveSession:
                 "events": events, "events_next": len(log_)}  # fmt: skip
 
     # ------------------------------------------------------------------ end
+    def save_state(self) -> dict[str, Any]:
+        """Save the run's state now (SUMO's state, its sidecar, the controllers) in the
+        session's folder ``states/``: ``twin fork STATE_FILE`` forks from it."""
+        path = self.run.save_state()
+        return {"t_s": self.t_s, "state": str(path)}
+
     def close(self) -> dict[str, Any]:
         """Finish the run where it stands; its metrics (trips not finished included)."""
         result = self.run.finish()
@@ -502,6 +508,8 @@ def _session_main(conn: Any, request: SessionRequest) -> None:
                 value = session.inject(msg["event"])
             elif op == "map_state":
                 value = session.map_state(int(msg.get("after", 0)))
+            elif op == "save_state":
+                value = session.save_state()
             elif op == "close":
                 conn.send({"ok": True, "value": session.close()})
                 return

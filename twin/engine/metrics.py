@@ -26,6 +26,15 @@ HCM_LOS_S: tuple[tuple[str, float], ...] = (
 (s) of each letter; above the last, ``F``."""
 
 
+def geh(model: float, count: float) -> float:
+    """GEH statistic of two hourly flows (vehicles/h): ``sqrt(2 (m - c)^2 / (m + c))``.
+
+    The traffic-model check of the FHWA Toolbox and WebTAG: a site fits when GEH < 5.
+    """
+    total = model + count
+    return 0.0 if total <= 0 else math.sqrt(2.0 * (model - count) ** 2 / total)
+
+
 def sumo_value(text: str | float | None) -> float:
     """A number from SUMO's outputs; its "not available" values (-1, -2, -3) and a missing
     value become NaN, so they are never averaged in."""

@@ -28,9 +28,10 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field, replace
+from functools import cache
 from pathlib import Path
 from typing import Any, Generic, Literal, Protocol, TypeVar
 
@@ -49,11 +50,20 @@ from twin.engine.metrics import (
     summary_series,
     trip_metrics,
 )
+from twin.engine.states import (
+    Resume,
+    dump_control,
+    load_control,
+    state_path,
+    write_sidecar,
+)
 from twin.engine.sumo_session import SessionConfig, SumoSession, upstream_chains
+from twin.engine.sumo_tools import sumo_version
 from twin.engine.world import World
 from twin.errors import ConfigError
 
 log = logging.getLogger(__name__)
+_sumo_version = cache(sumo_version)  # a subprocess: asked once per process
 
 Progress = Callable[[float, float], None]  # (done_s, total_s)
 CityT = TypeVar("CityT")
@@ -294,6 +304,12 @@ class Run(Generic[CityT, SpecT]):
         Show the run in ``sumo-gui`` (needs the traci backend).
     progress
         Called with ``(done_s, total_s)`` after every control tick.
+    save_state_at_s
+        Save the run's state at these tick times (:mod:`twin.engine.states`), into
+        ``run_dir/states``; ``state_meta`` goes into each sidecar (what the composing
+        layer needs to fork from it), ``city_hash`` names the city there.
+    resume
+        Start from a saved state (a fork) instead of from the beginning.
     """
 
     def __init__(
@@ -310,11 +326,22 @@ class Run(Generic[CityT, SpecT]):
         control: ControlManager | None = None,
         gui: bool = False,
         progress: Progress | None = None,
+        save_state_at_s: Sequence[float] = (),
+        state_meta: Mapping[str, Any] | None = None,
+        city_hash: str = "",
+        resume: Resume | None = None,
     ) -> None:
         chains: tuple[dict[str, tuple[str, ...]], dict[str, tuple[str, ...]]] = ({}, {})
-        if wiring.lane_ids and config.net.exists():
+        saved = resume.state.approaches if resume is not None else {}
+        if saved:  # a fork: the saved run read them from the same net (seconds at scale)
+            chains = tuple(
+                {k: tuple(v) for k, v in saved.get(part, {}).items()}
+                for part in ("chains", "lanes")
+            )  # type: ignore[assignment]
+        elif wiring.lane_ids and config.net.exists():
             stop_edges = sorted({lane.rsplit("_", 1)[0] for lane in wiring.lane_ids})
             chains = upstream_chains(config.net, stop_edges)
+        self._chains = chains
         self.approaches = Approaches.of(wiring, *chains)
         self._edge_data: Path | None = None
         if len(self.approaches):
@@ -368,14 +395,19 @@ class Run(Generic[CityT, SpecT]):
         self._hook: Callable[[SumoSession], None] | None = None
         self._state: Literal["new", "running", "finished", "closed"] = "new"
         self._wall0 = 0.0
+        self._save_at = sorted(float(t) for t in save_state_at_s)
+        self._state_meta = dict(state_meta or {})
+        self._city_hash = city_hash
+        self.resume = resume
+        self.saved_states: list[Path] = []
         if hooks.needs_step_hook:
             step_hook = hooks.on_step
             ctx = self.ctx
 
             def hook(s: SumoSession) -> None:
                 step_hook(ctx)
-                if control is not None:  # a command from the hook may be due right now:
-                    control.advance(s.time_s)  # show it this step, never late
+                if self.control is not None:  # a command from the hook may be due now:
+                    self.control.advance(s.time_s)  # show it this step, never late
 
             self._hook = hook
 
@@ -402,12 +434,66 @@ class Run(Generic[CityT, SpecT]):
         self.session.start()
         self._state = "running"
         try:
-            if self.control is not None:
+            if self.resume is not None:
+                self._resume(self.resume)
+            elif self.control is not None:
                 self.control.start(self.session, t_s=self.sim.begin_s)
             self.hooks.setup(self.ctx)
         except BaseException:
             self.close()
             raise
+
+    def _resume(self, resume: Resume) -> None:
+        """Continue a saved state: the other model's snapshot placed (SUMO loaded its own
+        state file already), the twin's edits re-applied, the controllers continued or
+        taking over."""
+        state, session = resume.state, self.session
+        mode = "meso" if self.config.mesosim else "micro"
+        if state.mode != mode:
+            counts = session.place(state.snapshot)
+            log.info("fork from a %s state into %s: %d vehicles placed, %d refused",
+                     state.mode, mode, counts["placed"], counts["refused"])  # fmt: skip
+            self.ctx.metrics["fork_vehicles_placed"] = counts["placed"]
+            self.ctx.metrics["fork_vehicles_refused"] = counts["refused"]
+            session.reapply(state.edits)
+        else:  # the loops' vehicles at the saved time, which SUMO's loaded loops never count
+            session.reapply({**state.edits, "on_loops": state.snapshot.get("on_loops", {})})
+        twin_state = state.snapshot.get("twin_state", {})
+        session.state.det_interval_end_s = float(twin_state.get("det_interval_end_s", -1.0))
+        t0 = self.sim.begin_s
+        if resume.restore_control and state.has_control:
+            self.control = load_control(
+                state.control_file, display=session, clock=lambda: float(session.time_s)
+            )
+            self.ctx.control = self.control
+        elif self.control is not None:
+            self.control.start(session, t_s=t0, takeover="running", initial=resume.initial)
+
+    def save_state(self) -> Path:
+        """Save the run's state now (SUMO's file, the sidecar, the controllers) into
+        ``run_dir/states``; returns SUMO's state file."""
+        session = self.session
+        t_s = session.time_s
+        states = self.ctx.run_dir / "states"
+        states.mkdir(parents=True, exist_ok=True)
+        path = state_path(states, t_s)
+        wall0 = time.perf_counter()
+        session.save_state(path)
+        snapshot = session.snapshot()
+        snapshot["twin_state"] = {"det_interval_end_s": session.state.det_interval_end_s}
+        control = self.control
+        if control is not None:
+            dump_control(control, display=session, path=path.with_suffix(".control.pkl"))
+        write_sidecar(
+            path, t_s=t_s, sumo_version=_sumo_version(),
+            mode="meso" if self.config.mesosim else "micro", city_hash=self._city_hash,
+            meta=self._state_meta, edits=session.edits(), snapshot=snapshot,
+            command_log=list(session.command_log), has_control=control is not None,
+            approaches={"chains": self._chains[0], "lanes": self._chains[1]},
+        )  # fmt: skip
+        log.info("state saved at t=%g s in %.2f s: %s", t_s, time.perf_counter() - wall0, path)
+        self.saved_states.append(path)
+        return path
 
     def advance_to(self, t_s: float) -> float:
         """Run every control tick due by ``t_s`` (at most to the end of the run); returns
@@ -467,6 +553,9 @@ class Run(Generic[CityT, SpecT]):
                 self._app_int_veh[:] = 0.0
                 self._app_int_m[:] = 0.0
         self.tick = tick
+        while self._save_at and self._save_at[0] <= t_s + TIME_EPS_S:
+            self._save_at.pop(0)
+            self.save_state()
         if self.progress is not None:
             self.progress(t_s - sim.begin_s, sim.duration_s)
 

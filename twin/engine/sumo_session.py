@@ -89,6 +89,27 @@ def upstream_chains(
     return out, {u: tuple(lanes.get(u, ())) for u in sorted(used)}
 
 
+MESO_ARGS = (
+    "--mesosim", "true", "--meso-junction-control", "true", "--meso-minor-penalty", "8",
+    "--routing-algorithm", "astar",
+)  # fmt: skip
+"""SUMO's mesoscopic model for forecasts. Junction control: vehicles wait at red signals
+and yield at priority junctions, so signal timings matter as in the micro model. A minor
+link (a permissive left turn, a side street) costs 8 s more: without it meso's delays
+were 24 % below micro's on the same fork, with it 12 % (travel time per OD 9.7 % -> 5.6 %;
+chosen on a district fork, checked at suwon-scale: ``experiments.forecast``). A* finds
+the same shortest routes as Dijkstra (ties aside) in a third of the time; routing the
+trips that depart in the window is most of a meso forecast's cost."""
+STATE_ARGS = ("--save-state.rng", "true", "--save-state.precision", "17")
+"""A saved state that a run continues from exactly: the random number generators, and
+every position and speed at full precision (SUMO's default of 2 decimals makes the
+continued run drift from the first step on)."""
+
+
+_MesoMap = tuple[list[str], npt.NDArray[np.int64], npt.NDArray[np.float64]]
+"""A lane list's distinct edges, each lane's edge index, and 1 / its edge's lanes."""
+
+
 class _Libsumo:
     """libsumo's one-simulation-per-process slot."""
 
@@ -113,6 +134,12 @@ class SessionConfig:
     statistics: Path | None = None
     error_log: Path | None = None
     extra_args: tuple[str, ...] = field(default_factory=tuple)
+    # SUMO's mesoscopic model (queues per edge segment) instead of the microscopic one
+    mesosim: bool = False
+    # states written during the run keep the random number generators and full precision
+    # (a fork from them reproduces the run), and the run starts from ``load_state``
+    state_io: bool = False
+    load_state: Path | None = None
 
     def args(self) -> list[str]:
         out = [
@@ -139,6 +166,12 @@ class SessionConfig:
             out += ["--statistic-output", str(self.statistics)]
         if self.error_log:
             out += ["--error-log", str(self.error_log)]
+        if self.mesosim:
+            out += list(MESO_ARGS)
+        if self.state_io or self.load_state is not None:
+            out += list(STATE_ARGS)
+        if self.load_state is not None:
+            out += ["--load-state", str(self.load_state)]
         return out + list(self.extra_args)
 
 
@@ -189,6 +222,20 @@ class SumoSession:
         self._free_max_speed: dict[str, float] = {}
         self._lane_length: dict[str, float] = {}
         self.detector_period_s = detector_period_s
+        # what the twin changed that SUMO's saved state does not keep (see edits())
+        self._shown: dict[str, str] = {}  # signal -> state last set through TraCI
+        self._lane_perm: dict[str, tuple[str, tuple[str, ...]]] = {}
+        self._speed_limits: dict[tuple[str, str], float] = {}  # ("edge"|"lane", id)
+        self._adapted: dict[tuple[str, str], float] = {}  # (vehicle, edge) -> believed s
+        self._kept_lane: dict[str, tuple[int, float]] = {}  # vehicle -> (lane, until_s)
+        self._on_loops: dict[str, set[str]] = {}  # loop -> vehicles on it at a loaded state
+        self._edge_lanes: dict[str, int] = {}  # lanes per edge (meso reads edges)
+        self._meso_maps: dict[int, tuple[Sequence[str], _MesoMap]] = {}
+        self._told_meso_loops = False
+        self.command_log: list[dict[str, Any]] = []
+        """Every network or driver command the twin gave (time, command, arguments):
+        lane closures and permissions, speed limits, beliefs and lane keeping; signal
+        states are kept as the last one per signal (:meth:`edits`)."""
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -303,6 +350,11 @@ class SumoSession:
         end = math.floor(self.state.t_s / period + 1e-9) * period if period else self.state.t_s
         if end <= self.state.det_interval_end_s or not self.state.det_ids:
             return False
+        if self.config.mesosim:  # SUMO's meso loops give no interval values over TraCI
+            if not self._told_meso_loops:
+                log.info("mesoscopic model: the loops' interval counts are not available")
+                self._told_meso_loops = True
+            return False
         il = self.sumo.inductionloop
         count, occ, speed = (
             self.state.det_count_veh,
@@ -314,8 +366,25 @@ class SumoSession:
             occ[k] = il.getLastIntervalOccupancy(det)
             speed[k] = il.getLastIntervalMeanSpeed(det)
         speed[speed < 0] = np.nan  # SUMO's -1: no vehicle in the interval
+        if self._on_loops:
+            self._count_loaded_on_loops(count)
         self.state.det_interval_end_s = end
         return True
+
+    def _count_loaded_on_loops(self, count: npt.NDArray[np.float64]) -> None:
+        """After a state was loaded, SUMO's loops do not know the vehicles that stood on
+        them (a loop's counts are not in SUMO's state), so they never count them; the run
+        that saved the state did, in the interval they left in. Count each of them here
+        in the interval it left the loop in."""
+        il = self.sumo.inductionloop
+        index = self.state.det_index
+        for det, waiting in list(self._on_loops.items()):
+            left = waiting - set(il.getLastStepVehicleIDs(det))
+            if left:
+                count[index[det]] += len(left)
+                waiting -= left
+            if not waiting:
+                del self._on_loops[det]
 
     def read_queues(self) -> None:
         """Halting vehicles on every signalized incoming lane, into the state arrays."""
@@ -335,11 +404,57 @@ class SumoSession:
         veh_length_m: npt.NDArray[np.float64],
     ) -> None:
         """Halting vehicles and mean vehicle length (0 when empty) of each lane, last step."""
+        if self.config.mesosim:
+            self._read_meso_lanes(lane_ids, halting_veh, veh_length_m)
+            return
         lane = self.sumo.lane
         halting, length = lane.getLastStepHaltingNumber, lane.getLastStepLength
         for k, lane_id in enumerate(lane_ids):
             halting_veh[k] = halting(lane_id)
             veh_length_m[k] = length(lane_id)
+
+    def _read_meso_lanes(
+        self,
+        lane_ids: Sequence[str],
+        halting_veh: npt.NDArray[np.float64],
+        veh_length_m: npt.NDArray[np.float64] | None,
+    ) -> None:
+        """The mesoscopic model keeps vehicles in queues per edge segment, not on lanes
+        (SUMO's lane getters read 0 there): each lane gets its edge's halting vehicles
+        shared evenly over the edge's lanes, and the edge's mean vehicle length."""
+        edges, index, share = self._meso_lane_map(lane_ids)
+        edge = self.sumo.edge
+        halting, length = edge.getLastStepHaltingNumber, edge.getLastStepLength
+        per_edge = np.fromiter((halting(e) for e in edges), np.float64, len(edges))
+        halting_veh[:] = per_edge[index] * share
+        if veh_length_m is not None:
+            lengths = np.fromiter((length(e) for e in edges), np.float64, len(edges))
+            veh_length_m[:] = lengths[index]
+
+    def _meso_lane_map(self, lane_ids: Sequence[str]) -> _MesoMap:
+        """For a list of lanes (kept by identity: the run reads the same lists every
+        tick): the distinct edges, each lane's edge index and 1 / the edge's lanes."""
+        key = id(lane_ids)
+        cached = self._meso_maps.get(key)
+        if cached is not None and cached[0] is lane_ids:
+            return cached[1]
+        edge = self.sumo.edge
+        edges: list[str] = []
+        where: dict[str, int] = {}
+        index = np.empty(len(lane_ids), np.int64)
+        share = np.empty(len(lane_ids), np.float64)
+        for k, lane_id in enumerate(lane_ids):
+            e = lane_id.rsplit("_", 1)[0]  # SUMO names a lane <edge>_<index>
+            if e not in where:
+                where[e] = len(edges)
+                edges.append(e)
+                if e not in self._edge_lanes:
+                    self._edge_lanes[e] = max(int(edge.getLaneNumber(e)), 1)
+            index[k] = where[e]
+            share[k] = 1.0 / self._edge_lanes[e]
+        value = (edges, index, share)
+        self._meso_maps[key] = (lane_ids, value)
+        return value
 
     def track(self, vehicle_ids: Sequence[str]) -> None:
         """Follow these vehicles through subscriptions (position, speed, edge)."""
@@ -386,6 +501,7 @@ class SumoSession:
     def set_signal_state(self, tls_id: str, state: str) -> None:
         """Show ``state`` at ``tls_id`` from the next step on (the guard decides it)."""
         self.sumo.trafficlight.setRedYellowGreenState(tls_id, state)
+        self._shown[tls_id] = state
 
     def set_program(self, tls_id: str, program_id: str) -> None:
         """Switch ``tls_id`` to one of its loaded programs (e.g. ``"actuated"``)."""
@@ -393,6 +509,7 @@ class SumoSession:
             self.sumo.trafficlight.setProgram(tls_id, program_id)
         except Exception as exc:
             raise SumoError(f"Signal {tls_id} has no program {program_id!r}: {exc}") from exc
+        self._shown.pop(tls_id, None)  # a loaded program: SUMO's state keeps it
 
     def set_phase(self, tls_id: str, phase_index: int, *, remaining_s: float) -> None:
         """Put ``tls_id``'s active program in phase ``phase_index`` for ``remaining_s`` more
@@ -411,6 +528,9 @@ class SumoSession:
 
     def read_lane_halting(self, lane_ids: Sequence[str], out: npt.NDArray[np.float64]) -> None:
         """Halting vehicles on each lane (last step) into ``out``."""
+        if self.config.mesosim:
+            self._read_meso_lanes(lane_ids, out, None)
+            return
         get = self.sumo.lane.getLastStepHaltingNumber
         for k, lane in enumerate(lane_ids):
             out[k] = get(lane)
@@ -471,7 +591,7 @@ class SumoSession:
                 vehicle.setMaxSpeed(vehicle_id, free)
             return
         self._free_max_speed.setdefault(vehicle_id, float(vehicle.getMaxSpeed(vehicle_id)))
-        vehicle.setMaxSpeed(vehicle_id, float(speed_mps))
+        vehicle.setMaxSpeed(vehicle_id, float(speed_mps))  # SUMO's state keeps it
 
     def set_route(self, vehicle_id: str, route_edges: Sequence[str]) -> None:
         """Replace the vehicle's remaining route (it must start with its current edge)."""
@@ -537,11 +657,20 @@ class SumoSession:
         v = self.sumo.vehicle
         for edge_id in edge_ids:
             v.setAdaptedTraveltime(vehicle_id, edge_id, float(penalty_s))
+            self._adapted[(vehicle_id, edge_id)] = float(penalty_s)
+        self._log("avoid_edges", vehicle_id, list(edge_ids), float(penalty_s))
 
     def read_loop_counts(self, det_ids: Sequence[str]) -> list[int]:
         """Vehicles counted by each induction loop in its last aggregation interval."""
         get = self.sumo.inductionloop.getLastIntervalVehicleNumber
         return [int(get(d)) for d in det_ids]
+
+    def read_loop_gap(self, det_ids: Sequence[str], out: npt.NDArray[np.float64]) -> None:
+        """Seconds since each induction loop last saw a vehicle (0 while one is on it),
+        at the last step, into ``out`` (vehicle actuation's gap)."""
+        get = self.sumo.inductionloop.getTimeSinceDetection
+        for k, det in enumerate(det_ids):
+            out[k] = get(det)
 
     def lane_index(self, vehicle_id: str) -> int:
         """Index of the lane the vehicle drives in (0 = the kerb lane)."""
@@ -551,6 +680,8 @@ class SumoSession:
         """Ask the driver to move to / stay in ``lane_index`` for ``duration_s`` (SUMO
         changes lanes when it safely can)."""
         self.sumo.vehicle.changeLane(vehicle_id, int(lane_index), float(duration_s))
+        self._kept_lane[vehicle_id] = (int(lane_index), self.state.t_s + float(duration_s))
+        self._log("keep_lane", vehicle_id, int(lane_index), float(duration_s))
 
     def remove_vehicle(self, vehicle_id: str) -> None:
         """Take the vehicle out of the network (a tracked one reads NaN from now on)."""
@@ -568,6 +699,8 @@ class SumoSession:
             if lane_id not in self._lane_disallowed:
                 self._lane_disallowed[lane_id] = tuple(lane.getDisallowed(lane_id))
             lane.setDisallowed(lane_id, ["all"])
+            self._lane_perm[lane_id] = ("disallowed", ("all",))
+        self._log("close_lanes", list(lane_ids))
 
     def reopen_lanes(self, lane_ids: Sequence[str]) -> None:
         """Give closed lanes back the permissions they had before :meth:`close_lanes`."""
@@ -576,6 +709,8 @@ class SumoSession:
             before = self._lane_disallowed.pop(lane_id, None)
             if before is not None:
                 lane.setDisallowed(lane_id, list(before))
+                self._lane_perm[lane_id] = ("disallowed", before)
+        self._log("reopen_lanes", list(lane_ids))
 
     def set_lane_allowed(self, lane_ids: Sequence[str], classes: Sequence[str]) -> None:
         """Only these vehicle classes may use the lanes (e.g. ``["emergency"]``)."""
@@ -584,18 +719,188 @@ class SumoSession:
             if lane_id not in self._lane_disallowed:
                 self._lane_disallowed[lane_id] = tuple(lane.getDisallowed(lane_id))
             lane.setAllowed(lane_id, list(classes))
+            self._lane_perm[lane_id] = ("allowed", tuple(classes))
+        self._log("set_lane_allowed", list(lane_ids), list(classes))
 
     def set_lane_max_speed(self, lane_ids: Sequence[str], speed_mps: float) -> None:
         """Speed limit of single lanes (e.g. the lane left open past a crash scene). The
         router's free-flow view of the edge keeps the fastest lane's limit."""
         for lane_id in lane_ids:
             self.sumo.lane.setMaxSpeed(lane_id, float(speed_mps))
+            self._speed_limits.pop(("lane", lane_id), None)  # re-applied in this order
+            self._speed_limits[("lane", lane_id)] = float(speed_mps)
+        self._log("set_lane_max_speed", list(lane_ids), float(speed_mps))
 
     def set_edge_max_speed(self, edge_id: str, speed_mps: float) -> None:
         """Speed limit of every lane of the edge (a capacity drop, a flooded street)."""
         self.sumo.edge.setMaxSpeed(edge_id, float(speed_mps))
+        self._speed_limits.pop(("edge", edge_id), None)
+        self._speed_limits[("edge", edge_id)] = float(speed_mps)
+        self._log("set_edge_max_speed", edge_id, float(speed_mps))
 
     # ------------------------------------------------------------------ state files
+    def _log(self, command: str, *args: Any) -> None:
+        self.command_log.append({"t_s": self.state.t_s, "command": command, "args": list(args)})
+
+    def edits(self) -> dict[str, Any]:
+        """What the twin changed in SUMO that SUMO's saved state does not keep, as plain
+        data (JSON): signal states set through TraCI (SUMO keeps only its loaded
+        programs), lane permissions and speed limits (SUMO saves no network), each
+        driver's believed travel times and lane keeping, and this session's memory of
+        what it changed (so a reopened lane gets its permissions back). Route changes,
+        stops, added vehicles and speed caps are in SUMO's state already.
+        :meth:`reapply` puts them back after a state is loaded."""
+        now = self.state.t_s
+        present = set(self.sumo.vehicle.getIDList())
+        return {
+            "t_s": now,
+            "signal_states": dict(self._shown),
+            "lane_permissions": {k: [kind, list(c)] for k, (kind, c) in self._lane_perm.items()},
+            "lane_disallowed_before": {k: list(v) for k, v in self._lane_disallowed.items()},
+            "speed_limits": [[kind, obj, v] for (kind, obj), v in self._speed_limits.items()],
+            "adapted_traveltimes": [
+                [vid, edge, v] for (vid, edge), v in self._adapted.items() if vid in present
+            ],
+            "kept_lanes": {
+                vid: [lane, until]
+                for vid, (lane, until) in self._kept_lane.items()
+                if vid in present and until > now + 1e-9
+            },
+            "free_max_speed": {k: v for k, v in self._free_max_speed.items() if k in present},
+        }
+
+    def reapply(self, edits: dict[str, Any]) -> None:
+        """Give SUMO back what :meth:`edits` recorded (right after a state was loaded,
+        before the first step): the network's permissions and limits first, then the
+        drivers', then the signal states, each shown from the next step on as in the run
+        that saved them."""
+        sumo, now = self.sumo, self.state.t_s
+        present = set(sumo.vehicle.getIDList())
+        try:
+            for lane_id, (kind, classes) in edits.get("lane_permissions", {}).items():
+                if kind == "allowed":
+                    sumo.lane.setAllowed(lane_id, list(classes))
+                else:
+                    sumo.lane.setDisallowed(lane_id, list(classes))
+                self._lane_perm[lane_id] = (kind, tuple(classes))
+            for lane_id, before in edits.get("lane_disallowed_before", {}).items():
+                self._lane_disallowed[lane_id] = tuple(before)
+            for kind, obj, speed in edits.get("speed_limits", []):
+                (sumo.edge if kind == "edge" else sumo.lane).setMaxSpeed(obj, float(speed))
+                self._speed_limits[(kind, obj)] = float(speed)
+            for vid, edge, believed in edits.get("adapted_traveltimes", []):
+                if vid in present:
+                    sumo.vehicle.setAdaptedTraveltime(vid, edge, float(believed))
+                    self._adapted[(vid, edge)] = float(believed)
+            for vid, (lane, until) in edits.get("kept_lanes", {}).items():
+                if vid in present and until > now:
+                    sumo.vehicle.changeLane(vid, int(lane), float(until) - now)
+                    self._kept_lane[vid] = (int(lane), float(until))
+            self._free_max_speed.update(edits.get("free_max_speed", {}))
+            known = set(self.state.det_ids)
+            self._on_loops = {
+                d: set(ids) for d, ids in edits.get("on_loops", {}).items() if d in known
+            }
+            for tls, shown in edits.get("signal_states", {}).items():
+                self.set_signal_state(tls, shown)
+        except Exception as exc:
+            raise SumoError(
+                f"SUMO refused the twin's commands replayed at t={now:g} s: {exc}"
+            ) from exc
+
+    def snapshot(self) -> dict[str, Any]:
+        """Where every vehicle and signal stands now, as plain data: what a run of the
+        other traffic model starts from (:meth:`place`), since SUMO's mesoscopic model
+        cannot load a microscopic state (nor the reverse). Per vehicle: its type, the
+        rest of its route, lane, position, speed and departure; vehicles waiting to
+        enter; per signal its program, phase and the time left in the phase."""
+        sumo = self.sumo
+        v, tl, now = sumo.vehicle, sumo.trafficlight, self.state.t_s
+        vehicles = []
+        present = set(v.getIDList())
+        for vid in v.getIDList():
+            route, index = list(v.getRoute(vid)), int(v.getRouteIndex(vid))
+            road = str(v.getRoadID(vid))
+            inside = road.startswith(":")  # inside a junction: it enters the next edge
+            vehicles.append({
+                "id": vid, "type": str(v.getTypeID(vid)),
+                "route": route[max(index, 0) + (1 if inside else 0):],
+                "lane": -1 if inside else int(v.getLaneIndex(vid)),
+                "pos_m": 0.0 if inside else float(v.getLanePosition(vid)),
+                "speed_mps": float(v.getSpeed(vid)), "depart_s": float(v.getDeparture(vid)),
+                "time_loss_s": float(v.getTimeLoss(vid)),
+            })  # fmt: skip
+        pending = []
+        for vid in sumo.simulation.getPendingVehicles():
+            try:
+                pending.append({"id": vid, "type": str(v.getTypeID(vid)),
+                                "route": list(v.getRoute(vid))})  # fmt: skip
+            except Exception as exc:  # SUMO may know too little of a vehicle not yet in
+                log.warning("snapshot: waiting vehicle %s left out (%s)", vid, exc)
+        signals = {
+            t: {"program": str(tl.getProgram(t)), "phase": int(tl.getPhase(t)),
+                "remaining_s": float(tl.getNextSwitch(t)) - now}
+            for t in tl.getIDList()
+        }  # fmt: skip
+        # vehicles whose front has left the loop's lane while their back is still over
+        # the loop: a loaded loop never sees them (SUMO registers the vehicles on the
+        # loop's own lane only), though the saved run counts them when their back leaves
+        il, lane_of = sumo.inductionloop, v.getLaneID
+        loops: dict[str, list[str]] = {}
+        for d in () if self.config.mesosim else self.state.det_ids:
+            on = il.getLastStepVehicleIDs(d)
+            if not on:
+                continue
+            lane, at_m = il.getLaneID(d), float(il.getPosition(d))
+            end_m = float(sumo.lane.getLength(lane))
+            hanging = []
+            for vid in on:
+                if vid not in present or lane_of(vid) == lane:
+                    continue
+                behind_m = float(v.getLength(vid)) - float(v.getLanePosition(vid))
+                if behind_m > 0 and end_m - behind_m < at_m:  # its back is before the loop
+                    hanging.append(vid)
+            if hanging:
+                loops[d] = hanging
+        return {"t_s": now, "vehicles": vehicles, "pending": pending, "signals": signals,
+                "on_loops": loops}  # fmt: skip
+
+    def place(self, snapshot: dict[str, Any]) -> dict[str, int]:
+        """Put a :meth:`snapshot` into this simulation (started at the snapshot's time,
+        without the vehicles that departed before it): every vehicle enters where it was,
+        on the rest of its route, at its speed; the waiting ones wait again; every signal
+        running a loaded program gets its phase and the time left. Returns how many
+        vehicles were placed and how many SUMO refused (logged)."""
+        sumo = self.sumo
+        placed = refused = 0
+        for veh in [*snapshot.get("vehicles", []), *snapshot.get("pending", [])]:
+            vid, edges = str(veh["id"]), [str(e) for e in veh["route"]]
+            if not edges:
+                continue
+            lane = int(veh.get("lane", -1))
+            where = {
+                "departLane": str(lane) if lane >= 0 else "best",
+                "departPos": f"{max(float(veh.get('pos_m', 0.0)), 0.0):.2f}",
+                "departSpeed": f"{max(float(veh.get('speed_mps', 0.0)), 0.0):.2f}",
+            } if "pos_m" in veh else {"departLane": "best", "departSpeed": "max"}  # fmt: skip
+            try:
+                sumo.route.add(f"fork!{vid}", edges)
+                sumo.vehicle.add(vid, f"fork!{vid}", typeID=str(veh["type"]), depart="now",
+                                 **where)  # fmt: skip
+                placed += 1
+            except Exception as exc:
+                refused += 1
+                log.warning("snapshot: SUMO refused vehicle %s (%s)", vid, exc)
+        tl = sumo.trafficlight
+        for tls, sig in snapshot.get("signals", {}).items():
+            try:
+                tl.setProgram(tls, str(sig["program"]))
+                tl.setPhase(tls, int(sig["phase"]))
+                tl.setPhaseDuration(tls, max(float(sig["remaining_s"]), 0.0))
+            except Exception as exc:  # a TraCI-shown state ("online"): the edits show it
+                log.debug("snapshot: signal %s keeps its own program (%s)", tls, exc)
+        return {"placed": placed, "refused": refused}
+
     def save_state(self, path: Path) -> Path:
         """Write SUMO's full simulation state (vehicles, signals, RNG) to ``path``."""
         self.sumo.simulation.saveState(str(path))

@@ -13,6 +13,7 @@ import itertools
 import logging
 import os
 import subprocess
+import sys
 from collections.abc import Iterator, Sequence
 from functools import cache
 from pathlib import Path
@@ -96,6 +97,23 @@ def run_tool(name: str, args: Sequence[str | Path], *, what: str, cwd: Path | No
         errors = [ln for ln in (proc.stderr + proc.stdout).splitlines() if "rror" in ln]
         detail = "\n".join(errors[-8:]) or (proc.stderr or proc.stdout)[-2000:]
         raise SumoError(f"{name} failed while {what} (exit code {proc.returncode}):\n{detail}")
+    return proc.stdout + proc.stderr
+
+
+def run_python_tool(
+    relpath: str, args: Sequence[str | Path], *, what: str, cwd: Path | None = None
+) -> str:
+    """Run a Python script of SUMO's ``tools/`` folder (e.g. ``routeSampler.py``) with this
+    interpreter; raise :class:`SumoError` with the script's own message if it fails."""
+    cmd = [sys.executable, str(sumo_tool(relpath)), *map(str, args)]
+    log.debug("running %s", " ".join(cmd))
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, cwd=cwd, env=tool_env())
+    if proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-8:]
+        raise SumoError(
+            f"{Path(relpath).name} failed while {what} (exit code {proc.returncode}):\n"
+            + "\n".join(tail)
+        )
     return proc.stdout + proc.stderr
 
 

@@ -225,6 +225,11 @@ class LiveWorld:
     def read_edge_halting(self, edge_ids: Sequence[str], out: npt.NDArray[np.float64]) -> None:
         out[:] = 0.0
 
+    def read_loop_gap(self, det_ids: Sequence[str], out: npt.NDArray[np.float64]) -> None:
+        # ingested counts are per interval, not per vehicle: the gap is unknown, so an
+        # actuated green never gaps out here (it runs its planned length)
+        out[:] = np.nan
+
     def set_signal_state(self, tls_id: str, state: str) -> None:
         raise RuntimeError("in live mode the field port shows the signals")
 

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from twin.app.live.clock import LiveClock
+from twin.engine.metrics import geh as geh  # noqa: PLC0414 - re-exported from its old home
 
 log = logging.getLogger(__name__)
 
@@ -59,12 +60,6 @@ class ShadowReport:
     compared: int = 0
     states_applied: int = 0
     lane_halting: dict[str, float] = field(default_factory=dict)
-
-
-def geh(model: float, count: float) -> float:
-    """GEH statistic of two hourly flows."""
-    total = model + count
-    return 0.0 if total <= 0 else math.sqrt(2.0 * (model - count) ** 2 / total)
 
 
 def _worker(  # noqa: PLR0917 - a process target takes positional arguments
