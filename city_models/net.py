@@ -7,6 +7,7 @@ file itself is read through :func:`twin.engine.sumo_tools.load_sumolib_net`.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import os
@@ -85,27 +86,35 @@ class NetInfo:
     successors: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
-NET_CACHE_SUFFIX = ".netinfo.pkl"
-"""The records read from ``X.net.xml.gz`` are kept in ``X.net.xml.gz.netinfo.pkl``: sumolib
-takes seconds on a large net (5 s at suwon-scale), every run and fork needs them."""
 _NET_CACHE_FORMAT = 1
 
 
+def net_cache_dir() -> Path:
+    """Where the records read from nets are kept: ``$XDG_CACHE_HOME/citytwin/netinfo``
+    (``~/.cache/...``). sumolib takes seconds on a large net (5 s at suwon-scale) and every
+    run and fork needs them. Never inside a city's folder: a city folder is shared and
+    uploaded, and a pickle is only ever read from files this user's own runs wrote."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "citytwin" / "netinfo"
+
+
 def read_net(path: Path) -> NetInfo:
-    """Read a SUMO network into plain records (cached next to the file, keyed by its size
-    and modification time; a cache that cannot be written is skipped).
+    """Read a SUMO network into plain records (cached in :func:`net_cache_dir`, keyed by
+    the file's path, size and modification time; a cache that cannot be written is
+    skipped).
 
     Raises
     ------
     SumoError
         When the file is missing or sumolib cannot parse it.
     """
-    cache = path.with_name(path.name + NET_CACHE_SUFFIX)
     try:
         stat = path.stat()
-        key = (_NET_CACHE_FORMAT, stat.st_size, stat.st_mtime_ns)
+        key = (_NET_CACHE_FORMAT, str(path.resolve()), stat.st_size, stat.st_mtime_ns)
     except OSError:
         return _read_net(path)  # sumolib says what is wrong
+    name = hashlib.sha256(repr(key).encode()).hexdigest()[:32]
+    cache = net_cache_dir() / f"{name}.pkl"
     try:
         with cache.open("rb") as fh:
             cached_key, info = pickle.load(fh)
@@ -116,6 +125,7 @@ def read_net(path: Path) -> NetInfo:
     info = _read_net(path)
     tmp = cache.with_name(f"{cache.name}.{os.getpid()}.tmp")
     try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
         with tmp.open("wb") as fh:
             pickle.dump((key, info), fh, protocol=pickle.HIGHEST_PROTOCOL)
         tmp.replace(cache)
