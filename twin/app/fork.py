@@ -41,7 +41,6 @@ import json
 import logging
 import math
 import re
-import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,7 +51,7 @@ from scenarios.loader import parse_scenario
 from scenarios.spec import ScenarioSpec
 from twin.app.compose import run_request
 from twin.app.study import with_overrides
-from twin.app.sweep import _flat, _show, run_cells
+from twin.app.sweep import _flat, _show, read_toml_file, run_cells
 from twin.config import Settings
 from twin.engine.executors import RunProgress, RunRequest
 from twin.engine.states import find_state, read_state, saved_times
@@ -104,19 +103,7 @@ def load_variants(path: str | Path) -> VariantsFile:
     """
     path = Path(path)
     where = f"Variants file {path}"
-    try:
-        raw = tomllib.loads(path.read_bytes().decode("utf-8-sig"))
-    except OSError as exc:
-        raise ConfigError(f"{where} cannot be read: {exc}.") from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{where} is not UTF-8 text ({exc}).") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{where} is not valid TOML: {exc}.") from None
-    unknown = sorted(set(raw) - set(FIELDS))
-    if unknown:
-        raise ConfigError(
-            f"{where}: field '{unknown[0]}' is not a known field; allowed: {', '.join(FIELDS)}."
-        )
+    raw = read_toml_file(path, where, FIELDS)
     table = raw.get("variant", {})
     if not isinstance(table, dict) or not table:
         raise ConfigError(

@@ -115,6 +115,31 @@ def _show(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 
 
+def read_toml_file(path: Path, where: str, fields: Sequence[str]) -> dict[str, Any]:
+    """A TOML file's top-level table (a BOM is allowed), with only ``fields`` in it.
+
+    Raises
+    ------
+    ConfigError
+        ``where`` (e.g. ``Sweep file PATH``) and what is wrong: unreadable, not UTF-8,
+        not TOML, or an unknown top-level field (the allowed ones named).
+    """
+    try:
+        raw = tomllib.loads(path.read_bytes().decode("utf-8-sig"))
+    except OSError as exc:
+        raise ConfigError(f"{where} cannot be read: {exc}.") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{where} is not UTF-8 text ({exc}).") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{where} is not valid TOML: {exc}.") from None
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        raise ConfigError(
+            f"{where}: field '{unknown[0]}' is not a known field; allowed: {', '.join(fields)}."
+        )
+    return raw
+
+
 def load_sweep(path: str | Path) -> SweepFile:
     """Read a sweep file (format: the module docstring).
 
@@ -125,21 +150,7 @@ def load_sweep(path: str | Path) -> SweepFile:
     """
     path = Path(path)
     where = f"Sweep file {path}"
-    try:
-        text = path.read_bytes().decode("utf-8-sig")
-    except OSError as exc:
-        raise ConfigError(f"{where} cannot be read: {exc}.") from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{where} is not UTF-8 text ({exc}).") from None
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{where} is not valid TOML: {exc}.") from None
-    unknown = sorted(set(raw) - set(FIELDS))
-    if unknown:
-        raise ConfigError(
-            f"{where}: field '{unknown[0]}' is not a known field; allowed: {', '.join(FIELDS)}."
-        )
+    raw = read_toml_file(path, where, FIELDS)
     name = raw.get("name", path.stem)
     if not isinstance(name, str) or not name.strip() or "/" in name or name.startswith("."):
         raise ConfigError(
