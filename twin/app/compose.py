@@ -26,13 +26,14 @@ from scenarios.loader import parse_scenario
 from scenarios.registry import make_scenario
 from scenarios.spec import ScenarioSpec
 from signal_control.control import ControlManager
+from signal_control.guard import Interval
 from twin.engine.executors import SUMO_ARGS_FILE, RunOutcome, RunRequest
 from twin.engine.run import Progress, Run, RunResult, SessionWiring
 from twin.engine.run import simulate as run_to_end
 from twin.engine.states import Resume, SavedState, load_control, read_state
 from twin.engine.sumo_session import Backend, SessionConfig, SumoSession
 from twin.engine.sumo_tools import run_tool, sumo_version
-from twin.errors import ScenarioError
+from twin.errors import ConfigError, ScenarioError
 
 log = logging.getLogger(__name__)
 
@@ -332,7 +333,7 @@ def fork_resume(spec: ScenarioSpec, state: SavedState, control: ControlManager |
     parent = state.meta.get("spec", {})
     same = parent.get("control") == spec.control.model_dump(mode="json")
     if same or not state.has_control:
-        return Resume(state=state, restore_control=same)
+        return Resume(state=state, restore_control=same, initial=field_intervals(state))
     saved = load_control(state.control_file, display=None, clock=lambda: state.t_s)
     port = getattr(saved, "port", None)
     if port is None:
@@ -353,6 +354,25 @@ def fork_resume(spec: ScenarioSpec, state: SavedState, control: ControlManager |
             "= true for fixed-time plans)."
         )
     return Resume(state=state, restore_control=False, initial=initial)
+
+
+def field_intervals(state: SavedState) -> dict[str, tuple[Interval, int, float]] | None:
+    """What the field showed when a live shadow saved ``state`` (its sidecar's
+    ``field_intervals``: per signal the center commands, ``[interval, stage,
+    elapsed_s]``), for a fork's guards to take over from; ``None`` for other states."""
+    raw = state.meta.get("field_intervals")
+    if not isinstance(raw, dict):
+        return None
+    out: dict[str, tuple[Interval, int, float]] = {}
+    for tls, value in raw.items():
+        interval, stage, elapsed = value
+        if interval not in ("green", "yellow", "all_red"):
+            raise ConfigError(
+                f"State {state.path}: field_intervals.{tls} = {value!r}; allowed intervals: "
+                "green, yellow, all_red."
+            )
+        out[str(tls)] = (interval, int(stage), max(float(elapsed), 0.0))
+    return out
 
 
 RUN_SUMOCFG = "run.sumocfg"

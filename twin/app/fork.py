@@ -103,7 +103,17 @@ def load_variants(path: str | Path) -> VariantsFile:
     """
     path = Path(path)
     where = f"Variants file {path}"
-    raw = read_toml_file(path, where, FIELDS)
+    return parse_variants(read_toml_file(path, where, FIELDS), where=where, path=path)
+
+
+def parse_variants(
+    raw: dict[str, Any], *, where: str = "Variants", path: Path | None = None
+) -> VariantsFile:
+    """A variants table (the file's content, or an API request's body: ``variant``,
+    ``places``, ``metrics``); errors start with ``where``."""
+    unknown = sorted(set(raw) - set(FIELDS))
+    if unknown:
+        raise ConfigError(f"{where}: unknown field {unknown[0]!r}; allowed: {', '.join(FIELDS)}.")
     table = raw.get("variant", {})
     if not isinstance(table, dict) or not table:
         raise ConfigError(
@@ -193,13 +203,21 @@ def plan_forks(
     ahead_s: float,
     mode: str = "micro",
     save_end_state: bool = False,
+    base: Sequence[tuple[str, Any]] = (),
 ) -> ForkPlan:
     """The forks of a run (its record: the state it saved at ``at_s``) or of a state file
     (e.g. one an interactive session saved; ``at_s`` optional), ``ahead_s`` long, as run
     requests: the null fork first, then each variant, every override checked against the
     parent's scenario (errors name the variants file, the variant, the field and the
     value). ``save_end_state``: each fork saves its state at its end
-    (for :func:`null_fork_check`)."""
+    (for :func:`null_fork_check`). ``base``: overrides every fork starts from (the
+    variants' come after them), e.g. the live service's control.
+
+    A state a live shadow twin saved (sidecar ``source = "live_shadow"``) showed the
+    field's signal states, which no plan of SUMO's continues: every fork of it runs each
+    signal through the guard (``control.guard_fixed = true`` unless a variant says
+    otherwise, and then it is refused), taking over from the interval the field showed
+    (:func:`twin.app.compose.field_intervals`)."""
     if mode not in ("micro", "meso"):
         raise ConfigError(f"--mode {mode!r}; allowed: micro, meso.")
     if not (math.isfinite(ahead_s) and ahead_s >= MIN_AHEAD_S):
@@ -238,13 +256,18 @@ def plan_forks(
         ("sim.save_state_at_s", [state.t_s + ahead_s] if save_end_state else []),
         ("sim.mode", mode),
     ]
+    shadow = state.meta.get("source") == "live_shadow"
+    if shadow:
+        base = [("control.guard_fixed", True), *base]
     where = f"Variants file {variants.path}" if variants.path else "Variants"
     names, requests = [], []
     for variant in (ForkVariant(NULL_FORK), *variants.variants):
         label = f"{where} [variant.{variant.name}]"
         for key, value in variant.overrides:
             _checked(parent, [(key, value)], source=f"{label} {key} = {_show(value)}")
-        spec = _checked(parent, [*variant.overrides, *window], source=label)
+        spec = _checked(parent, [*base, *variant.overrides, *window], source=label)
+        if shadow:
+            _check_all_guarded(spec, label, name)
         spec = spec.model_copy(update={"name": _fork_name(parent.name, state.t_s, variant.name)})
         names.append(variant.name)
         requests.append(run_request(spec, city, seed=seed, owner=owner))
@@ -253,6 +276,18 @@ def plan_forks(
         names=tuple(names), requests=tuple(requests), places=variants.places,
         metrics=variants.metrics,
     )  # fmt: skip
+
+
+def _check_all_guarded(spec: ScenarioSpec, label: str, name: str) -> None:
+    ctl = spec.control
+    kinds = {ctl.default, *ctl.by_signal.values()}
+    if "fixed" in kinds and not ctl.guard_fixed:
+        raise ConfigError(
+            f"{label}: control.guard_fixed = false; {name} was saved by the live shadow "
+            "twin, whose signals showed the field's states, which SUMO's own programs do "
+            "not continue. Allowed: control.guard_fixed = true (the default for it), or "
+            "no signal left to 'fixed'."
+        )
 
 
 def _checked(

@@ -469,9 +469,10 @@ class Run(Generic[CityT, SpecT]):
         elif self.control is not None:
             self.control.start(session, t_s=t0, takeover="running", initial=resume.initial)
 
-    def save_state(self) -> Path:
+    def save_state(self, meta: Mapping[str, Any] | None = None) -> Path:
         """Save the run's state now (SUMO's file, the sidecar, the controllers) into
-        ``run_dir/states``; returns SUMO's state file."""
+        ``run_dir/states``; returns SUMO's state file. ``meta``: more for the sidecar's
+        ``meta`` (e.g. the live shadow's field intervals)."""
         session = self.session
         t_s = session.time_s
         states = self.ctx.run_dir / "states"
@@ -487,7 +488,7 @@ class Run(Generic[CityT, SpecT]):
         write_sidecar(
             path, t_s=t_s, sumo_version=_sumo_version(),
             mode="meso" if self.config.mesosim else "micro", city_hash=self._city_hash,
-            meta=self._state_meta, edits=session.edits(), snapshot=snapshot,
+            meta={**self._state_meta, **(meta or {})}, edits=session.edits(), snapshot=snapshot,
             command_log=list(session.command_log), has_control=control is not None,
             approaches={"chains": self._chains[0], "lanes": self._chains[1]},
         )  # fmt: skip

@@ -263,3 +263,29 @@ def test_the_audit_is_read_by_role(live_api: LiveApi) -> None:
     body = read("operator", check=True, after_seq=last - 1)
     assert body["chain"]["ok"] and body["chain"]["records"] >= len(everything)
     assert body["data"][0]["seq"] == last
+
+
+def test_live_forks_and_calibrations_are_the_operators(live_api: LiveApi) -> None:
+    fork = {"variant": {"adaptive": {"control.default": "adaptive"}}, "ahead_s": 120}
+    for role in ("fire", "police", "researcher"):
+        r = live_api.client.post("/v1/live/forks", json=fork, headers=live_api.key(role))
+        assert r.status_code == 403, (role, r.text)
+        r = live_api.client.post("/v1/live/calibrations", json={}, headers=live_api.key(role))
+        assert r.status_code == 403, (role, r.text)
+    operator = live_api.key("operator")
+    # this service runs no shadow twin: nothing to fork from
+    r = live_api.client.post("/v1/live/forks", json=fork, headers=operator)
+    assert r.status_code == 409 and "--shadow" in r.json()["detail"], r.text
+    # a variant is checked as in a variants file, before anything else
+    bad = {"variant": {"x": {"seed": 3}}}
+    r = live_api.client.post("/v1/live/forks", json=bad, headers=operator)
+    assert r.status_code == 422 and "keeps the parent's 'seed'" in r.text, r.text
+    for body in ({"variant": {}}, {**fork, "ahead_s": 10}, {**fork, "mode": "macro"}):
+        r = live_api.client.post("/v1/live/forks", json=body, headers=operator)
+        assert r.status_code == 422, (body, r.text)
+    # calibration: a window of at least 300 s, and some counts in it
+    r = live_api.client.post("/v1/live/calibrations", json={"window_s": 60}, headers=operator)
+    assert r.status_code == 422, r.text
+    far = {"window_s": 900, "end_s": 3600}  # long before this clock's time of day
+    r = live_api.client.post("/v1/live/calibrations", json=far, headers=operator)
+    assert r.status_code == 422 and "no loop count ends in the window" in r.text, r.text

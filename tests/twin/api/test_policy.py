@@ -48,6 +48,8 @@ ROUTES: dict[str, tuple[str, str, dict[str, Any]]] = {
     "live:audit": ("GET", "/v1/live/audit", {}),
     "live:spat": ("GET", "/v1/live/spat", {}),
     "live:status": ("GET", "/v1/live/status", {}),
+    "live:fork": ("POST", "/v1/live/forks", {"json": {"variant": {"a": {"seed": 1}}}}),
+    "live:calibrate": ("POST", "/v1/live/calibrations", {"json": {}}),
 }
 
 

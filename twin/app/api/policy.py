@@ -41,6 +41,9 @@ POLICY: dict[str, frozenset[str]] = {
     "live:audit": frozenset({"operator", "fire", "police"}),
     "live:spat": _AGENCIES,
     "live:status": frozenset({"operator"}),
+    # what-if forks of the shadow twin's present, and calibration to the ingested counts
+    "live:fork": frozenset({"operator"}),
+    "live:calibrate": frozenset({"operator"}),
     # the tenant's own administration: the operator is the tenant's admin
     "tenant:read": _AGENCIES,
     "tenant:keys": frozenset({"operator"}),

@@ -26,6 +26,7 @@ signal an EV was already served at (released after it passed) is not asked again
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import gc
 import json
@@ -34,10 +35,10 @@ import math
 import tempfile
 import time
 from collections import Counter, deque
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol, TypeVar
+from typing import Any, Literal, Protocol, TypeVar, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -56,6 +57,7 @@ from twin.app.live.adapter import FieldPort
 from twin.app.live.audit import AuditLog
 from twin.app.live.clock import LiveClock
 from twin.app.live.field import FieldConfig
+from twin.app.live.follow import CountWindow
 from twin.app.live.ingest import Count, GpsFix, Ingest, IngestLimits, Verdict
 from twin.app.live.mqtt import MqttLink, Received, parse_gps_topic
 from twin.app.live.shadow import ShadowTwin
@@ -63,6 +65,7 @@ from twin.app.live.spat import spat_message
 from twin.center.ev_center import EvCenter
 from twin.center.preemption import PreemptionPlanner, TrackedEv
 from twin.center.tracking import GpsReport
+from twin.config import Settings
 from twin.errors import CityError, ConfigError
 
 log = logging.getLogger(__name__)
@@ -107,6 +110,11 @@ class LiveOptions:
     """Run the shadow twin (SUMO at the clock's pace, in its own process)."""
     workdir: Path | None = None
     """Where the shadow twin's SUMO writes (a temporary folder if not given)."""
+    runs: Settings | None = None
+    """The run store live forks are recorded in (default: the environment's)."""
+    fork_workers: int = 1
+    """Worker processes a live fork runs its futures in: each takes a core, and the
+    center's own loop must keep its heartbeats (one by default)."""
 
 
 class Mission(BaseModel):
@@ -316,6 +324,8 @@ class LiveService:
         self.stopped = False
         self.shadow: ShadowTwin | None = None
         self._shadow_audit_wall = 0.0
+        self.counts = CountWindow()
+        """Every accepted count of the last hours, for a rolling-window calibration."""
 
     # ------------------------------------------------------------------ start / stop
     def _plans(self) -> tuple[dict[str, GuardPlan], dict[str, Any]]:
@@ -650,6 +660,7 @@ class LiveService:
             used_for_control=used,
             late=not used,
         )
+        self.counts.add(count, self.clock.now_s())
         if self.shadow is not None:
             self.shadow.feed_count(count.loop, count.t_end_s, count.count_veh)
         return verdict
@@ -864,6 +875,22 @@ class LiveService:
             return fn(*args, **kwargs)
 
         fut = asyncio.run_coroutine_threadsafe(run(), loop)
+        return await asyncio.wrap_future(fut)
+
+    async def call_async(self, fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
+        """Await ``fn(*args, **kwargs)`` on the service's loop (from the API's, which may
+        be another)."""
+        loop = self.loop
+        if loop is None:
+            raise RuntimeError("the live service is not running")
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            return await fn(*args, **kwargs)
+        coro = cast("Coroutine[Any, Any, T]", fn(*args, **kwargs))
+        fut: concurrent.futures.Future[T] = asyncio.run_coroutine_threadsafe(coro, loop)
         return await asyncio.wrap_future(fut)
 
     def run_soon(self, coro: Awaitable[Any]) -> None:

@@ -18,6 +18,10 @@ share of them with GEH < 5 (hourly flows).
 
 The counts only measure how far the shadow is from the field; they do not steer its
 demand (no calibrators): a shadow that drifts says so in its divergence.
+
+On request (:meth:`ShadowTwin.save_state`) it saves its state at its next tick, with
+what the field showed (``field_intervals``) in the sidecar: a live fork's futures start
+from it (:mod:`twin.app.live.follow`).
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ import numpy as np
 
 from twin.app.live.clock import LiveClock
 from twin.engine.metrics import geh as geh  # noqa: PLC0414 - re-exported from its old home
+from twin.errors import TwinError
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +75,7 @@ def _worker(  # noqa: PLR0917 - a process target takes positional arguments
     inbox: Any,
     outbox: Any,
     tick_wall_s: float,
+    replies: Any = None,
 ) -> None:
     """The shadow's process: build the run, then pace it by the clock."""
     from city_models.build import load_city  # noqa: PLC0415 - the worker process only
@@ -94,6 +100,7 @@ def _worker(  # noqa: PLR0917 - a process target takes positional arguments
     states: dict[str, str] = {}
     applied = 0
     last_end = -1.0
+    saves: list[tuple[int, dict[str, Any]]] = []
     try:
         while True:
             stop = False
@@ -102,6 +109,8 @@ def _worker(  # noqa: PLR0917 - a process target takes positional arguments
                     msg = inbox.get_nowait()
                     if msg[0] == "stop":
                         stop = True
+                    elif msg[0] == "save":
+                        saves.append((msg[1], msg[2]))
                     elif msg[0] == "state":
                         states[msg[1]] = msg[2]
                     elif msg[0] == "count":
@@ -117,6 +126,14 @@ def _worker(  # noqa: PLR0917 - a process target takes positional arguments
             states.clear()
             target = begin + (clock.now_s() - t0_clock)
             run.advance_to(target)
+            for token, meta in saves:  # after advancing: the state of the clock's now
+                try:
+                    path = run.save_state(_save_meta(meta, clock.now_s()))
+                    replies.put((token, "saved", str(path), run.t_s))
+                except Exception as exc:
+                    log.exception("the shadow could not save its state")
+                    replies.put((token, "error", f"{type(exc).__name__}: {exc}", run.t_s))
+            saves.clear()
             if st.det_interval_end_s > last_end and st.det_interval_end_s > 0:
                 last_end = st.det_interval_end_s
                 sim_counts[round(last_end / period)] = st.det_count_veh.copy()
@@ -148,6 +165,20 @@ def _worker(  # noqa: PLR0917 - a process target takes positional arguments
         run.close()
 
 
+def _save_meta(meta: dict[str, Any], now_s: float) -> dict[str, Any]:
+    """The sidecar's extra meta for a state saved now: ``field_entered`` (per signal
+    the interval, stage and the clock time it began) becomes ``field_intervals`` (the
+    time in it now), what a fork's guards take over from."""
+    out = {k: v for k, v in meta.items() if k != "field_entered"}
+    entered = meta.get("field_entered")
+    if entered:
+        out["field_intervals"] = {
+            tls: [interval, stage, max(now_s - t_entered, 0.0)]
+            for tls, (interval, stage, t_entered) in entered.items()
+        }
+    return {**out, "source": "live_shadow", "clock_s": now_s}
+
+
 class ShadowTwin:
     """The shadow's handle in the live service (see the module doc).
 
@@ -175,6 +206,8 @@ class ShadowTwin:
         ctx = mp.get_context("spawn")
         self.inbox: Any = ctx.Queue()
         self.outbox: Any = ctx.Queue()
+        self.replies: Any = ctx.Queue()
+        self._token = 0
         self.report = ShadowReport()
         self.proc = ctx.Process(
             target=_worker,
@@ -186,6 +219,7 @@ class ShadowTwin:
                 self.inbox,
                 self.outbox,
                 tick_wall_s,
+                self.replies,
             ),
             name="shadow twin",
             daemon=True,
@@ -200,6 +234,34 @@ class ShadowTwin:
 
     def feed_count(self, loop_id: str, t_end_s: float, count_veh: float) -> None:
         self.inbox.put(("count", loop_id, t_end_s, count_veh))
+
+    def save_state(self, meta: dict[str, Any] | None = None, *, timeout_s: float = 60.0) -> Path:
+        """Have the shadow save its state at its next tick (SUMO's state, the sidecar with
+        ``meta`` and ``source = "live_shadow"``); returns the state file. Blocks (call it
+        off the service's loop). Raises :class:`~twin.errors.TwinError` if the shadow
+        does not run, fails to save, or does not answer in ``timeout_s``."""
+        if not self.proc.is_alive():
+            raise TwinError("The shadow twin does not run (it stopped or failed to start).")
+        self._token += 1
+        token = self._token
+        self.inbox.put(("save", token, dict(meta or {})))
+        deadline = time.monotonic() + timeout_s
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not self.proc.is_alive():
+                raise TwinError(
+                    f"The shadow twin did not save its state within {timeout_s:g} s"
+                    f"{'' if self.proc.is_alive() else ' (its process ended)'}."
+                )
+            try:
+                got, kind, text, t_s = self.replies.get(timeout=min(left, 0.5))
+            except queue.Empty:
+                continue
+            if got != token:
+                continue  # the answer to an earlier request that timed out
+            if kind != "saved":
+                raise TwinError(f"The shadow twin could not save its state at t={t_s:g} s: {text}")
+            return Path(text)
 
     def poll(self) -> ShadowReport:
         """The newest report (the last one if nothing new came)."""

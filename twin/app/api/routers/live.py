@@ -14,6 +14,11 @@ the reason it was rejected (also in the audit log).
   incidents, operator: all), with the chain's verdict.
 - ``GET /v1/live/spat`` (``live:spat``) and ``WS /v1/live/spat/ws``: SPaT.
 - ``GET /v1/live/status`` (``live:status``): controllers, missions, ingest counts.
+- ``POST /v1/live/forks`` (``live:fork``): what-if futures from the shadow twin's
+  present (``variant``, ``places``, ``metrics`` as in a variants file; ``ahead_s``,
+  ``mode``); answers the comparison table when they have run.
+- ``POST /v1/live/calibrations`` (``live:calibrate``): a demand variant calibrated to
+  the counts ingested over the last ``window_s``, with its GEH report.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import asyncio
 import contextlib
 import json
 import time
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import (
     APIRouter,
@@ -34,12 +39,16 @@ from fastapi import (
     WebSocketDisconnect,
 )
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
 
+from city_models.calibrate import CalibrationOptions
 from twin.app.api.deps import Principal, require, websocket_principal
 from twin.app.api.errors import responses
+from twin.app.fork import parse_variants
 from twin.app.live.audit import verify, visible_to
+from twin.app.live.follow import LiveCalibration, live_calibrate, live_fork
 from twin.app.live.service import Mission
-from twin.errors import TwinError
+from twin.errors import ConfigError, TwinError
 
 if TYPE_CHECKING:
     from twin.app.live.service import LiveService
@@ -238,3 +247,78 @@ class _Forward:
     def put_nowait(self, msg: dict[str, Any]) -> None:
         with contextlib.suppress(RuntimeError):
             self.push(msg)
+
+
+# --------------------------------------------------------------------------- follow
+class ForkBody(BaseModel):
+    """What-if futures from the shadow twin's present (a variants file as JSON)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    variant: dict[str, dict[str, Any]] = Field(min_length=1, max_length=16)
+    places: list[str] = Field(default_factory=list, max_length=50)
+    metrics: list[str] = Field(default_factory=list, max_length=20)
+    ahead_s: float = Field(default=900.0, ge=60.0, le=7200.0)
+    mode: Literal["micro", "meso"] = "meso"
+
+
+class CalibrationBody(BaseModel):
+    """A rolling-window calibration to the counts live mode ingested."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    window_s: float = Field(default=3600.0, ge=300.0, le=4 * 3600.0)
+    interval_s: float = Field(default=300.0, ge=60.0, le=3600.0)
+    end_s: float | None = None
+    name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
+    period: str = "am_peak"
+    period_start_s: float | None = None
+
+
+@router.post("/forks", responses=responses(409, 422))
+async def create_forks(
+    body: ForkBody,
+    request: Request,
+    principal: Annotated[Principal, Depends(require("live:fork"))],
+) -> dict[str, Any]:
+    """Fork the shadow twin now: the null fork and each variant, ``ahead_s`` ahead, in
+    worker processes; the comparison table (every fork is a recorded run)."""
+    svc = _service(request.app.state, principal)
+    try:
+        raw = body.model_dump(include={"variant", "places", "metrics"})
+        variants = parse_variants(raw, where="Request body")
+    except ConfigError as exc:
+        raise HTTPException(status_code=422, detail=str(exc)) from exc
+    if svc.shadow is None:
+        raise HTTPException(
+            status_code=409,
+            detail="A live fork starts from the shadow twin's state, and none runs; start "
+            "live mode with --shadow.",
+        )
+    try:
+        return await svc.call_async(
+            live_fork, svc, variants, ahead_s=body.ahead_s, mode=body.mode,
+            who=principal.key_id,
+        )  # fmt: skip
+    except TwinError as exc:
+        raise HTTPException(status_code=422, detail=str(exc)) from exc
+
+
+@router.post("/calibrations", responses=responses(422))
+async def create_calibration(
+    body: CalibrationBody,
+    request: Request,
+    principal: Annotated[Principal, Depends(require("live:calibrate"))],
+) -> dict[str, Any]:
+    """Calibrate the city's demand to the counts of the last ``window_s`` (a demand
+    variant stored with the city, ``demand.variant`` in a scenario); its GEH report."""
+    svc = _service(request.app.state, principal)
+    try:
+        req = LiveCalibration(
+            window_s=body.window_s, interval_s=body.interval_s, name=body.name,
+            end_s=body.end_s, period_start_s=body.period_start_s,
+            options=CalibrationOptions(period=body.period),
+        )  # fmt: skip
+        return await svc.call_async(live_calibrate, svc, req, who=principal.key_id)
+    except TwinError as exc:
+        raise HTTPException(status_code=422, detail=str(exc)) from exc

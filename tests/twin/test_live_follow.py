@@ -1,0 +1,149 @@
+"""Live mode follows the city: the counts it ingests, over a rolling window, calibrate
+the city's demand (the same code as ``twin calibrate``); the pieces a live fork hands
+from the field to the shadow's state."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import time
+from pathlib import Path
+
+import pytest
+
+from city_models.build import City
+from city_models.calibrate import CalibrationOptions, load_demand_variant, simulate_loop_counts
+from city_models.counts import counts_from_loops
+from city_models.demand import sample_trips, write_trips
+from twin.app.compose import field_intervals
+from twin.app.live.audit import AuditLog, read_records
+from twin.app.live.clock import LiveClock
+from twin.app.live.field import parse_field
+from twin.app.live.follow import CountWindow, LiveCalibration, live_calibrate
+from twin.app.live.ingest import Count
+from twin.app.live.service import LiveOptions, LiveService
+from twin.app.live.shadow import _save_meta
+from twin.engine.states import SavedState
+from twin.errors import CityError, ConfigError
+
+KEY = b"follow-test-key-0123456789abcdef-0"
+
+
+def test_the_count_window_keeps_the_last_hours() -> None:
+    window = CountWindow(keep_s=3600.0)
+    window.add(Count("a", 1000.0, 300.0, 5, None), now_s=1000.0)
+    window.add(Count("b", 4000.0, 300.0, 7, None), now_s=4000.0)
+    assert [c.loop for c in window] == ["a", "b"]
+    window.add(Count("c", 4700.0, 300.0, 1, None), now_s=4700.0)  # "a" ended 3700 s ago
+    assert [c.loop for c in window] == ["b", "c"] and len(window) == 2
+
+
+def test_a_live_calibration_window_ends_on_a_passed_interval_boundary() -> None:
+    req = LiveCalibration(window_s=900.0, interval_s=300.0)
+    assert req.window_end_s(30_299.0) == 30_000.0
+    assert req.window_end_s(30_300.0) == 30_300.0
+    assert LiveCalibration(end_s=29_000.0).window_end_s(30_000.0) == 29_000.0
+    with pytest.raises(ConfigError, match=r"end_s = 31000 is in the future"):
+        LiveCalibration(end_s=31_000.0).window_end_s(30_000.0)
+    with pytest.raises(ConfigError, match=r"window_s = 60; allowed: 300"):
+        LiveCalibration(window_s=60.0)
+
+
+def test_the_field_intervals_travel_in_the_shadow_state(tmp_path: Path) -> None:
+    meta = _save_meta(
+        {"field_entered": {"n1": ["green", 2, 950.0], "n2": ["yellow", 0, 1001.0]}}, 1000.0
+    )
+    assert meta["source"] == "live_shadow" and meta["clock_s"] == 1000.0
+    assert "field_entered" not in meta
+    # time in the interval at the save (one entered "after" the save counts as 0)
+    assert meta["field_intervals"] == {"n1": ["green", 2, 50.0], "n2": ["yellow", 0, 0.0]}
+
+    def state(meta: dict[str, object]) -> SavedState:
+        return SavedState(path=tmp_path / "s.xml", t_s=10.0, sumo_version="x", mode="micro",
+                          city_hash="h", meta=meta, edits={}, snapshot={})  # fmt: skip
+
+    assert field_intervals(state(meta)) == {"n1": ("green", 2, 50.0), "n2": ("yellow", 0, 0.0)}
+    assert field_intervals(state({})) is None  # a run's own state: no field
+    with pytest.raises(ConfigError, match=r"field_intervals.n1 = \['amber', 0, 1.0\]"):
+        field_intervals(state({"field_intervals": {"n1": ["amber", 0, 1.0]}}))
+
+
+def _service(city: City, clock: LiveClock, tmp: Path) -> LiveService:
+    """A live service that is not started (no field controllers): its ingest, audit and
+    count window are what a calibration uses."""
+    sig = city.manifest.signals[0]
+    stages = sum(1 for p in sig.phases if p.kind == "green")
+    raw = {"signals": {sig.id: {"host": "127.0.0.1", "port": 9, "phases": list(
+        range(2, 2 * stages + 1, 2))}}}  # fmt: skip
+    audit = AuditLog(tmp / "audit.jsonl", key=KEY, clock=clock.now_s).open()
+    opts = LiveOptions(mqtt_host=None)
+    return LiveService(city, parse_field(raw, city), clock=clock, audit=audit, options=opts)
+
+
+def test_no_counts_in_the_window_is_a_clear_error_before_any_process(
+    district_city: City, tmp_path: Path
+) -> None:
+    clock = LiveClock(epoch_wall_s=time.time(), speed=1.0, origin_s=30_000.0)
+    svc = _service(district_city, clock, tmp_path)
+    with pytest.raises(CityError, match="no loop count ends in the window"):
+        asyncio.run(live_calibrate(svc, LiveCalibration(window_s=900.0), who="test"))
+    assert not any(r["kind"] == "calibrate_start" for r in read_records(svc.audit.path))
+
+
+@pytest.mark.sumo
+@pytest.mark.slow
+def test_counts_ingested_live_calibrate_the_demand(district_city: City, tmp_path: Path) -> None:
+    """Counts of a known demand, sent to the live service as a VDS would send them (one
+    JSON message per loop and interval, at the interval's end), calibrate the city over
+    a rolling window to the GEH rule, through the same code as ``twin calibrate``."""
+    begin_s, end_s, interval_s = 600, 1500, 300
+    truth = sample_trips(district_city.manifest.demand, period="am_peak",
+                         duration_s=end_s + 300.0, seed=11)  # fmt: skip
+    routes = write_trips(truth, tmp_path / "truth.rou.xml")
+    rows = simulate_loop_counts(district_city, routes, begin_s=begin_s, end_s=end_s,
+                                interval_s=interval_s, seed=3, work=tmp_path)  # fmt: skip
+    assert len(rows) > 1000
+    # the live clock: 100x, reading c0 (a 300 s boundary) now; simulated time x is
+    # clock time c0 + (x - begin_s)
+    c0 = 30_000.0
+    clock = LiveClock(epoch_wall_s=time.time(), speed=100.0, origin_s=c0)
+    svc = _service(district_city, clock, tmp_path)
+    verdicts: dict[str, int] = {}
+    for k in range(begin_s, end_s, interval_s):
+        t_end_clock = c0 + (k + interval_s - begin_s)
+        time.sleep(clock.delay_s(t_end_clock + 1.0))  # the VDS reports after the interval
+        for r in rows:
+            if r.begin_s != k:
+                continue
+            msg = {"loop": r.site, "t_end": clock.wall_of(t_end_clock),
+                   "interval_s": interval_s, "count_veh": int(r.count_veh)}  # fmt: skip
+            v = svc.detector(json.dumps(msg), source="vds-test", received_wall=time.time())
+            verdicts[v.reason or "accepted"] = verdicts.get(v.reason or "accepted", 0) + 1
+    assert verdicts == {"accepted": len(rows)}, verdicts
+    assert len(svc.counts) == len(rows)
+    req = LiveCalibration(
+        window_s=float(end_s - begin_s), interval_s=float(interval_s), name="live-test",
+        end_s=c0 + (end_s - begin_s), period_start_s=c0 - begin_s,
+        options=CalibrationOptions(seed=2),
+    )  # fmt: skip
+    out = asyncio.run(live_calibrate(svc, req, who="test-operator"))
+    rep = out["report"]
+    assert rep["geh_lt5_share"] >= 0.85, rep
+    assert abs(rep["total_flow_err_pct"]) <= 5.0, rep
+    assert rep["accepted"] is True
+    # the variant is the window's, on the period's time line, stored with the city
+    variant = load_demand_variant(district_city, "live-test")
+    assert (variant.begin_s, variant.end_s) == (float(begin_s), float(end_s))
+    assert variant.report["geh_lt5_share"] == rep["geh_lt5_share"]
+    # nothing lost or counted twice on the way in: the same counts handed over directly
+    direct = [Count(r.site, c0 + r.end_s - begin_s, float(interval_s), int(r.count_veh), None)
+              for r in rows]  # fmt: skip
+    expected = counts_from_loops(direct, district_city, window_end_s=req.end_s or 0.0,
+                                 window_s=req.window_s, interval_s=req.interval_s)  # fmt: skip
+    assert math.isclose(rep["counted_total_veh"], round(expected.total_veh, 1))
+    # audited: who asked, the window, and the result
+    kinds = [r for r in read_records(svc.audit.path) if r["kind"].startswith("calibrate_")]
+    assert [r["kind"] for r in kinds] == ["calibrate_start", "calibrate_done"]
+    assert kinds[0]["by"] == "test-operator" and kinds[0]["window_s"] == 900.0
+    assert kinds[1]["ok"] is True and kinds[1]["geh_lt5_share"] == rep["geh_lt5_share"]
