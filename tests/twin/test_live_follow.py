@@ -7,25 +7,29 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
+import tomli_w
 
 from city_models.build import City
 from city_models.calibrate import CalibrationOptions, load_demand_variant, simulate_loop_counts
 from city_models.counts import counts_from_loops
 from city_models.demand import sample_trips, write_trips
-from twin.app.compose import field_intervals
+from scenarios.loader import parse_scenario
+from twin.app.compose import field_intervals, session_config
 from twin.app.live.audit import AuditLog, read_records
 from twin.app.live.clock import LiveClock
 from twin.app.live.field import parse_field
 from twin.app.live.follow import CountWindow, LiveCalibration, live_calibrate
 from twin.app.live.ingest import Count
 from twin.app.live.service import LiveOptions, LiveService
-from twin.app.live.shadow import _save_meta
+from twin.app.live.shadow import _save_meta, shadow_scenario
 from twin.engine.states import SavedState
-from twin.errors import CityError, ConfigError
+from twin.errors import CityError, ConfigError, ScenarioError
 
 KEY = b"follow-test-key-0123456789abcdef-0"
 
@@ -142,8 +146,32 @@ def test_counts_ingested_live_calibrate_the_demand(district_city: City, tmp_path
     expected = counts_from_loops(direct, district_city, window_end_s=req.end_s or 0.0,
                                  window_s=req.window_s, interval_s=req.interval_s)  # fmt: skip
     assert math.isclose(rep["counted_total_veh"], round(expected.total_veh, 1))
+    # the shadow twin can run on it (twin live --shadow-demand live-test)
+    spec = parse_scenario(shadow_scenario(district_city, "live-test"), source="shadow")
+    config = session_config(spec, district_city, seed=1, run_dir=tmp_path / "shadow")
+    assert config.routes == (variant.routes_path,)
+    with pytest.raises(ScenarioError, match=r"'nope' does not exist .* allowed: .*'live-test'"):
+        shadow_scenario(district_city, "nope")
     # audited: who asked, the window, and the result
     kinds = [r for r in read_records(svc.audit.path) if r["kind"].startswith("calibrate_")]
     assert [r["kind"] for r in kinds] == ["calibrate_start", "calibrate_done"]
     assert kinds[0]["by"] == "test-operator" and kinds[0]["window_s"] == 900.0
     assert kinds[1]["ok"] is True and kinds[1]["geh_lt5_share"] == rep["geh_lt5_share"]
+
+
+def test_twin_live_refuses_a_shadow_demand_the_city_lacks(
+    district_city: City, tmp_path: Path
+) -> None:
+    sig = district_city.manifest.signals[0]
+    stages = sum(1 for p in sig.phases if p.kind == "green")
+    field = tmp_path / "FIELD.toml"
+    entry = {"host": "127.0.0.1", "port": 9, "phases": list(range(2, 2 * stages + 1, 2))}
+    field.write_text(tomli_w.dumps({"signals": {sig.id: entry}}))
+    cmd = [sys.executable, "-m", "twin.app.cli", "live", "--city", str(district_city.path),
+           "--field", str(field), "--shadow-demand", "nope", "--no-mqtt", "--no-api",
+           "--data-dir", str(tmp_path / "data")]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert "Demand variant 'nope' does not exist in city" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "data" / "live").exists()  # nothing started, no audit opened

@@ -1693,6 +1693,14 @@ def live(
     shadow: Annotated[
         bool, typer.Option("--shadow", help="Run the shadow twin (SUMO at the clock's pace).")
     ] = False,
+    shadow_demand: Annotated[
+        str | None,
+        typer.Option(
+            "--shadow-demand",
+            help="The shadow's demand: a calibrated demand variant of the city (e.g. one "
+            "POST /v1/live/calibrations stored); default the OD model's AM peak.",
+        ),
+    ] = None,
     tenant: Annotated[str, typer.Option(help="The API tenant that owns live mode.")] = "city",
     speed: Annotated[float, typer.Option(help="Clock speed (tests, demos).")] = 1.0,
     epoch: ClockEpoch = None,
@@ -1727,8 +1735,13 @@ def live(
     options = LiveOptions(
         mqtt_host=None if no_mqtt else mqtt_host, mqtt_port=mqtt_port,
         control=control,  # type: ignore[arg-type]
-        tenant=tenant, shadow=shadow,
+        tenant=tenant, shadow=shadow or shadow_demand is not None,
+        shadow_demand=shadow_demand, runs=settings,
     )  # fmt: skip
+    if shadow_demand is not None:  # a missing variant is bad input, before anything starts
+        from twin.app.live.shadow import shadow_scenario
+
+        shadow_scenario(city, shadow_demand)
     audit_path = audit or settings.data_dir / "live" / "audit.jsonl"
     summary = asyncio.run(
         serve_live(city, cfg, clock=clock, audit_path=audit_path, secret=secret,

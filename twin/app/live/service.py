@@ -60,7 +60,7 @@ from twin.app.live.field import FieldConfig
 from twin.app.live.follow import CountWindow
 from twin.app.live.ingest import Count, GpsFix, Ingest, IngestLimits, Verdict
 from twin.app.live.mqtt import MqttLink, Received, parse_gps_topic
-from twin.app.live.shadow import ShadowTwin
+from twin.app.live.shadow import ShadowTwin, shadow_scenario
 from twin.app.live.spat import spat_message
 from twin.center.ev_center import EvCenter
 from twin.center.preemption import PreemptionPlanner, TrackedEv
@@ -110,6 +110,9 @@ class LiveOptions:
     """Run the shadow twin (SUMO at the clock's pace, in its own process)."""
     workdir: Path | None = None
     """Where the shadow twin's SUMO writes (a temporary folder if not given)."""
+    shadow_demand: str | None = None
+    """The shadow's demand: a demand variant of the city (a calibrated one); default the
+    OD model's AM peak."""
     runs: Settings | None = None
     """The run store live forks are recorded in (default: the environment's)."""
     fork_workers: int = 1
@@ -377,7 +380,10 @@ class LiveService:
             self._start_adaptive(port)
         if self.opt.shadow:
             workdir = self.opt.workdir or Path(tempfile.mkdtemp(prefix="citytwin-shadow-"))
-            self.shadow = ShadowTwin(self.city.path, clock=self.clock, run_dir=workdir / "shadow")
+            self.shadow = ShadowTwin(
+                self.city.path, clock=self.clock, run_dir=workdir / "shadow",
+                scenario=shadow_scenario(self.city, self.opt.shadow_demand),
+            )  # fmt: skip
             self.shadow.start()
         self._resume()
         self.audit.append(

@@ -38,6 +38,8 @@ from typing import Any
 
 import numpy as np
 
+from city_models.build import City
+from city_models.calibrate import load_demand_variant
 from twin.app.live.clock import LiveClock
 from twin.engine.metrics import geh as geh  # noqa: PLC0414 - re-exported from its old home
 from twin.errors import TwinError
@@ -51,6 +53,17 @@ SHADOW_SCENARIO = {
     "demand": {"period": "am_peak"},
     "sim": {"duration_s": 7200.0, "control_interval_s": 1.0, "series_interval_s": 60.0},
 }
+
+
+def shadow_scenario(city: City, demand_variant: str | None = None) -> dict[str, Any]:
+    """The shadow's scenario: :data:`SHADOW_SCENARIO`, or with its demand a variant of
+    ``city`` (e.g. calibrated to the live counts), on the variant's period. A variant
+    the city does not have is a :class:`~twin.errors.ScenarioError` listing those it
+    has."""
+    if demand_variant is None:
+        return SHADOW_SCENARIO
+    variant = load_demand_variant(city, demand_variant)
+    return {**SHADOW_SCENARIO, "demand": {"variant": variant.name, "period": variant.period}}
 
 
 @dataclass
