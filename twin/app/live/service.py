@@ -867,21 +867,11 @@ class LiveService:
     # ------------------------------------------------------------------ other threads
     async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run ``fn`` on the service's loop (the API's handlers may run on another)."""
-        loop = self.loop
-        if loop is None:
-            raise RuntimeError("the live service is not running")
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is loop:
-            return fn(*args, **kwargs)
 
         async def run() -> T:
             return fn(*args, **kwargs)
 
-        fut = asyncio.run_coroutine_threadsafe(run(), loop)
-        return await asyncio.wrap_future(fut)
+        return await self.call_async(run)
 
     async def call_async(self, fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
         """Await ``fn(*args, **kwargs)`` on the service's loop (from the API's, which may
