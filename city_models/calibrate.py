@@ -13,7 +13,10 @@ The recipe (SUMO's route sampling on the city's own OD model):
    explain the same counts it prefers fewer vehicles that pass several sites to more
    vehicles that each pass one, so a vehicle is not counted twice. Sampling alone
    leaves too many vehicles on short routes; ``--optimize full`` (a program over every
-   candidate, free of the sample) too few on long ones. ``--mismatch-output`` is kept.
+   candidate, free of the sample) too few on long ones. The counts alone cannot tell
+   how many vehicles there are (fewer on longer routes explain them as well); with
+   ``total_from_entries`` routeSampler is given, per cell, the sum of entry counts
+   (below) as the total to reach (``--total-count``). ``--mismatch-output`` is kept.
    Intervals are cut into cells of one length (the common divisor of the intervals);
    counts are shared evenly among an interval's cells, in whole vehicles. A warm-up
    (``warmup_s``, at the first interval's rates) and a cool-down (``cooldown_s``, at
@@ -53,7 +56,7 @@ import tempfile
 import time
 import xml.etree.ElementTree as ET
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import reduce
 from pathlib import Path
@@ -120,6 +123,9 @@ class CalibrationOptions:
         Place departures from a first run's measured times (one more SUMO run).
     teleport_s
         SUMO's ``--time-to-teleport`` in the check runs (as the scenarios' default).
+    total_from_entries
+        Give routeSampler the sum of entry counts of each cell as the number of vehicles
+        to reach (``--total-count``).
     """
 
     period: str = "am_peak"
@@ -132,6 +138,7 @@ class CalibrationOptions:
     cooldown_s: float = 600.0
     refine: bool = True
     teleport_s: float = 300.0
+    total_from_entries: bool = False
 
     def __post_init__(self) -> None:
         if self.period not in PERIODS:
@@ -572,13 +579,21 @@ class _Vehicle:
 
 
 def _run_sampler(
-    candidates: Path, edgedata: Path, opts: CalibrationOptions, work: Path, keep: Path
+    candidates: Path,
+    edgedata: Path,
+    opts: CalibrationOptions,
+    work: Path,
+    keep: Path,
+    *,
+    totals: Sequence[int] = (),
 ) -> tuple[list[tuple[float, tuple[str, ...]]], str]:
     out = work / "sampled.rou.xml"
     args: list[str | Path] = [
         "-r", candidates, "-d", edgedata, "-o", out, "--mismatch-output", keep / MISMATCH_FILE,
         "--seed", str(opts.seed), "--min-count", "1", "--threads", "1",
     ]  # fmt: skip
+    if totals:
+        args += ["--total-count", ",".join(str(t) for t in totals)]
     if opts.weighted:
         args.append("--weighted")
     if opts.optimize != "none":
@@ -722,7 +737,13 @@ def _calibrate_into(
     edgedata = work / "counts.dat.xml"
     _write_edgedata(cells, edgedata)
     say(f"routeSampler on {len(routes)} distinct routes, {len(cells)} cells of {grid.step_s} s")
-    sampled, sampler_said = _run_sampler(cand_path, edgedata, opts, work, folder)
+    shares = _entry_share(routes, multiplicity)
+    totals = (
+        [round(sum(c * shares.get(site, 1.0) for site, c in cells[cell].items()))
+         for cell in sorted(cells)]
+        if opts.total_from_entries else []
+    )  # fmt: skip
+    sampled, sampler_said = _run_sampler(cand_path, edgedata, opts, work, folder, totals=totals)
     if not sampled:
         raise CityError(f"routeSampler chose no route for the counts ({sampler_said}).")
     vehicles = [
@@ -749,7 +770,6 @@ def _calibrate_into(
         result = _simulate(city, counts, grid, routes_path, begin_s=begin_s, seed=sim_seed,
                            teleport_s=opts.teleport_s, work=work, tag="final")  # fmt: skip
     simulated = measured_counts(counts, result.loop_counts, step_s=grid.loop_period_s)
-    shares = _entry_share(routes, multiplicity)
     entry = sum(c * shares.get(site, 1.0) for (site, _b, _e), c in counts.targets.items())
     in_window = sum(t0 <= v.sampled_s < t1 for v in vehicles)
     seen = sum(any(t0 <= t < t1 for t in p.values()) for p in result.passages.values())

@@ -108,6 +108,66 @@ def test_null_fork_reproduces_the_parent_bit_for_bit(runs: dict[str, Any], contr
     assert check["identical"]
 
 
+# A max-pressure parent forked at 350 s. Not at 300 s, where the other parents fork:
+# there a car turning left at n3_9 waits at the internal junction for an oncoming car
+# already inside the junction, and SUMO 1.28 keeps the junctions' approach records
+# (which vehicle will pass which link) in its state only for rail signals. Loaded, the
+# oncoming car has no record, counts as "will not pass" (MSLink::getLeaderInfo), the
+# left-turner drives on in the first step and the fork departs from its parent at 301 s.
+# Nothing of the controllers is missing: with those two records put back into SUMO's
+# state file that fork is identical too. The limit is SUMO's and depends on the traffic
+# at the save, not on the controller (a parent of any control can meet it).
+PRESSURE_T0_S = 350.0
+
+
+@pytest.fixture(scope="module")
+def pressure_runs(district_city: City, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A max-pressure parent (600 s, saved at 350 and 600 s) and its null fork from 350 s,
+    each in a fresh process, one after the other."""
+    root = tmp_path_factory.mktemp("pressure_forks")
+    end_s = T0_S + AHEAD_S
+    parent = _spec(
+        ("control.default", "max_pressure"),
+        ("sim.duration_s", end_s),
+        ("sim.save_state_at_s", [PRESSURE_T0_S, end_s]),
+    )
+    fork = _spec(
+        ("control.default", "max_pressure"),
+        ("sim.begin_s", PRESSURE_T0_S),
+        ("sim.duration_s", end_s - PRESSURE_T0_S),
+        ("sim.load_state", str(root / "parent" / "states" / f"state_{PRESSURE_T0_S:g}.xml")),
+        ("sim.save_state_at_s", [end_s]),
+    )
+    ctx = mp.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=1, mp_context=ctx, max_tasks_per_child=1) as pool:
+        metrics = {
+            name: pool.submit(_simulate, spec, district_city.path, root / name).result()
+            for spec, name in ((parent, "parent"), (fork, "null"))
+        }
+    return {"root": root, "metrics": metrics}
+
+
+@pytest.mark.slow
+def test_a_max_pressure_null_fork_reproduces_the_parent_bit_for_bit(
+    pressure_runs: dict[str, Any],
+) -> None:
+    # the controllers continue from their pickle: the guards (holds, skips and force-offs
+    # under way), the policy's networks and hysteresis, the decision ticks
+    root, end_s = pressure_runs["root"], T0_S + AHEAD_S
+    # its decision count continues from the pickle: the same switches as the parent's
+    switches = [pressure_runs["metrics"][k]["max_pressure_switches"] for k in ("parent", "null")]
+    assert switches[0] > 0 and switches[1] == switches[0]
+    check = null_fork_check(root / "parent", root / "null", t0_s=PRESSURE_T0_S, t1_s=end_s)
+    assert check["steps"] >= end_s - PRESSURE_T0_S - 1
+    assert check["steps_differing"] == 0, check
+    assert check["signal_switches"][0] > 100
+    assert check["signal_switches_differing"] == 0, check
+    a_km, b_km = check["distance_driven_km"]
+    assert a_km > 100 and a_km == b_km
+    assert check["end_state_lines_differing"] == 0, check
+    assert check["identical"]
+
+
 def test_a_variant_changes_the_future(runs: dict[str, Any]) -> None:
     dirs, metrics = runs["dirs"], runs["metrics"]
     check = null_fork_check(dirs["null_fixed"], dirs["pressure"], t0_s=T0_S,

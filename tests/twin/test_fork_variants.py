@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from city_models.build import City
 from scenarios.loader import load_scenario
+from twin.app.compose import run_request
 from twin.app.fork import NULL_FORK, load_variants, place_queue_veh
 from twin.app.study import with_overrides
 from twin.engine.states import find_state, read_state, saved_times, state_path
@@ -107,3 +109,16 @@ def test_queue_at_a_place_is_its_longest_approach() -> None:
     assert place_queue_veh(metrics, "n5_5") == 7.0
     assert place_queue_veh(metrics, "n5_5/a") == 3.0
     assert place_queue_veh(metrics, "n9_9") != place_queue_veh(metrics, "n9_9")  # NaN
+
+
+def test_adaptive_runs_save_states_on_the_detector_period(district_city: City) -> None:
+    base = with_overrides(load_scenario("baseline"), [("control.default", "adaptive")],
+                          source="t")  # fmt: skip
+    period = district_city.manifest.detector_period_s
+    ok = with_overrides(base, [("sim.save_state_at_s", [17 * period])], source="t")
+    assert run_request(ok, district_city).spec["sim"]["save_state_at_s"] == [17 * period]
+    off = with_overrides(base, [("sim.save_state_at_s", [17 * period + 5])], source="t")
+    with pytest.raises(ScenarioError, match=rf"has {17 * period + 5:g}; with adaptive control"):
+        run_request(off, district_city)
+    fixed = with_overrides(off, [("control.default", "fixed")], source="t")
+    assert run_request(fixed, district_city).spec["sim"]["save_state_at_s"] == [17 * period + 5]

@@ -203,6 +203,15 @@ def calibrate(
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of sampling and SUMO.")] = 1,
     force: Annotated[bool, typer.Option(help="Recalibrate even if stored.")] = False,
+    total_from_entries: Annotated[
+        bool,
+        typer.Option(
+            "--total-from-entries",
+            help="Give routeSampler the sum of entry counts as the number of vehicles to "
+            "reach (the right vehicle count where the OD model's route mix is right; "
+            "docs/TWIN.md).",
+        ),
+    ] = False,
     as_json: JsonOut = False,
 ) -> None:
     """Calibrate the city's demand to detector counts (SUMO's routeSampler on the OD
@@ -215,7 +224,7 @@ def calibrate(
 
     city = load_city(city_dir)
     counts = read_counts(counts_file, city)  # checked before SUMO starts
-    options = CalibrationOptions(period=period, seed=seed)
+    options = CalibrationOptions(period=period, seed=seed, total_from_entries=total_from_entries)
     with err.status("calibrating…") as status:
         variant = calibrate_demand(city, counts, name=name, options=options, force=force,
                                    progress=status.update)  # fmt: skip

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from dataclasses import replace
 from pathlib import Path
 
@@ -176,6 +177,27 @@ def make_session(
     )  # fmt: skip
 
 
+def check_save_times(spec: ScenarioSpec, city: City) -> None:
+    """With adaptive control, a state is saved only at a multiple of the city's detector
+    period: a fork's loops start counting afresh when it loads, so from any other time
+    its adaptive controllers would read other counts than the run's (its null fork would
+    not reproduce the run)."""
+    ctl = spec.control
+    if "adaptive" not in {ctl.default, *ctl.by_signal.values()}:
+        return
+    period = city.manifest.detector_period_s
+    off = [t for t in spec.sim.save_state_at_s if abs(t / period - round(t / period)) > 1e-9]
+    if off:
+        t = off[0]
+        raise ScenarioError(
+            f"Scenario {spec.name!r}: field 'sim.save_state_at_s' has {t:g}; with adaptive "
+            f"control a state is saved at a multiple of city {city.name}'s detector period "
+            f"({period:g} s), where a fork's loops count the same intervals as the run's; "
+            f"allowed: e.g. {math.floor(t / period) * period:g} or "
+            f"{math.ceil(t / period) * period:g}."
+        )
+
+
 def make_control(spec: ScenarioSpec, city: City) -> ControlManager | None:
     """The run's controllers, or ``None`` when every signal keeps its fixed-time plan
     (nothing to drive).
@@ -195,6 +217,7 @@ def make_control(spec: ScenarioSpec, city: City) -> ControlManager | None:
             f"city {city.name}: {', '.join(unknown[:5])}; signals are e.g. {', '.join(ids[:5])}."
         )
     assignment = {t: ctl.by_signal.get(t, ctl.default) for t in ids}
+    check_save_times(spec, city)
     if all(kind == "fixed" for kind in assignment.values()) and not ctl.guard_fixed:
         return None
     net = city.net
@@ -471,6 +494,7 @@ def run_request(
     streets, zones), so a mistake there is a bad-input error before any run is recorded.
     """
     make_scenario(spec).check(city)
+    check_save_times(spec, city)
     return RunRequest(
         spec=spec.model_dump(mode="json"),
         scenario_name=spec.name,
