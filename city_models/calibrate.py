@@ -14,9 +14,11 @@ The recipe (SUMO's route sampling on the city's own OD model):
    vehicles that each pass one, so a vehicle is not counted twice. Sampling alone
    leaves too many vehicles on short routes; ``--optimize full`` (a program over every
    candidate, free of the sample) too few on long ones. The counts alone cannot tell
-   how many vehicles there are (fewer on longer routes explain them as well); with
-   ``total_from_entries`` routeSampler is given, per cell, the sum of entry counts
-   (below) as the total to reach (``--total-count``). ``--mismatch-output`` is kept.
+   how many vehicles there are (fewer on longer routes explain them as well), so
+   (``total_from_entries``, the default) routeSampler is given, per cell, the sum of
+   entry counts (below) as the total to reach (``--total-count``); if the check's total
+   flow is then off by more than :data:`RESCALE_ABOVE`, the routes are sampled once more
+   with those totals scaled by the flow error. ``--mismatch-output`` is kept.
    Intervals are cut into cells of one length (the common divisor of the intervals);
    counts are shared evenly among an interval's cells, in whole vehicles. A warm-up
    (``warmup_s``, at the first interval's rates) and a cool-down (``cooldown_s``, at
@@ -76,6 +78,9 @@ Progress = Callable[[str], None]
 CALIBRATE_VERSION = "1"
 DEMANDS_DIR = "demands"
 ROUTES_FILE = "routes.rou.xml"
+RESCALE_ABOVE = 0.04
+"""With ``total_from_entries``: a total flow off by more than this share is corrected by
+sampling once more with the vehicles scaled by it."""
 REPORT_FILE = "calibration.json"
 COUNTS_FILE = "counts.csv"
 MISMATCH_FILE = "mismatch.xml"
@@ -125,7 +130,7 @@ class CalibrationOptions:
         SUMO's ``--time-to-teleport`` in the check runs (as the scenarios' default).
     total_from_entries
         Give routeSampler the sum of entry counts of each cell as the number of vehicles
-        to reach (``--total-count``).
+        to reach (``--total-count``), corrected once by the check's flow error.
     """
 
     period: str = "am_peak"
@@ -138,7 +143,7 @@ class CalibrationOptions:
     cooldown_s: float = 600.0
     refine: bool = True
     teleport_s: float = 300.0
-    total_from_entries: bool = False
+    total_from_entries: bool = True
 
     def __post_init__(self) -> None:
         if self.period not in PERIODS:
@@ -743,32 +748,53 @@ def _calibrate_into(
          for cell in sorted(cells)]
         if opts.total_from_entries else []
     )  # fmt: skip
-    sampled, sampler_said = _run_sampler(cand_path, edgedata, opts, work, folder, totals=totals)
-    if not sampled:
-        raise CityError(f"routeSampler chose no route for the counts ({sampler_said}).")
-    vehicles = [
-        _Vehicle(d, edges, _mean_lead(routes[edges].offsets_s.values() if edges in routes else ()))
-        for d, edges in sampled
-    ]
     t0, t1 = grid.window
     routes_path = folder / ROUTES_FILE
     truck_share = city.manifest.demand.truck_share
-    first, n_written = _write_routes(vehicles, routes_path, seed=opts.seed,
-                                     truck_share=truck_share)  # fmt: skip
-    begin_s = _sim_begin(grid, first)
     sim_seed = int(stream(opts.seed, "calibrate/sumo").integers(2**31 - 1))
-    say("checking the calibrated demand in SUMO")
-    result = _simulate(city, counts, grid, routes_path, begin_s=begin_s, seed=sim_seed,
-                       teleport_s=opts.teleport_s, work=work, tag="first")  # fmt: skip
-    if opts.refine:
-        placed = _placed_departs(routes_path)
-        _refine_leads(vehicles, result.passages, placed, routes)
+
+    def attempt(totals: list[int]) -> tuple[list[_Vehicle], _SimResult, str, int, int]:
+        """Sample the routes (to ``totals`` vehicles per cell, if given), place their
+        departures, check them in SUMO (twice with ``refine``)."""
+        sampled, said = _run_sampler(cand_path, edgedata, opts, work, folder, totals=totals)
+        if not sampled:
+            raise CityError(f"routeSampler chose no route for the counts ({said}).")
+        vehicles = [
+            _Vehicle(d, edges,
+                     _mean_lead(routes[edges].offsets_s.values() if edges in routes else ()))
+            for d, edges in sampled
+        ]  # fmt: skip
         first, n_written = _write_routes(vehicles, routes_path, seed=opts.seed,
                                          truck_share=truck_share)  # fmt: skip
         begin_s = _sim_begin(grid, first)
-        say("checking the refined departures in SUMO")
+        say("checking the calibrated demand in SUMO")
         result = _simulate(city, counts, grid, routes_path, begin_s=begin_s, seed=sim_seed,
-                           teleport_s=opts.teleport_s, work=work, tag="final")  # fmt: skip
+                           teleport_s=opts.teleport_s, work=work, tag="first")  # fmt: skip
+        if opts.refine:
+            placed = _placed_departs(routes_path)
+            _refine_leads(vehicles, result.passages, placed, routes)
+            first, n_written = _write_routes(vehicles, routes_path, seed=opts.seed,
+                                             truck_share=truck_share)  # fmt: skip
+            begin_s = _sim_begin(grid, first)
+            say("checking the refined departures in SUMO")
+            result = _simulate(city, counts, grid, routes_path, begin_s=begin_s, seed=sim_seed,
+                               teleport_s=opts.teleport_s, work=work, tag="final")  # fmt: skip
+        return vehicles, result, said, n_written, begin_s
+
+    vehicles, result, sampler_said, n_written, begin_s = attempt(totals)
+    rescaled = 1.0
+    if totals:
+        # the entry counts give the number of vehicles, not where they are counted: if
+        # the check's total flow is off, the vehicles are scaled once by the flow error
+        sim = measured_counts(counts, result.loop_counts, step_s=grid.loop_period_s)
+        counted, got = sum(counts.targets.values()), sum(sim.values())
+        if got > 0 and abs(got / counted - 1.0) > RESCALE_ABOVE:
+            rescaled = counted / got
+            say(f"total flow {100 * (got / counted - 1):+.1f} %: sampling again with the "
+                f"vehicles × {rescaled:.3f}")  # fmt: skip
+            vehicles, result, sampler_said, n_written, begin_s = attempt(
+                [round(t * rescaled) for t in totals]
+            )
     simulated = measured_counts(counts, result.loop_counts, step_s=grid.loop_period_s)
     entry = sum(c * shares.get(site, 1.0) for (site, _b, _e), c in counts.targets.items())
     in_window = sum(t0 <= v.sampled_s < t1 for v in vehicles)
@@ -785,6 +811,7 @@ def _calibrate_into(
             "route_sampler": sampler_said,
             "cell_s": grid.step_s,
             "sim_begin_s": begin_s,
+            "vehicles_rescaled": round(rescaled, 4),
             "runtime_s": round(time.perf_counter() - started, 1),
         },
     )  # fmt: skip

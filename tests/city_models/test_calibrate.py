@@ -312,7 +312,9 @@ def test_calibration_recovers_a_known_perturbed_demand(
     # the calibrated demand has neither many times more nor far fewer of them
     in_window = sum(begin_s <= t.depart_s < end_s for t in truth)
     assert 0.75 * in_window <= rep["entry_count_veh"] <= 1.25 * in_window
-    assert 0.5 * in_window <= rep["vehicles_generated"] <= 1.5 * in_window
+    # and about as many vehicles as the known demand (routeSampler is given the sum of
+    # entry counts as its total; without it, about two thirds)
+    assert 0.9 * in_window <= rep["vehicles_generated"] <= 1.1 * in_window
     assert {(f["site"], f["begin_s"]) for f in rep["fits"]} == {
         (s, b) for s, b, _e in counts.targets
     }
@@ -332,22 +334,3 @@ def test_calibration_recovers_a_known_perturbed_demand(
     pm = parse_scenario({"name": "v", "kind": "baseline", "demand": demand}, source="t")
     with pytest.raises(ScenarioError, match="calibrated for period 'am_peak'"):
         session_config(pm, district_city, seed=1, run_dir=tmp_path)
-
-
-@pytest.mark.sumo
-@pytest.mark.slow
-def test_entry_counts_as_the_total_give_the_known_number_of_vehicles(
-    district_city: City, known_counts: tuple[list[Any], Counts]
-) -> None:
-    """By default a third of the known vehicles go missing (fewer on longer routes
-    explain the counts as well); with the sum of entry counts as routeSampler's total
-    the calibrated demand has about the known number, and still fits the sites."""
-    truth, counts = known_counts
-    in_window = sum(600 <= t.depart_s < 1500 for t in truth)
-    options = CalibrationOptions(seed=2, total_from_entries=True)
-    variant = calibrate_demand(district_city, counts, name="counts-entries", options=options)
-    rep = variant.report
-    assert 0.9 * in_window <= rep["vehicles_generated"] <= 1.1 * in_window, rep
-    assert 0.95 <= rep["vehicles_ratio"] <= 1.05, rep
-    assert rep["geh_lt5_share"] >= 0.85, rep
-    assert abs(rep["total_flow_err_pct"]) <= 8.0, rep  # 5.7 % low here: not the default

@@ -206,12 +206,12 @@ def calibrate(
     total_from_entries: Annotated[
         bool,
         typer.Option(
-            "--total-from-entries",
+            "--total-from-entries/--no-total-from-entries",
             help="Give routeSampler the sum of entry counts as the number of vehicles to "
-            "reach (the right vehicle count where the OD model's route mix is right; "
-            "docs/TWIN.md).",
+            "reach (without it the counts alone let fewer vehicles on longer routes "
+            "explain them; docs/TWIN.md).",
         ),
-    ] = False,
+    ] = True,
     as_json: JsonOut = False,
 ) -> None:
     """Calibrate the city's demand to detector counts (SUMO's routeSampler on the OD
