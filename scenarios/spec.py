@@ -122,15 +122,27 @@ class AdaptiveSpec(_Spec):
     clearance_loss_s: float = Field(default=2.0, ge=0.0, le=6.0)
     # vehicle actuation inside the plan: "gap_out" makes each planned green (the estimate
     # x green_headroom, at most the phase's max green) a maximum that ends early once its
-    # minimum is served and its stop-line loops saw no vehicle for gap_s (the cycle then
+    # minimum is served and its gap-out loops saw no vehicle for gap_s (the cycle then
     # floats); "none": every green runs its planned length
     actuation: Literal["none", "gap_out"] = "none"
-    # measured at the stop-line loops (3 m before the line): 2 s served the calibrated
-    # peak best (1.5 s cut discharging queues, 3 s held greens too long)
-    gap_s: float = Field(default=2.0, ge=1.0, le=10.0)
-    green_headroom: float = Field(default=1.0, ge=1.0, le=2.0)
+    # where the gap is measured: "advance": a loop per lane placed for the run where
+    # SUMO's actuated logic puts its own (detector_gap_s of travel at the lane's speed
+    # before the line, at most what the minimum green clears, at most the lane; the city's
+    # own files do not change); "stopline": the city's stop-line loops (3 m before the line)
+    gap_loops: Literal["advance", "stopline"] = "advance"
+    detector_gap_s: float = Field(default=2.0, ge=0.5, le=6.0)
+    # seconds without a vehicle on those loops that end a green, as SUMO's actuated
+    # max-gap (3 s). At the calibrated peak (seed 1, advance loops, headroom 4) 2.5-3 s
+    # served best (89.8 s mean delay; 2 s cut platoons, 4 s held greens: 95.0 s); at the
+    # stop-line loops 2 s did
+    gap_s: float = Field(default=3.0, ge=1.0, le=10.0)
+    # the planned maximum is the estimate x green_headroom (at most the phase's max green);
+    # more headroom served the peak better (1.5 / 2 / 3 / 4: 93.3 / 91.0 / 90.7 / 89.9 s):
+    # experiments.controllers' adaptive_actuated runs 4 (about every phase's max green)
+    green_headroom: float = Field(default=1.0, ge=1.0, le=4.0)
     # with gap_out: skip a stage that serves no pedestrian crossing (e.g. a protected
-    # left) when none of its lanes has a vehicle waiting or just detected
+    # left) when none of its lanes has a vehicle waiting or just detected (at the peak:
+    # 89.9 s with, 91.5 s without)
     skip_empty: bool = False
 
     @model_validator(mode="after")
@@ -142,6 +154,13 @@ class AdaptiveSpec(_Spec):
                 f"green_headroom ({self.green_headroom:g}) applies only with actuation = "
                 "'gap_out' (without it every green would simply run longer); allowed: 1.0 "
                 "with actuation = 'none'"
+            )
+        advance = self.actuation == "gap_out" and self.gap_loops == "advance"
+        if self.detector_gap_s != 2.0 and not advance:
+            raise ValueError(
+                f"detector_gap_s ({self.detector_gap_s:g}) places the advance loops, used "
+                "only with actuation = 'gap_out' and gap_loops = 'advance'; allowed: 2.0 "
+                f"with actuation = {self.actuation!r} and gap_loops = {self.gap_loops!r}"
             )
         if self.skip_empty and self.actuation == "none":
             raise ValueError(

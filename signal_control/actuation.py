@@ -3,21 +3,31 @@
 The adaptive controller plans each green (Webster/HCM from the loops, every
 ``update_s``); with actuation the planned green is a *maximum*. Within it the green
 *gaps out* once its minimum (pedestrian minimum included) is served and no vehicle has
-crossed the stage's stop-line loops for ``gap_s``: the controller asks the guard to end
+crossed the stage's gap-out loops for ``gap_s``: the controller asks the guard to end
 it (``force_off``), the yellow and all-red follow in full and the next stage starts
 early, so the cycle floats (shortens) like a field controller running actuated
 coordination-free (SCATS' "gap" termination, SUMO's ``actuated``).
 
-Which loops decide a stage: the stop-line loops of the lanes it serves, except lanes that
+Which loops decide a stage: the loops of the lanes it serves, except lanes that
 keep every movement they have in it green in the stage after it (their traffic keeps
 flowing, so it cannot hold this stage). A stage with a lane that has no loop, or whose
 loops read NaN (unknown: e.g. live counts without per-vehicle times), never gaps out: it
 runs its planned green. A stage with no deciding lane at all never gaps out either.
 
+Which loops measure the gap: by default (``gap_loops = "advance"``) a *gap-out loop* per
+lane, placed upstream of the stop line where SUMO's own ``actuated`` logic puts its loops
+(:func:`advance_setback_m`: ``detector_gap_s`` at the lane's speed, at most the queue its
+shortest minimum green clears, at most the lane): a gap seen there is seen before the
+last vehicle reaches the line, so the green ends as that vehicle clears it instead of
+``gap_s`` after. They exist only for the run (:func:`advance_loops_xml`, written into the
+run folder): the city's own loops (and its content hash) stay as they are. Only lanes
+with a stop-line loop get one (a lane the city does not detect stays undetected).
+``gap_loops = "stopline"`` measures at the stop-line loops themselves.
+
 Optionally (``skip_empty``) a stage without demand is skipped, as a field controller
 skips a phase without a call: only a stage that serves no pedestrian crossing (its
 pedestrian minimum is 0, e.g. a protected left), and only when none of its lanes has a
-vehicle waiting or one on its stop-line loop in the last ``gap_s`` (an unknown reading
+vehicle waiting or one on its gap-out loop in the last ``gap_s`` (an unknown reading
 counts as demand). The guard serves the next stage through the full yellow and all-red.
 (A stage's deciding lanes assume the plan's next stage follows it: a lane green in both a
 stage and a skipped one would lose its green without holding the first; no shipped city
@@ -59,6 +69,16 @@ MAX_WAIT_S = 5.0
 """A signal is looked at again at least this often, whatever its plan says (a command from
 elsewhere, e.g. an emergency-vehicle priority, may have moved its green)."""
 
+ADVANCE_LOOP_PREFIX = "e1g_"
+"""Id of a lane's gap-out loop: this prefix and the lane id."""
+DETECTOR_GAP_S = 2.0
+"""SUMO ``actuated``'s default ``detector-gap``: its loops sit this many seconds of travel
+at the lane's speed before the stop line."""
+PASSING_TIME_S = 1.9
+"""SUMO ``actuated``'s default ``passing-time``: the headway of a discharging queue."""
+VEHICLE_SPACING_M = 7.5
+"""SUMO's ``DEFAULT_LENGTH_WITH_GAP``: a car (5 m) and its standstill gap (2.5 m)."""
+
 
 class GapOutDecision(NamedTuple):
     """Per signal looked at: end its green now, and when to look again (``inf``: never
@@ -69,7 +89,7 @@ class GapOutDecision(NamedTuple):
 
 
 def stage_gap_s(since_s: FloatArray, lane_idx: IntArray) -> float:
-    """The stage's gap: seconds since the last vehicle on the stop-line loops of its
+    """The stage's gap: seconds since the last vehicle on the gap-out loops of its
     deciding lanes (the smallest). NaN when it has no deciding lane, or a lane's reading
     is NaN (no loop there, or unknown)."""
     if lane_idx.size == 0:
@@ -81,7 +101,7 @@ def stage_called(
     since_s: FloatArray, halting_veh: FloatArray, lane_idx: IntArray, *, gap_s: float
 ) -> bool:
     """A stage has a call (demand) when a vehicle waits on one of its lanes, or one of
-    their stop-line loops saw a vehicle less than ``gap_s`` ago; an unknown reading (NaN)
+    their gap-out loops saw a vehicle less than ``gap_s`` ago; an unknown reading (NaN)
     counts as a call, so is a stage without a lane."""
     if lane_idx.size == 0:
         return True
@@ -178,6 +198,76 @@ def call_lanes(signal: SignalLike, links: Sequence[LinkLike]) -> list[list[list[
     ]  # fmt: skip
 
 
+def advance_setback_m(
+    *, speed_mps: float, min_green_s: float, detector_gap_s: float = DETECTOR_GAP_S
+) -> float:
+    """How far before the stop line a lane's gap-out loop sits, as SUMO's ``actuated``
+    logic places its own: ``detector_gap_s`` of travel at the lane's ``speed_mps``, but no
+    further than the queue its shortest minimum green ``min_green_s`` clears (vehicles
+    every :data:`PASSING_TIME_S`, :data:`VEHICLE_SPACING_M` apart, plus half a vehicle): a
+    queue standing between the loop and the line is served by the minimum."""
+    for name, value in (("speed_mps", speed_mps), ("min_green_s", min_green_s),
+                        ("detector_gap_s", detector_gap_s)):  # fmt: skip
+        if not (value > 0 and math.isfinite(value)):
+            raise ValueError(f"{name} must be a positive number (got {value})")
+    by_min = (min_green_s / PASSING_TIME_S + 0.5) * VEHICLE_SPACING_M
+    return min(detector_gap_s * speed_mps, by_min)
+
+
+class AdvanceLoop(NamedTuple):
+    """A gap-out loop: ``pos_m`` from the start of ``lane`` (``setback_m`` before its end,
+    or at its start when the lane is shorter than that)."""
+
+    id: str
+    lane: str
+    pos_m: float
+    setback_m: float
+
+
+def advance_loops(
+    lane_min_green_s: Mapping[str, float],
+    *,
+    lane_length_m: Mapping[str, float],
+    lane_speed_mps: Mapping[str, float],
+    detector_gap_s: float = DETECTOR_GAP_S,
+) -> list[AdvanceLoop]:
+    """The gap-out loop of every lane in ``lane_min_green_s`` (its shortest minimum green),
+    sorted by lane; a lane shorter than its setback gets its loop at its start (SUMO would
+    go on to a single predecessor lane; the loop then still sees the queue's tail)."""
+    out = []
+    for lane in sorted(lane_min_green_s):
+        if lane not in lane_length_m or lane not in lane_speed_mps:
+            raise ValueError(f"lane {lane!r}: no length or speed to place its gap-out loop")
+        length_m = lane_length_m[lane]
+        setback = advance_setback_m(speed_mps=lane_speed_mps[lane],
+                                    min_green_s=lane_min_green_s[lane],
+                                    detector_gap_s=detector_gap_s)  # fmt: skip
+        pos = max(length_m - setback, 0.0)
+        out.append(AdvanceLoop(ADVANCE_LOOP_PREFIX + lane, lane, round(pos, 2), setback))
+    return out
+
+
+def advance_loops_xml(loops: Sequence[AdvanceLoop]) -> str:
+    """The gap-out loops as the body of a SUMO additional (no aggregated output: the
+    controller reads each loop's time since its last vehicle)."""
+    return "".join(
+        f'  <inductionLoop id="{x.id}" lane="{x.lane}" pos="{x.pos_m:g}" period="3600" '
+        'file="NUL" friendlyPos="true"/>\n'
+        for x in loops
+    )
+
+
+def lane_min_green_s(signal: SignalLike, links: Sequence[LinkLike]) -> dict[str, float]:
+    """Per lane of ``signal``: the shortest minimum green (pedestrian minimum included) of
+    the stages that serve it."""
+    greens = [p for p in signal.phases if p.kind == "green"]
+    out: dict[str, float] = {}
+    for phase, lanes in zip(greens, stage_lanes(signal, links), strict=True):
+        for lane in lanes:
+            out[lane] = min(out.get(lane, math.inf), phase.min_green_s)
+    return out
+
+
 class ActuationCommand(NamedTuple):
     """``force_off`` ``tls`` now, or ``skip`` to ``stage`` (serve it next)."""
 
@@ -204,8 +294,8 @@ class GapOutPolicy:
     links
         Per signal id, its links.
     stopline_loops
-        Stop-line loop id per lane (lanes without one make their stages never gap out,
-        nor be skipped).
+        Gap-out loop id per lane: its stop-line loop, or its advance loop (lanes without
+        one make their stages never gap out, nor be skipped).
     gap_s
         Seconds without a vehicle on a stage's loops after which its green ends.
     skip_empty
@@ -220,7 +310,7 @@ class GapOutPolicy:
         Every lane whose readings the policy keeps, in the order of :attr:`since_s` and
         :attr:`halting_veh`.
     since_s
-        Seconds since each lane's stop-line loop last saw a vehicle (NaN: no loop, or
+        Seconds since each lane's gap-out loop last saw a vehicle (NaN: no loop, or
         unknown), as last read.
     halting_veh
         Halting vehicles per lane, as last read (read only with ``skip_empty``).

@@ -13,8 +13,9 @@ Controllers (chosen per signal in the scenario's ``[control]``):
   residual queue); timings are smoothed across updates and sent through the guarded
   port, which applies them from each signal's next green. With ``actuation = "gap_out"``
   each planned green (times ``green_headroom``, at most the max green) is a maximum: a
-  green whose stop-line loops saw no vehicle for ``gap_s`` after its minimum ends early
-  through the guard's force-off, and the cycle floats (:mod:`signal_control.actuation`).
+  green whose gap-out loops (upstream, where SUMO's actuated places its own; or the
+  stop-line loops) saw no vehicle for ``gap_s`` after its minimum ends early through the
+  guard's force-off, and the cycle floats (:mod:`signal_control.actuation`).
 - ``max_pressure``: every control tick, each signal whose green has had its minimum
   compares stage pressures (Σ saturation flow × (queue in − queue out)); if another
   stage has more pressure (by a hysteresis margin) the port skips to it, else it holds.
@@ -41,7 +42,13 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from signal_control.actuation import GapOutPolicy
+from signal_control.actuation import (
+    ADVANCE_LOOP_PREFIX,
+    GapOutPolicy,
+    advance_loops,
+    advance_loops_xml,
+    lane_min_green_s,
+)
 from signal_control.guard import ALL_RED_PROMISE_S, Foes, Interval
 from signal_control.interfaces import (
     ControlSettings,
@@ -185,14 +192,24 @@ class ControlManager:
         # the world the controllers read (set by start(); in live mode by on_tick)
         self._world: ControlWorld | None = None
         self._gap: GapOutPolicy | None = None
+        # per lane with a gap-out loop of its own (gap_loops = "advance"): its shortest
+        # minimum green (where the loop goes depends on it)
+        self._advance_min_green_s: dict[str, float] = {}
         if self.adaptive:
             self._build_adaptive(detectors)
             if spec.adaptive.actuation == "gap_out":
-                stop_loop = {d.lane: d.id for d in detectors if d.kind == "stopline"}
+                gap_loop = {d.lane: d.id for d in detectors if d.kind == "stopline"}
+                if spec.adaptive.gap_loops == "advance":
+                    for t in self.adaptive:
+                        for lane, g in lane_min_green_s(self.by_id[t], links[t]).items():
+                            if lane in gap_loop:
+                                self._advance_min_green_s[lane] = g
+                    gap_loop = {lane: ADVANCE_LOOP_PREFIX + lane
+                                for lane in self._advance_min_green_s}  # fmt: skip
                 self._gap = GapOutPolicy(
                     [self.by_id[t] for t in self.adaptive],
                     self._links,
-                    stop_loop,
+                    gap_loop,
                     gap_s=spec.adaptive.gap_s,
                     skip_empty=spec.adaptive.skip_empty,
                 )
@@ -271,13 +288,39 @@ class ControlManager:
         self._mp_edge_halting = np.zeros(len(self._mp.edges))
 
     # ------------------------------------------------------------------ run
-    def extra_additional_xml(self) -> str | None:
-        """Programs to load at start (SUMO reads programs only from its inputs)."""
+    @property
+    def advance_lanes(self) -> list[str]:
+        """The lanes that get a gap-out loop for the run (none unless adaptive signals
+        gap out at ``advance`` loops)."""
+        return sorted(self._advance_min_green_s)
+
+    def extra_additional_xml(
+        self,
+        *,
+        lane_length_m: Mapping[str, float] | None = None,
+        lane_speed_mps: Mapping[str, float] | None = None,
+    ) -> str | None:
+        """What SUMO must load at start: programs (SUMO reads programs only from its
+        inputs), and the gap-out loops, placed from the lanes' ``lane_length_m`` and
+        ``lane_speed_mps`` (needed for every lane of :attr:`advance_lanes`)."""
         parts = [
             actuated_programs_xml(sigs, kind)
             for sigs, kind in ((self.actuated, "actuated"), (self.delay_based, "delay_based"))
             if sigs
         ]
+        if self._advance_min_green_s:
+            if lane_length_m is None or lane_speed_mps is None:
+                raise ValueError(
+                    "gap-out at advance loops: lane_length_m and lane_speed_mps are needed "
+                    "to place the loops"
+                )
+            loops = advance_loops(
+                self._advance_min_green_s,
+                lane_length_m=lane_length_m,
+                lane_speed_mps=lane_speed_mps,
+                detector_gap_s=self.spec.adaptive.detector_gap_s,
+            )
+            parts.append(f"<additional>\n{advance_loops_xml(loops)}</additional>\n")
         if not parts:
             return None
         body = "".join(p.removeprefix("<additional>\n").removesuffix("</additional>\n")

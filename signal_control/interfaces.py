@@ -126,6 +126,15 @@ class AdaptiveSettings(Protocol):
     def gap_s(self) -> float: ...
 
     @property
+    def gap_loops(self) -> str:
+        """Where gap-out measures: ``advance`` (loops upstream, as SUMO's actuated places
+        them) or ``stopline``."""
+        ...
+
+    @property
+    def detector_gap_s(self) -> float: ...
+
+    @property
     def green_headroom(self) -> float: ...
 
     @property

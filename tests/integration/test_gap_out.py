@@ -4,18 +4,22 @@ The same 600 s of the light district, same seed, adaptive with and without
 ``actuation = "gap_out"`` (with idle protected-left stages skipped): with it greens end
 early (the port's telemetry, and SUMO's own record shows more greens in the same time),
 no interval is cut on SUMO's record (the independent monitor, ``tests/mmu.py``), and
-vehicles lose less time.
+vehicles lose less time. The gap is read at the run's own advance loops (upstream, where
+SUMO's actuated puts its loops): they are in the run's inputs, not in the city's files,
+and in light traffic most greens end well before their maximum, none before its minimum.
 """
 
 from __future__ import annotations
 
+import json
 import multiprocessing as mp
 from pathlib import Path
 from typing import Any
+from xml.etree import ElementTree
 
 import pytest
 
-from city_models.build import City
+from city_models.build import City, hash_files
 from tests import mmu
 
 pytestmark = pytest.mark.sumo
@@ -23,22 +27,27 @@ pytestmark = pytest.mark.sumo
 DURATION_S = 600.0
 
 
-ACTUATION: dict[str, dict[str, Any]] = {
-    "none": {},
-    "gap_out": {"actuation": "gap_out", "skip_empty": True},
+GAP_OUT = {"actuation": "gap_out", "skip_empty": True}
+# case -> (control.adaptive, demand scale of the suite's light district)
+ACTUATION: dict[str, tuple[dict[str, Any], float]] = {
+    "none": ({}, 1.2),
+    "gap_out": (GAP_OUT, 1.2),
+    # as experiments.controllers' adaptive_actuated: the maximum about the max green
+    "light": ({**GAP_OUT, "green_headroom": 4.0}, 0.5),
 }
 
 
-def _observe(city_path: str, run_dir: str, actuation: str) -> dict[str, Any]:
+def _observe(city_path: str, run_dir: str, case: str) -> dict[str, Any]:
     from city_models.build import load_city
     from scenarios.loader import parse_scenario
     from twin.app.compose import simulate
 
     city = load_city(Path(city_path))
+    adaptive, scale = ACTUATION[case]
     spec = parse_scenario({
-        "name": f"gap-{actuation}", "kind": "baseline", "seed": 4,
-        "demand": {"scale": 1.2}, "sim": {"duration_s": DURATION_S},
-        "control": {"default": "adaptive", "adaptive": ACTUATION[actuation]},
+        "name": f"gap-{case}", "kind": "baseline", "seed": 4,
+        "demand": {"scale": scale}, "sim": {"duration_s": DURATION_S},
+        "control": {"default": "adaptive", "adaptive": adaptive},
     })  # fmt: skip
     recorder, record = mmu.recorder_for(city, Path(run_dir))
     result = simulate(spec, city, seed=4, run_dir=Path(run_dir), extra_additional=(recorder,))
@@ -48,6 +57,8 @@ def _observe(city_path: str, run_dir: str, actuation: str) -> dict[str, Any]:
         "metrics": result.metrics,
         "greens": len(served),
         "mean_green_s": float(served["green_s"].mean()),
+        "served": served[["tls_id", "stage", "green_s", "credited_s"]].to_dict("records"),
+        "run_dir": run_dir,
     }
 
 
@@ -70,11 +81,9 @@ def mean_green_on_record_s(record: Path) -> float:
 def runs(district_city: City, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     out = {}
     base = tmp_path_factory.mktemp("gap_out")
-    for actuation in ACTUATION:
+    for case in ACTUATION:
         with mp.get_context("spawn").Pool(1) as pool:  # libsumo: one run per process
-            out[actuation] = pool.apply(
-                _observe, (str(district_city.path), str(base / actuation), actuation)
-            )
+            out[case] = pool.apply(_observe, (str(district_city.path), str(base / case), case))
     return out
 
 
@@ -105,3 +114,60 @@ def test_gap_out_loses_less_time(runs: dict[str, Any]) -> None:
     plain, actuated = runs["none"]["metrics"], runs["gap_out"]["metrics"]
     assert actuated["mean_delay_s"] < 0.95 * plain["mean_delay_s"]
     assert actuated["throughput_veh"] >= plain["throughput_veh"]
+
+
+def _loops(path: Path) -> dict[str, tuple[str, float]]:
+    """Induction loops of a SUMO additional: id -> (lane, pos_m)."""
+    root = ElementTree.parse(path).getroot()
+    return {str(e.get("id")): (str(e.get("lane")), float(str(e.get("pos"))))
+            for e in root.iter("inductionLoop")}  # fmt: skip
+
+
+def test_gap_out_reads_advance_loops_written_for_the_run_only(
+    district_city: City, runs: dict[str, Any]
+) -> None:
+    stop = {d.lane: d.pos_m for d in district_city.manifest.detectors if d.kind == "stopline"}
+    lengths = district_city.net.lane_lengths_m
+    for case in ("gap_out", "light"):
+        run_dir = Path(runs[case]["run_dir"])
+        loops = _loops(run_dir / "programs.add.xml")
+        # one per detected lane, upstream of its stop-line loop, on the lane
+        assert {lane for lane, _pos in loops.values()} == set(stop)
+        assert all(loop == f"e1g_{lane}" for loop, (lane, _pos) in loops.items())
+        assert all(0.0 <= pos < stop[lane] for lane, pos in loops.values())
+        setbacks = [lengths[lane] - pos for lane, pos in loops.values()]
+        assert max(setbacks) < 40.0 and sorted(setbacks)[len(setbacks) // 2] > 20.0
+        # SUMO loaded them (libsumo refuses an unknown loop; the run read them)
+        args = json.loads((run_dir / "sumo_args.json").read_text(encoding="utf-8"))
+        assert any(str(run_dir / "programs.add.xml") in a for a in args)
+    # the city's own loops are not touched
+    assert not any(loop.startswith("e1g_") for loop in _loops(district_city.detectors_path))
+    files = district_city.manifest.files
+    assert district_city.manifest.content_hash == hash_files(
+        district_city.path, [files.net, files.detectors, files.signal_plans]
+    )
+    # without gap-out, no advance loop and no programs file at all
+    assert not (Path(runs["none"]["run_dir"]) / "programs.add.xml").exists()
+
+
+def test_in_light_traffic_greens_end_before_their_maximum_never_before_their_minimum(
+    district_city: City, runs: dict[str, Any]
+) -> None:
+    light = runs["light"]
+    greens = {s.id: [p for p in s.phases if p.kind == "green"]
+              for s in district_city.manifest.signals}  # fmt: skip
+    whole = [g for g in light["served"] if g["credited_s"] == 0.0]
+    assert len(whole) > 500
+    short = [g for g in whole
+             if g["green_s"] < greens[g["tls_id"]][g["stage"]].max_green_s - 1.0]  # fmt: skip
+    assert len(short) > 0.8 * len(whole)
+    assert light["metrics"]["gap_outs"] > 0.5 * len(whole)
+    # the guard's minimum (pedestrian clearance included) is never cut
+    assert all(g["green_s"] >= greens[g["tls_id"]][g["stage"]].min_green_s - 1e-6
+               for g in whole)  # fmt: skip
+    m = light["metrics"]
+    assert m["guard_interventions_by_kind"]["min_green_extended"] == 0
+    assert m["guard_late_changes"] == 0
+    mmu.check_city_record(Path(light["record"]), district_city).assert_clean(
+        min_greens=500, min_yellows=1000
+    )

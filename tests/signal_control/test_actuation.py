@@ -26,10 +26,14 @@ from signal_control.actuation import (
     MIN_RECHECK_S,
     SKIP_LOOKAHEAD_S,
     ActuationCommand,
+    AdvanceLoop,
     GapOutPolicy,
+    advance_loops,
+    advance_setback_m,
     call_lanes,
     decide_gap_out,
     deciding_lanes,
+    lane_min_green_s,
     next_stage,
     stage_called,
     stage_gap_s,
@@ -331,6 +335,8 @@ def test_an_idle_stage_without_pedestrians_is_skipped_and_a_called_one_is_not() 
 class Adaptive:
     actuation: str = "gap_out"
     gap_s: float = GAP_S
+    gap_loops: str = "stopline"
+    detector_gap_s: float = 2.0
     green_headroom: float = 1.0
     skip_empty: bool = False
     update_s: float = 60.0
@@ -386,17 +392,22 @@ class NoCounts:
     det_index: dict[str, int] = field(default_factory=dict)
 
 
-def _drive(world: World, *, actuation: str = "gap_out", until_s: float = 200.0) -> ControlManager:
-    """The manager as a run drives it: ticks every 5 s, stopping in between wherever it
-    asks (signal changes, gap-out looks), on a 1 s step grid."""
-    dets = [Detector(f"L{lane.replace('_', '')}", "stopline", lane)
-            for lane in ("a_0", "a_1", "b_0", "b_1")]  # fmt: skip
-    manager = ControlManager(
+def _manager(actuation: str = "gap_out", gap_loops: str = "stopline",
+             lanes: Sequence[str] = ("a_0", "a_1", "b_0", "b_1")) -> ControlManager:  # fmt: skip
+    dets = [Detector(f"L{lane.replace('_', '')}", "stopline", lane) for lane in lanes]
+    return ControlManager(
         signals=[_signal()], links={"J": LINKS}, edge_lanes=dict.fromkeys("xyzw", 1),
         detectors=dets, assignment={"J": "adaptive"},
-        spec=Control(Adaptive(actuation=actuation)), detector_period_s=30.0,
-        control_interval_s=5.0, foes={"J": FOES},
+        spec=Control(Adaptive(actuation=actuation, gap_loops=gap_loops)),
+        detector_period_s=30.0, control_interval_s=5.0, foes={"J": FOES},
     )  # fmt: skip
+
+
+def _drive(world: World, *, actuation: str = "gap_out", until_s: float = 200.0,
+           gap_loops: str = "stopline") -> ControlManager:  # fmt: skip
+    """The manager as a run drives it: ticks every 5 s, stopping in between wherever it
+    asks (signal changes, gap-out looks), on a 1 s step grid."""
+    manager = _manager(actuation, gap_loops)
     manager.start(world, t_s=0.0)
     for tick in range(1, int(until_s / 5) + 1):
         t_tick = 5.0 * tick
@@ -463,4 +474,81 @@ def test_the_spec_takes_gap_out_and_refuses_headroom_without_it(tmp_path: Path) 
     assert "green_headroom (1.2) applies only with actuation = 'gap_out'" in msg
     with pytest.raises(ScenarioError, match="gap_out"):
         bad.write_text(head + '[control.adaptive]\nactuation = "gapout"\n', encoding="utf-8")
+        load_scenario(bad)
+
+
+# --------------------------------------------------------------------------- advance loops
+def test_the_gap_out_loop_sits_where_sumo_actuated_puts_its_own() -> None:
+    # detector-gap (2 s) at the lane's speed: 50 km/h -> 27.8 m before the line
+    assert advance_setback_m(speed_mps=13.89, min_green_s=20.0) == pytest.approx(27.78)
+    assert advance_setback_m(speed_mps=13.89, min_green_s=20.0, detector_gap_s=3.0) == (
+        pytest.approx(41.67)
+    )
+    # no further than the queue the minimum green clears: (5 / 1.9 + 0.5) x 7.5 m
+    assert advance_setback_m(speed_mps=13.89, min_green_s=5.0) == pytest.approx(23.487, abs=1e-3)
+    for bad in ({"speed_mps": 0.0, "min_green_s": 7.0},
+                {"speed_mps": 10.0, "min_green_s": math.nan}):  # fmt: skip
+        with pytest.raises(ValueError, match="must be a positive number"):
+            advance_setback_m(**bad)
+    loops = advance_loops(
+        {"long_0": 20.0, "short_0": 20.0},
+        lane_length_m={"long_0": 100.0, "short_0": 20.0},
+        lane_speed_mps={"long_0": 13.89, "short_0": 13.89},
+    )
+    assert [loop._replace(setback_m=round(loop.setback_m, 2)) for loop in loops] == [
+        AdvanceLoop("e1g_long_0", "long_0", 72.22, 27.78),
+        AdvanceLoop("e1g_short_0", "short_0", 0.0, 27.78),  # capped: at the lane's start
+    ]
+    with pytest.raises(ValueError, match="'gone_0': no length or speed"):
+        advance_loops({"gone_0": 20.0}, lane_length_m={}, lane_speed_mps={})
+
+
+def test_each_lane_gets_the_shortest_minimum_green_of_its_stages() -> None:
+    sig, links, _foes = _three_stage()
+    assert lane_min_green_s(sig, links) == {"a_0": MIN_S, "a_1": MIN_S, "b_0": MIN_S}
+    # b_1 is green in both stages of the two-stage signal: still one entry
+    assert lane_min_green_s(_signal(), LINKS) == dict.fromkeys(("a_0", "a_1", "b_0", "b_1"), MIN_S)
+
+
+def test_advance_loops_are_written_for_the_run_only_with_gap_out_at_advance_loops() -> None:
+    lengths = {"a_0": 100.0, "a_1": 15.0, "b_0": 80.0, "b_1": 80.0}
+    speeds = dict.fromkeys(lengths, 10.0)
+    manager = _manager(gap_loops="advance", lanes=("a_0", "a_1", "b_0"))  # b_1: no loop
+    assert manager.advance_lanes == ["a_0", "a_1", "b_0"]
+    xml = manager.extra_additional_xml(lane_length_m=lengths, lane_speed_mps=speeds)
+    assert xml is not None
+    assert xml.count("<inductionLoop") == 3 and 'id="e1g_b_1"' not in xml
+    assert '<inductionLoop id="e1g_a_0" lane="a_0" pos="80"' in xml  # 2 s x 10 m/s
+    assert '<inductionLoop id="e1g_a_1" lane="a_1" pos="0"' in xml  # lane of 15 m
+    with pytest.raises(ValueError, match="lane_length_m and lane_speed_mps are needed"):
+        manager.extra_additional_xml()
+    for plain in (_manager(gap_loops="stopline"), _manager(actuation="none")):
+        assert plain.advance_lanes == []
+        assert plain.extra_additional_xml(lane_length_m=lengths, lane_speed_mps=speeds) is None
+
+
+def test_with_advance_loops_the_gap_is_read_there_not_at_the_stop_line() -> None:
+    # the advance loops see approach a's last vehicle at t = 20; the stop-line loops keep
+    # seeing vehicles (which they would, 2 s later, in SUMO): only the advance loops count
+    passages = {"e1g_a_0": list(np.arange(0.0, 20.1, 2.0)), **_busy("La0", 1000.0),
+                **_busy("e1g_b_0", 1000.0)}  # fmt: skip
+    greens = _greens(_drive(World(passages), gap_loops="advance"))
+    assert greens[0] == (0, 0.0, 23.0)
+    assert greens[1] == (1, 28.0, PLAN_S)
+    assert all(g >= MIN_S for _stage, _start, g in greens)
+
+
+def test_the_spec_places_advance_loops_by_default_and_refuses_a_detector_gap_without_them(
+    tmp_path: Path,
+) -> None:
+    head = 'name = "probe"\nkind = "baseline"\n[control]\ndefault = "adaptive"\n'
+    good = tmp_path / "good.toml"
+    good.write_text(head + '[control.adaptive]\nactuation = "gap_out"\ndetector_gap_s = 3.0\n',
+                    encoding="utf-8")  # fmt: skip
+    a = load_scenario(good).control.adaptive
+    assert (a.gap_loops, a.detector_gap_s) == ("advance", 3.0)
+    bad = tmp_path / "bad.toml"
+    bad.write_text(head + '[control.adaptive]\nactuation = "gap_out"\ngap_loops = "stopline"\n'
+                   "detector_gap_s = 3.0\n", encoding="utf-8")  # fmt: skip
+    with pytest.raises(ScenarioError, match=r"detector_gap_s \(3\) places the advance loops"):
         load_scenario(bad)

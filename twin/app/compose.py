@@ -294,7 +294,16 @@ def build_run(
         additional=(*config.additional, *prepared.additional),
         extra_args=(*config.extra_args, *prepared.sumo_args),
     )
-    extra_xml = control.extra_additional_xml() if control is not None else None
+    extra_xml = None
+    if control is not None:
+        # gap-out loops, if the controllers want them, exist for this run only (written
+        # with the programs): the city's own files and content hash stay as they are
+        lanes = control.advance_lanes
+        net = city.net
+        extra_xml = control.extra_additional_xml(
+            lane_length_m={lane: net.lane_lengths_m[lane] for lane in lanes},
+            lane_speed_mps={lane: net.edges[lane.rsplit("_", 1)[0]].speed_mps for lane in lanes},
+        )
     if extra_xml:
         programs = run_dir / "programs.add.xml"
         programs.write_text(extra_xml, encoding="utf-8")
