@@ -75,7 +75,7 @@ from twin.streams import stream
 log = logging.getLogger(__name__)
 
 Progress = Callable[[str], None]
-CALIBRATE_VERSION = "1"
+CALIBRATE_VERSION = "2"
 DEMANDS_DIR = "demands"
 ROUTES_FILE = "routes.rou.xml"
 RESCALE_ABOVE = 0.04

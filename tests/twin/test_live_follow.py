@@ -92,7 +92,8 @@ def test_no_counts_in_the_window_is_a_clear_error_before_any_process(
     svc = _service(district_city, clock, tmp_path)
     with pytest.raises(CityError, match="no loop count ends in the window"):
         asyncio.run(live_calibrate(svc, LiveCalibration(window_s=900.0), who="test"))
-    assert not any(r["kind"] == "calibrate_start" for r in read_records(svc.audit.path))
+    kinds = [r["kind"] for r in read_records(svc.audit.path)]
+    assert "calibrate_start" not in kinds and "calibrate_refused" in kinds  # audited
 
 
 @pytest.mark.sumo
@@ -146,6 +147,9 @@ def test_counts_ingested_live_calibrate_the_demand(district_city: City, tmp_path
     expected = counts_from_loops(direct, district_city, window_end_s=req.end_s or 0.0,
                                  window_s=req.window_s, interval_s=req.interval_s)  # fmt: skip
     assert math.isclose(rep["counted_total_veh"], round(expected.total_veh, 1))
+    # a stored variant is never replaced (scenarios and the shadow may run on it)
+    with pytest.raises(ConfigError, match=r"variant 'live-test' exists in city .* already"):
+        asyncio.run(live_calibrate(svc, req, who="test-operator"))
     # the shadow twin can run on it (twin live --shadow-demand live-test)
     spec = parse_scenario(shadow_scenario(district_city, "live-test"), source="shadow")
     config = session_config(spec, district_city, seed=1, run_dir=tmp_path / "shadow")
@@ -154,7 +158,7 @@ def test_counts_ingested_live_calibrate_the_demand(district_city: City, tmp_path
         shadow_scenario(district_city, "nope")
     # audited: who asked, the window, and the result
     kinds = [r for r in read_records(svc.audit.path) if r["kind"].startswith("calibrate_")]
-    assert [r["kind"] for r in kinds] == ["calibrate_start", "calibrate_done"]
+    assert [r["kind"] for r in kinds] == ["calibrate_start", "calibrate_done", "calibrate_refused"]
     assert kinds[0]["by"] == "test-operator" and kinds[0]["window_s"] == 900.0
     assert kinds[1]["ok"] is True and kinds[1]["geh_lt5_share"] == rep["geh_lt5_share"]
 

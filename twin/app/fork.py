@@ -288,6 +288,14 @@ def _check_all_guarded(spec: ScenarioSpec, label: str, name: str) -> None:
             "not continue. Allowed: control.guard_fixed = true (the default for it), or "
             "no signal left to 'fixed'."
         )
+    own = sorted(kinds & {"actuated", "delay_based"})
+    if own:
+        raise ConfigError(
+            f"{label}: control = {own[0]!r}; {name} was saved by the live shadow twin, whose "
+            "signals showed the field's states: SUMO's own programs would take over from "
+            "them without the guard (an interval could be cut). Allowed: fixed (guarded), "
+            "adaptive, max_pressure."
+        )
 
 
 def _checked(

@@ -286,6 +286,10 @@ def test_live_forks_and_calibrations_are_the_operators(live_api: LiveApi) -> Non
     # calibration: a window of at least 300 s, and some counts in it
     r = live_api.client.post("/v1/live/calibrations", json={"window_s": 60}, headers=operator)
     assert r.status_code == 422, r.text
+    nan = b'{"window_s": 900, "end_s": NaN}'
+    r = live_api.client.post("/v1/live/calibrations", content=nan,
+                             headers={**operator, "content-type": "application/json"})  # fmt: skip
+    assert r.status_code == 422, r.text
     far = {"window_s": 900, "end_s": 3600}  # long before this clock's time of day
     r = live_api.client.post("/v1/live/calibrations", json=far, headers=operator)
     assert r.status_code == 422 and "no loop count ends in the window" in r.text, r.text

@@ -118,3 +118,7 @@ def test_a_live_fork_starts_from_the_shadow_and_the_field(
     bad = parse_variants({"variant": {"plain": {"control.guard_fixed": False}}}, where="test")
     with pytest.raises(ConfigError, match=r"\[variant.plain\]: control.guard_fixed = false"):
         plan_forks(Path(out["state"]), bad, at_s=None, ahead_s=AHEAD_S)
+    # nor to SUMO's actuated programs, which would take over without the guard
+    own = parse_variants({"variant": {"own": {"control.default": "actuated"}}}, where="test")
+    with pytest.raises(ConfigError, match=r"\[variant.own\]: control = 'actuated'"):
+        plan_forks(Path(out["state"]), own, at_s=None, ahead_s=AHEAD_S)

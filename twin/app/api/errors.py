@@ -15,6 +15,8 @@ import re
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
@@ -160,9 +162,29 @@ async def _handle(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(body, status_code=code, headers=headers)
 
 
+def _finite(x: Any) -> Any:
+    """``x`` with every NaN or infinity as its text (JSON has neither)."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return str(x)
+    if isinstance(x, dict):
+        return {k: _finite(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_finite(v) for v in x]
+    return x
+
+
+async def _handle_validation(request: Request, exc: Exception) -> JSONResponse:
+    """FastAPI's own answer to a body that fails validation (422, each bad field with
+    its path), but one whose bad value is NaN or infinite (``NaN`` is accepted by
+    Python's JSON reader) is shown as text instead of failing to encode (a 500)."""
+    assert isinstance(exc, RequestValidationError)
+    return JSONResponse({"detail": _finite(jsonable_encoder(exc.errors()))}, status_code=422)
+
+
 def install(app: FastAPI) -> None:
-    """Register the one handler for every :class:`TwinError`."""
+    """Register the one handler for every :class:`TwinError`, and the validation one."""
     app.add_exception_handler(TwinError, _handle)
+    app.add_exception_handler(RequestValidationError, _handle_validation)
 
 
 def responses(*codes: int) -> dict[int | str, dict[str, Any]]:
@@ -175,6 +197,7 @@ def responses(*codes: int) -> dict[int | str, dict[str, Any]]:
         413: "Body too large",
         422: "Bad input: each bad field with its path",
         429: "Over a quota or the request rate",
+        503: "Not available now (no live service, or its shadow twin does not run)",
     }
     models: dict[int, type[BaseModel]] = {429: QuotaErrorPublic, 422: ValidationErrorPublic}
     return {

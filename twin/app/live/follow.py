@@ -21,6 +21,7 @@ the shadow twin's present into futures.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import math
 import multiprocessing as mp
@@ -34,9 +35,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from city_models.build import load_city
-from city_models.calibrate import CalibrationOptions, calibrate_demand
+from city_models.calibrate import CalibrationOptions, calibrate_demand, demand_variants
 from city_models.counts import Counts, counts_from_loops
-from twin.app.fork import plan_forks, run_forks
+from twin.app.fork import HEADLINES, plan_forks, run_forks, to_json
+from twin.app.live.shadow import ShadowDownError
 from twin.config import Settings, load_settings
 from twin.errors import ConfigError, TwinError
 
@@ -128,46 +130,78 @@ def _calibrate_job(
     }
 
 
+class BusyError(TwinError):
+    """Another live fork (or calibration) is running: one at a time, so the center keeps
+    its cores for the field."""
+
+
+def _one_at_a_time(svc: LiveService, what: str) -> asyncio.Lock:
+    lock = svc.follow_locks.setdefault(what, asyncio.Lock())
+    if lock.locked():
+        raise BusyError(f"A live {what} is running; one at a time. Try again when it ends.")
+    return lock
+
+
 async def live_calibrate(svc: LiveService, req: LiveCalibration, *, who: str) -> dict[str, Any]:
     """Calibrate the city's demand to the counts ingested over the last
     ``req.window_s`` (see the module doc); returns the variant and its report (GEH per
     site and interval in the stored report). The variant's time line starts at the
-    window's start. Raises :class:`~twin.errors.CityError` when the window holds no
-    usable count, before any process starts."""
-    end_s = req.window_end_s(svc.clock.now_s())
-    counts = counts_from_loops(
-        svc.counts, svc.city, window_end_s=end_s, window_s=req.window_s,
-        interval_s=req.interval_s, period_start_s=req.period_start_s,
-    )  # fmt: skip
-    name = req.name or f"live-{int(end_s) // 60:05d}"
-    svc.audit.append(
-        "calibrate_start", by=who, variant=name, window_end_s=round(end_s, 3),
-        window_s=req.window_s, interval_s=req.interval_s, rows=len(counts.rows),
-        total_veh=counts.total_veh,
-    )  # fmt: skip
-    wall0 = time.perf_counter()
-    loop = asyncio.get_running_loop()
-    try:
-        with ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn")) as pool:
+    window's start (or ``req.period_start_s``). Raises :class:`~twin.errors.CityError`
+    when the window holds no usable count and :class:`~twin.errors.ConfigError` for a
+    variant name the city has already (a stored variant is never replaced: scenarios
+    and the shadow may run on it), before any process starts; :class:`BusyError` while
+    another calibration runs."""
+    async with _one_at_a_time(svc, "calibration"):
+        end_s = req.window_end_s(svc.clock.now_s())
+        name = req.name or f"live-{int(end_s) // 60:05d}"
+        try:
+            if name in demand_variants(svc.city):
+                raise ConfigError(
+                    f"Live calibration: demand variant {name!r} exists in city "
+                    f"{svc.city.name} already (a stored variant is never replaced); allowed: "
+                    "another name."
+                )
+            counts = await asyncio.to_thread(
+                counts_from_loops, list(svc.counts), svc.city, window_end_s=end_s,
+                window_s=req.window_s, interval_s=req.interval_s,
+                period_start_s=req.period_start_s,
+            )  # fmt: skip
+        except TwinError as exc:
+            svc.audit.append("calibrate_refused", by=who, variant=name, reason=str(exc))
+            raise
+        svc.audit.append(
+            "calibrate_start", by=who, variant=name, window_end_s=round(end_s, 3),
+            window_s=req.window_s, interval_s=req.interval_s, rows=len(counts.rows),
+            total_veh=counts.total_veh, options=req.options.to_dict(),
+        )  # fmt: skip
+        wall0 = time.perf_counter()
+        loop = asyncio.get_running_loop()
+        pool = ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn"))
+        try:
             out = await loop.run_in_executor(
                 pool, _calibrate_job, str(svc.city.path), counts, name, req.options
             )
-    except TwinError as exc:
-        svc.audit.append("calibrate_done", by=who, variant=name, ok=False, error=str(exc))
-        raise
-    except Exception as exc:
-        svc.audit.append("calibrate_done", by=who, variant=name, ok=False, error=repr(exc))
-        raise TwinError(f"Live calibration {name!r} failed: {type(exc).__name__}: {exc}") from exc
-    out["window_end_s"] = end_s
-    out["window_s"] = req.window_s
-    out["wall_s"] = round(time.perf_counter() - wall0, 2)
-    rep = out["report"]
-    svc.audit.append(
-        "calibrate_done", by=who, variant=name, ok=True, accepted=rep.get("accepted"),
-        geh_lt5_share=rep.get("geh_lt5_share"), total_flow_err_pct=rep.get("total_flow_err_pct"),
-        vehicles_ratio=rep.get("vehicles_ratio"), wall_s=out["wall_s"],
-    )  # fmt: skip
-    return out
+        except TwinError as exc:
+            svc.audit.append("calibrate_done", by=who, variant=name, ok=False, error=str(exc))
+            raise
+        except Exception as exc:
+            svc.audit.append("calibrate_done", by=who, variant=name, ok=False, error=repr(exc))
+            raise TwinError(
+                f"Live calibration {name!r} failed: {type(exc).__name__}: {exc}"
+            ) from exc
+        finally:  # off the loop: it must keep the field's heartbeats
+            await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
+        out["window_end_s"] = end_s
+        out["window_s"] = req.window_s
+        out["wall_s"] = round(time.perf_counter() - wall0, 2)
+        rep = out["report"]
+        svc.audit.append(
+            "calibrate_done", by=who, variant=name, ok=True, accepted=rep.get("accepted"),
+            geh_lt5_share=rep.get("geh_lt5_share"),
+            total_flow_err_pct=rep.get("total_flow_err_pct"),
+            vehicles_ratio=rep.get("vehicles_ratio"), wall_s=out["wall_s"],
+        )  # fmt: skip
+        return out
 
 
 # --------------------------------------------------------------------------- fork
@@ -186,10 +220,17 @@ def field_entered(svc: LiveService) -> dict[str, list[Any]]:
 
 def fork_base(svc: LiveService) -> list[tuple[str, Any]]:
     """The overrides that make the null fork do what the center does: its adaptive
-    control on the signals it commands (fixed plans through the guard otherwise)."""
-    if svc.opt.control == "adaptive" and svc.port is not None:
-        return [("control.by_signal", dict.fromkeys(svc.port.ids, "adaptive"))]
+    control on the signals it commands now (fixed plans through the guard otherwise)."""
+    port = svc.port
+    if svc.opt.control == "adaptive" and port is not None:
+        commanded = [t for t in port.ids if not port.is_local(t)]
+        return [("control.by_signal", dict.fromkeys(commanded, "adaptive"))] if commanded else []
     return []
+
+
+LIVE_FORK_FIXED = ("outputs",)
+"""Sections a live fork's variant may not change (on the live machine: no trajectory
+files for a dozen forecasts)."""
 
 
 async def live_fork(
@@ -203,28 +244,48 @@ async def live_fork(
     workers: int | None = None,
 ) -> dict[str, Any]:
     """Fork the shadow twin's present (see the module doc); returns the comparison
-    (:meth:`twin.app.fork.ForkResult.to_dict`)."""
+    (:meth:`twin.app.fork.ForkResult.to_dict`, NaN as null). Raises
+    :class:`~twin.errors.ConfigError` for a variant that changes ``outputs``,
+    :class:`BusyError` while another live fork runs,
+    :class:`~twin.app.live.shadow.ShadowDownError` when the shadow does not run or
+    answer."""
+    for v in variants.variants:
+        for key, _value in v.overrides:
+            if key.split(".", 1)[0] in LIVE_FORK_FIXED:
+                raise ConfigError(
+                    f"Request body: field 'variant.{v.name}.{key}': a live fork keeps the "
+                    "shadow's outputs; allowed: control.* and the scenario's own fields."
+                )
     shadow = svc.shadow
     if shadow is None:
-        raise ConfigError(
+        raise ShadowDownError(
             "A live fork starts from the shadow twin's state, and none runs; start live "
             "mode with --shadow."
         )
-    meta = {"field_entered": field_entered(svc)}
-    path = await asyncio.to_thread(shadow.save_state, meta)
-    plan = await asyncio.to_thread(
-        plan_forks, path, variants, at_s=None, ahead_s=ahead_s, mode=mode, base=fork_base(svc)
-    )
-    svc.audit.append(
-        "fork_start", by=who, state=str(path), at_s=plan.at_s, ahead_s=ahead_s, mode=mode,
-        forks=list(plan.names),
-    )  # fmt: skip
-    store = settings or svc.opt.runs or load_settings()
-    workers = workers or svc.opt.fork_workers
-    result = await asyncio.to_thread(run_forks, store, plan, workers=workers)
-    out = result.to_dict()
-    svc.audit.append(
-        "fork_done", by=who, state=str(path), forks=list(plan.names),
-        runs=[r.id for r in result.records], failed=out["failed"],
-    )  # fmt: skip
-    return out
+    async with _one_at_a_time(svc, "fork"):
+        overrides = {v.name: [[k, x] for k, x in v.overrides] for v in variants.variants}
+        svc.audit.append("fork_start", by=who, ahead_s=ahead_s, mode=mode, variants=overrides,
+                         places=list(variants.places))  # fmt: skip
+        try:
+            # on the loop, where the field's states are fed to the shadow: the save comes
+            # after every state fed before, and the intervals are those SUMO then shows
+            token = shadow.request_save({"field_entered": field_entered(svc)})
+            path = await asyncio.to_thread(shadow.wait_saved, token)
+            plan = await asyncio.to_thread(
+                plan_forks, path, variants, at_s=None, ahead_s=ahead_s, mode=mode,
+                base=fork_base(svc),
+            )  # fmt: skip
+            store = settings or svc.opt.runs or load_settings()
+            workers = workers or svc.opt.fork_workers
+            result = await asyncio.to_thread(run_forks, store, plan, workers=workers)
+        except Exception as exc:
+            svc.audit.append("fork_done", by=who, ok=False, error=f"{type(exc).__name__}: {exc}")
+            raise
+        out: dict[str, Any] = json.loads(to_json(result))
+        svc.audit.append(
+            "fork_done", by=who, ok=not out["failed"], state=str(path), at_s=plan.at_s,
+            forks=list(plan.names), runs=[r.id for r in result.records], failed=out["failed"],
+            table=[{"variant": r["variant"], "run_id": r["run_id"], "status": r["status"],
+                    **{k: r["metrics"].get(k) for k in HEADLINES}} for r in out["forks"]],
+        )  # fmt: skip
+        return out

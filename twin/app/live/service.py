@@ -327,6 +327,8 @@ class LiveService:
         self.stopped = False
         self.shadow: ShadowTwin | None = None
         self._shadow_audit_wall = 0.0
+        self.follow_locks: dict[str, asyncio.Lock] = {}
+        """One live fork and one live calibration at a time (twin.app.live.follow)."""
         self.counts = CountWindow()
         """Every accepted count of the last hours, for a rolling-window calibration."""
 

@@ -31,6 +31,7 @@ import logging
 import math
 import multiprocessing as mp
 import queue
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -124,6 +125,7 @@ def _worker(  # noqa: PLR0917 - a process target takes positional arguments
                         stop = True
                     elif msg[0] == "save":
                         saves.append((msg[1], msg[2]))
+                        break  # later states are newer than the save's field intervals
                     elif msg[0] == "state":
                         states[msg[1]] = msg[2]
                     elif msg[0] == "count":
@@ -178,6 +180,10 @@ def _worker(  # noqa: PLR0917 - a process target takes positional arguments
         run.close()
 
 
+class ShadowDownError(TwinError):
+    """The shadow twin does not run, or did not answer in time."""
+
+
 def _save_meta(meta: dict[str, Any], now_s: float) -> dict[str, Any]:
     """The sidecar's extra meta for a state saved now: ``field_entered`` (per signal
     the interval, stage and the clock time it began) becomes ``field_intervals`` (the
@@ -221,6 +227,8 @@ class ShadowTwin:
         self.outbox: Any = ctx.Queue()
         self.replies: Any = ctx.Queue()
         self._token = 0
+        self._lock = threading.Lock()
+        self._answers: dict[int, tuple[str, str, float]] = {}  # answers read for others
         self.report = ShadowReport()
         self.proc = ctx.Process(
             target=_worker,
@@ -248,33 +256,52 @@ class ShadowTwin:
     def feed_count(self, loop_id: str, t_end_s: float, count_veh: float) -> None:
         self.inbox.put(("count", loop_id, t_end_s, count_veh))
 
-    def save_state(self, meta: dict[str, Any] | None = None, *, timeout_s: float = 60.0) -> Path:
-        """Have the shadow save its state at its next tick (SUMO's state, the sidecar with
-        ``meta`` and ``source = "live_shadow"``); returns the state file. Blocks (call it
-        off the service's loop). Raises :class:`~twin.errors.TwinError` if the shadow
-        does not run, fails to save, or does not answer in ``timeout_s``."""
+    def request_save(self, meta: dict[str, Any] | None = None) -> int:
+        """Ask the shadow to save its state at its next tick (SUMO's state, the sidecar
+        with ``meta`` and ``source = "live_shadow"``), after the states fed before this
+        call and before any fed after it; returns the request's token for
+        :meth:`wait_saved`. Quick: call it on the service's loop, where the states are
+        fed, so ``meta`` and the states SUMO shows agree."""
         if not self.proc.is_alive():
-            raise TwinError("The shadow twin does not run (it stopped or failed to start).")
-        self._token += 1
-        token = self._token
+            raise ShadowDownError("The shadow twin does not run (it stopped or failed to start).")
+        with self._lock:
+            self._token += 1
+            token = self._token
         self.inbox.put(("save", token, dict(meta or {})))
+        return token
+
+    def wait_saved(self, token: int, *, timeout_s: float = 60.0) -> Path:
+        """The state file of save request ``token``. Blocks (call it off the service's
+        loop). Raises :class:`ShadowDownError` if the shadow ends or does not answer in
+        ``timeout_s``, :class:`~twin.errors.TwinError` if it could not save."""
         deadline = time.monotonic() + timeout_s
         while True:
-            left = deadline - time.monotonic()
-            if left <= 0 or not self.proc.is_alive():
-                raise TwinError(
+            with self._lock:
+                if token in self._answers:
+                    kind, text, t_s = self._answers.pop(token)
+                    break
+                try:
+                    got, kind, text, t_s = self.replies.get_nowait()
+                except queue.Empty:
+                    got = None
+                else:
+                    if got != token:
+                        self._answers[got] = (kind, text, t_s)  # another request's
+                        continue
+                    break
+            if time.monotonic() > deadline or not self.proc.is_alive():
+                raise ShadowDownError(
                     f"The shadow twin did not save its state within {timeout_s:g} s"
                     f"{'' if self.proc.is_alive() else ' (its process ended)'}."
                 )
-            try:
-                got, kind, text, t_s = self.replies.get(timeout=min(left, 0.5))
-            except queue.Empty:
-                continue
-            if got != token:
-                continue  # the answer to an earlier request that timed out
-            if kind != "saved":
-                raise TwinError(f"The shadow twin could not save its state at t={t_s:g} s: {text}")
-            return Path(text)
+            time.sleep(0.05)
+        if kind != "saved":
+            raise TwinError(f"The shadow twin could not save its state at t={t_s:g} s: {text}")
+        return Path(text)
+
+    def save_state(self, meta: dict[str, Any] | None = None, *, timeout_s: float = 60.0) -> Path:
+        """:meth:`request_save` then :meth:`wait_saved` (blocks)."""
+        return self.wait_saved(self.request_save(meta), timeout_s=timeout_s)
 
     def poll(self) -> ShadowReport:
         """The newest report (the last one if nothing new came)."""

@@ -46,9 +46,10 @@ from twin.app.api.deps import Principal, require, websocket_principal
 from twin.app.api.errors import responses
 from twin.app.fork import parse_variants
 from twin.app.live.audit import verify, visible_to
-from twin.app.live.follow import LiveCalibration, live_calibrate, live_fork
+from twin.app.live.follow import BusyError, LiveCalibration, live_calibrate, live_fork
 from twin.app.live.service import Mission
-from twin.errors import ConfigError, TwinError
+from twin.app.live.shadow import ShadowDownError
+from twin.errors import CityError, ConfigError, ScenarioError, TwinError
 
 if TYPE_CHECKING:
     from twin.app.live.service import LiveService
@@ -253,7 +254,7 @@ class _Forward:
 class ForkBody(BaseModel):
     """What-if futures from the shadow twin's present (a variants file as JSON)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     variant: dict[str, dict[str, Any]] = Field(min_length=1, max_length=16)
     places: list[str] = Field(default_factory=list, max_length=50)
@@ -265,7 +266,7 @@ class ForkBody(BaseModel):
 class CalibrationBody(BaseModel):
     """A rolling-window calibration to the counts live mode ingested."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     window_s: float = Field(default=3600.0, ge=300.0, le=4 * 3600.0)
     interval_s: float = Field(default=300.0, ge=60.0, le=3600.0)
@@ -275,7 +276,7 @@ class CalibrationBody(BaseModel):
     period_start_s: float | None = None
 
 
-@router.post("/forks", responses=responses(409, 422))
+@router.post("/forks", responses=responses(409, 422, 503))
 async def create_forks(
     body: ForkBody,
     request: Request,
@@ -301,10 +302,22 @@ async def create_forks(
             who=principal.key_id,
         )  # fmt: skip
     except TwinError as exc:
-        raise HTTPException(status_code=422, detail=str(exc)) from exc
+        raise _follow_error(exc) from exc
 
 
-@router.post("/calibrations", responses=responses(422))
+def _follow_error(exc: TwinError) -> HTTPException:
+    """Bad input 422, busy 409, the shadow down 503, a failure of the work itself 500;
+    always the one paragraph that says why."""
+    if isinstance(exc, BusyError):
+        return HTTPException(status_code=409, detail=str(exc))
+    if isinstance(exc, ShadowDownError):
+        return HTTPException(status_code=503, detail=str(exc))
+    if isinstance(exc, ConfigError | CityError | ScenarioError):
+        return HTTPException(status_code=422, detail=str(exc))
+    return HTTPException(status_code=500, detail=str(exc))
+
+
+@router.post("/calibrations", responses=responses(409, 422))
 async def create_calibration(
     body: CalibrationBody,
     request: Request,
@@ -321,4 +334,4 @@ async def create_calibration(
         )  # fmt: skip
         return await svc.call_async(live_calibrate, svc, req, who=principal.key_id)
     except TwinError as exc:
-        raise HTTPException(status_code=422, detail=str(exc)) from exc
+        raise _follow_error(exc) from exc
