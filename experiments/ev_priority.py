@@ -3,8 +3,9 @@
     python -m experiments.ev_priority --quick --json OUT.json
 
 Per seed: a run without EVs (same demand, same guarded fixed-time signals), then the
-same run with two ambulances dispatched from the two fire stations to seeded random
-calls and on to the nearest hospital (``--quick``: district city, 3 seeds; full:
+same run with two ambulances (``--evs-per-run N``: N, every ``--ev-spacing-s``)
+dispatched from the two fire stations in turn to seeded random calls (the same calls in
+every mode of a seed) and on to the nearest hospital (``--quick``: district city, 3 seeds; full:
 suwon-scale, 10 seeds), under ``none``, ``field`` (30 % of signals with
 roadside units) and ``center`` (smooth recovery), plus ``center`` with immediate
 recovery. Every mode runs under each EV behaviour at red (``ev_behaviour``, see
@@ -18,7 +19,12 @@ collision counts: ``collisions``, all of them (``<safety collisions>`` of each r
 statistics; with ``siren`` SUMO checks junctions too, otherwise lanes only, its
 default), and ``ev_collisions``, those with an EV (``siren`` runs only). The top-level keys
 (``center.reduction_pct``, ``none.ev_s_per_km``, ...) are those of one behaviour,
-``--ev-behaviour`` (default: the scenario default). Also writes a Suwon-style table
+``--ev-behaviour`` (default: the scenario default). Per behaviour and mode the block
+also has the distribution over the EV trips (:func:`distribution`: ``ev_trips``,
+p10/p50/p90 and every trip's seconds per km and time to hospital, each trip's stopped
+time and stops, and what the trip's seconds per km are made of: the speed limits,
+slower driving, standing); every run's trips are under ``runs[].trips``. ``--modes`` and
+``--siren-modes`` choose the modes to run. Also writes a Suwon-style table
 (``ev_priority_table.md``) and the hospital reachability map (``reachability.png``)
 next to the JSON.
 
@@ -28,10 +34,14 @@ Suwon's reported figures: 200 -> 87 s/km (-56.5 %) with the center method.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from city_models.build import build_city
 from city_models.graph import reachability
@@ -46,10 +56,30 @@ from viz.reachability import plot_reachability
 
 MODES = ("none", "field", "center", "center_immediate")
 EV_IDS = ("amb1", "amb2")
+"""The EVs of a run with the default two (``--evs-per-run 2``)."""
+STATIONS = ("fire_station_1", "fire_station_2")
+FIRST_DISPATCH_S = 600.0
 SUWON = {"before_s_per_km": 200.0, "after_s_per_km": 87.0, "reduction_pct": 56.5}
+QUANTILES = {"p10": 10.0, "p50": 50.0, "p90": 90.0}
 
 
 _mean = finite_mean
+
+
+def ev_list(evs_per_run: int = 2, spacing_s: float = 300.0) -> list[dict[str, Any]]:
+    """The EVs of one run: ``amb1``, ``amb2``, ... dispatched every ``spacing_s`` from
+    600 s on, from the fire stations in turn (each to its own seeded random call). The
+    default is the benchmark's two: ``amb1`` at 600 s from ``fire_station_1``, ``amb2``
+    at 900 s from ``fire_station_2``."""
+    if not 1 <= evs_per_run <= 20:
+        raise ValueError(f"evs_per_run = {evs_per_run} is not allowed: 1 to 20")
+    if spacing_s <= 0:
+        raise ValueError(f"ev spacing_s = {spacing_s:g} is not allowed: > 0")
+    return [
+        {"id": f"amb{k + 1}", "dispatch_s": FIRST_DISPATCH_S + k * spacing_s,
+         "station": STATIONS[k % len(STATIONS)]}
+        for k in range(evs_per_run)
+    ]  # fmt: skip
 
 
 def _spec(
@@ -58,6 +88,7 @@ def _spec(
     duration_s: float,
     period: str,
     ev_behaviour: str = DEFAULT_EV_BEHAVIOUR,
+    evs: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     base: dict[str, Any] = {
         "name": f"ev-{mode}" if mode == "baseline" else f"ev-{mode}-{ev_behaviour}",
@@ -68,14 +99,10 @@ def _spec(
     }
     if mode == "baseline":
         return {**base, "kind": "baseline"}
-    evs = [
-        {"id": EV_IDS[0], "dispatch_s": 600.0, "station": "fire_station_1"},
-        {"id": EV_IDS[1], "dispatch_s": 900.0, "station": "fire_station_2"},
-    ]
     return {
         **base,
         "kind": "ev_priority",
-        "evs": evs,
+        "evs": evs if evs is not None else ev_list(),
         "mode": "center" if mode.startswith("center") else mode,
         "recovery": "immediate" if mode == "center_immediate" else "smooth",
         "ev_behaviour": ev_behaviour,
@@ -93,7 +120,87 @@ KEYS = (
     "cross_street_max_queue_veh",
     "recovery_mean_s",
     "ev_red_passes",  # siren runs only
+    "ev_conflicts",
 )
+
+
+def _ev_ids(record: RunRecord) -> set[str]:
+    """The ids of the EVs of a run (from its spec)."""
+    evs = record.spec.get("evs") if isinstance(record.spec, dict) else None
+    return {str(ev["id"]) for ev in evs} if evs else set(EV_IDS)
+
+
+def _num(value: Any) -> float:
+    """A number, NaN for None (a metric that was NaN is stored as null)."""
+    return math.nan if value is None else float(value)
+
+
+def trip_rows(
+    per_ev: dict[str, dict[str, Any]],
+    tripinfo: dict[str, dict[str, str]],
+    dispatch: dict[str, dict[str, Any]] | None = None,
+) -> list[dict[str, Any]]:
+    """One line per EV trip of a run, from the scenario's per-EV metrics (``ev``) and
+    SUMO's ``tripinfo`` of the EV (None where it has none).
+
+    ``stops`` is the scenario's count, the stop at the scene included; ``stopped_s`` is
+    the time below 0.5 m/s less the time on scene, ``stopped_share`` its share of
+    ``time_to_hospital_s``. From SUMO: ``free_flow_s_per_km`` (the trip at the speed
+    limits times the EV's speed factor: duration − stop time − timeLoss),
+    ``slowed_s_per_km`` (time lost while moving: timeLoss − waitingTime) and
+    ``standing_s_per_km`` (waitingTime: at ≤ 0.1 m/s, the scene not counted)."""
+    out = []
+    for ev_id in sorted(per_ev, key=lambda i: (len(i), i)):
+        ev = per_ev[ev_id]
+        trip_s, km = _num(ev.get("time_to_hospital_s")), _num(ev.get("distance_km"))
+        stopped_s = _num(ev.get("stopped_s"))
+        line: dict[str, Any] = {
+            "ev": ev_id,
+            **(dispatch or {}).get(ev_id, {}),
+            "arrived": bool(ev.get("arrived")),
+            "hospital": ev.get("hospital"),
+            "s_per_km": _num(ev.get("s_per_km")),
+            "time_to_hospital_s": trip_s,
+            "distance_km": km,
+            "stops": ev.get("stops"),
+            "stopped_s": stopped_s,
+            "stopped_share": stopped_s / trip_s if trip_s > 0 else math.nan,
+            "stopped_s_per_km": stopped_s / km if km > 0 else math.nan,
+            "preempted_signals": ev.get("preempted_signals"),
+            "free_flow_s_per_km": math.nan,
+            "slowed_s_per_km": math.nan,
+            "standing_s_per_km": math.nan,
+        }
+        info = tripinfo.get(ev_id)
+        if info is not None and km > 0 and float(info.get("arrival", -1)) >= 0:
+            loss_s, wait_s = float(info["timeLoss"]), float(info["waitingTime"])
+            moving_s = float(info["duration"]) - float(info.get("stopTime", 0.0))
+            line["free_flow_s_per_km"] = (moving_s - loss_s) / km
+            line["slowed_s_per_km"] = (loss_s - wait_s) / km
+            line["standing_s_per_km"] = wait_s / km
+        out.append(line)
+    return out
+
+
+def read_trips(record: RunRecord) -> list[dict[str, Any]]:
+    """The EV trips of a run (:func:`trip_rows`), SUMO's figures read from its
+    ``tripinfo.xml`` (left NaN where the run folder has none)."""
+    per_ev = metrics(record).get("ev") or {}
+    ids = _ev_ids(record)
+    tripinfo: dict[str, dict[str, str]] = {}
+    if record.run_dir is not None:
+        with contextlib.suppress(SumoError):  # no tripinfo: SUMO's figures stay NaN
+            tripinfo = {
+                t["id"]: t
+                for t in iter_xml_elements(record.run_dir / "tripinfo.xml", "tripinfo")
+                if t.get("id") in ids
+            }
+    evs = record.spec.get("evs") if isinstance(record.spec, dict) else None
+    dispatch = {
+        str(e["id"]): {"station": e.get("station"), "dispatch_s": e.get("dispatch_s")}
+        for e in evs or []
+    }
+    return trip_rows(per_ev, tripinfo, dispatch)
 
 
 def sumo_collisions(record: RunRecord) -> tuple[int | None, int | None]:
@@ -102,6 +209,7 @@ def sumo_collisions(record: RunRecord) -> tuple[int | None, int | None]:
     written by ``siren`` runs only); None where the run folder has no such file."""
     if record.run_dir is None:
         return None, None
+    ids = _ev_ids(record)
     total = with_ev = None
     try:
         for safety in iter_xml_elements(record.run_dir / "statistics.xml", "safety"):
@@ -111,7 +219,7 @@ def sumo_collisions(record: RunRecord) -> tuple[int | None, int | None]:
             with_ev = sum(
                 1
                 for c in iter_xml_elements(path, "collision")
-                if c.get("collider") in EV_IDS or c.get("victim") in EV_IDS
+                if c.get("collider") in ids or c.get("victim") in ids
             )
     except SumoError:
         pass
@@ -125,9 +233,11 @@ def row(
     run without EVs)."""
     m = metrics(record)
     collisions, ev_collisions = sumo_collisions(record)
+    trips = read_trips(record) if ev_behaviour is not None else []
     return {"mode": mode, "seed": seed, "ev_behaviour": ev_behaviour,
             **{k: m.get(k) for k in KEYS}, "collisions": collisions,
-            "ev_collisions": ev_collisions, "run_id": record.id}  # fmt: skip
+            "ev_collisions": ev_collisions, "trips": trips,
+            "run_id": record.id}  # fmt: skip
 
 
 def summarise(
@@ -157,6 +267,7 @@ def summarise(
             "ev_red_passes",
             "collisions",
             "ev_collisions",
+            *DISTRIBUTION_KEYS,
         ):
             entry.pop(key, None)
     out["ev_behaviour"] = blocks
@@ -189,6 +300,8 @@ def _per_mode(rows: list[dict[str, Any]], base: dict[int, float]) -> dict[str, A
             "ev_red_passes": _mean([r.get("ev_red_passes") for r in sel], empty=None),
             "collisions": _total([r.get("collisions") for r in sel]),
             "ev_collisions": _total([r.get("ev_collisions") for r in sel]),
+            **distribution([t for r in sel for t in r.get("trips") or []]),
+            "ev_conflicts": _total([r.get("ev_conflicts") for r in sel]),
         }
     none = out.get("none", {}).get("ev_s_per_km", math.nan)
     for mode, entry in out.items():
@@ -198,40 +311,125 @@ def _per_mode(rows: list[dict[str, Any]], base: dict[int, float]) -> dict[str, A
     return out
 
 
+DISTRIBUTION_KEYS = (
+    "ev_trips",
+    "ev_dispatched",
+    *(f"ev_s_per_km_{q}" for q in QUANTILES),
+    "ev_s_per_km_trips",
+    *(f"time_to_hospital_s_{q}" for q in QUANTILES),
+    "time_to_hospital_s_trips",
+    "ev_stopped_s_trips",
+    "ev_stops_trips",
+    "ev_stopped_share",
+    *(f"ev_stopped_s_per_km_{q}" for q in QUANTILES),
+    "ev_stopped_s_per_km",
+    "ev_free_flow_s_per_km",
+    "ev_slowed_s_per_km",
+    "ev_standing_s_per_km",
+    "ev_conflicts",
+)
+"""Per behaviour and mode (block ``ev_behaviour`` only; the top level keeps its keys)."""
+
+
+def quantiles(values: Sequence[Any], *, digits: int = 2) -> dict[str, float | None]:
+    """p10, p50 and p90 of the finite values (linear interpolation, numpy's default);
+    None each when there are none."""
+    vals = [float(v) for v in values if v is not None and math.isfinite(float(v))]
+    if not vals:
+        return dict.fromkeys(QUANTILES)
+    return {q: round(float(np.percentile(vals, pct)), digits) for q, pct in QUANTILES.items()}
+
+
+def distribution(trips: list[dict[str, Any]]) -> dict[str, Any]:
+    """The EV trips of one behaviour and mode (:func:`trip_rows`, over all its runs)
+    summarised: ``ev_trips`` (those that reached the hospital) of ``ev_dispatched``;
+    p10/p50/p90 and every trip's value (``..._trips``, in run and EV order) of the
+    seconds per km and the time to hospital; each trip's stopped time and stops; the
+    stopped share of all trip time; and, as means over the trips, the seconds per km
+    the EV would need at the speed limits (``ev_free_flow_s_per_km``), those it lost
+    moving slower (``ev_slowed_s_per_km``) and standing (``ev_standing_s_per_km``)."""
+    done = [t for t in trips if t.get("arrived")]
+
+    def col(key: str) -> list[float]:
+        return [_num(t.get(key)) for t in done]
+
+    def rounded(values: list[float]) -> list[float | None]:
+        return [round(v, 2) if math.isfinite(v) else None for v in values]
+
+    trip_s, stopped_s = col("time_to_hospital_s"), col("stopped_s")
+    both = [(s, t) for s, t in zip(stopped_s, trip_s, strict=True) if t > 0 and math.isfinite(s)]
+    out: dict[str, Any] = {"ev_trips": len(done), "ev_dispatched": len(trips)}
+    out |= {f"ev_s_per_km_{q}": v for q, v in quantiles(col("s_per_km")).items()}
+    out["ev_s_per_km_trips"] = rounded(col("s_per_km"))
+    out |= {f"time_to_hospital_s_{q}": v for q, v in quantiles(trip_s).items()}
+    out["time_to_hospital_s_trips"] = rounded(trip_s)
+    out["ev_stopped_s_trips"] = rounded(stopped_s)
+    out["ev_stops_trips"] = [t.get("stops") for t in done]
+    out["ev_stopped_share"] = (
+        round(sum(s for s, _ in both) / sum(t for _, t in both), 4) if both else None
+    )
+    out |= {f"ev_stopped_s_per_km_{q}": v for q, v in quantiles(col("stopped_s_per_km")).items()}
+    for key in ("stopped_s_per_km", "free_flow_s_per_km", "slowed_s_per_km", "standing_s_per_km"):
+        out[f"ev_{key}"] = _mean(col(key), empty=None)
+    return out
+
+
 def _total(values: list[Any]) -> int | None:
     """The sum of the counts that were read (None when none was)."""
     counts = [int(v) for v in values if v is not None]
     return sum(counts) if counts else None
 
 
+def _qs(e: dict[str, Any], key: str) -> str:
+    """``p10 / p50 / p90`` of ``key`` in an entry (blank without a distribution)."""
+    vals = [e.get(f"{key}_{q}") for q in QUANTILES]
+    return "" if any(v is None for v in vals) else " / ".join(f"{v:.0f}" for v in vals)
+
+
+def _table_row(label: str, e: dict[str, Any]) -> str:
+    share = e.get("ev_stopped_share")
+    stopped = "" if share is None else f"{e['ev_stopped_s']:.0f} s ({100 * share:.0f} %)"
+    trips = e.get("ev_trips", e.get("evs_arrived", ""))
+    return (
+        f"| {label} | {e['ev_s_per_km']:.0f} | {_qs(e, 'ev_s_per_km')} | {trips} | "
+        f"{-e['reduction_pct']:+.1f} % | {e['time_to_hospital_s']:.0f} | "
+        f"{_qs(e, 'time_to_hospital_s')} | {stopped} | {e['other_delay_change_pct']:+.2f} % |"
+    )
+
+
 def table(result: dict[str, Any]) -> str:
+    """The Suwon-style table: per behaviour and mode, the mean EV s/km and time to
+    hospital with their p10 / p50 / p90 over the EV trips, the trips, the EV's stopped
+    time per trip (and its share of the trip) and other traffic's delay change."""
     top = result.get("top_level_ev_behaviour", DEFAULT_EV_BEHAVIOUR)
+    blocks = result.get("ev_behaviour") or {top: {m: result[m] for m in MODES if m in result}}
     lines = [
-        "| method | EV s/km | change vs none | time to hospital s | other traffic delay |",
-        "|---|---|---|---|---|",
-        f"| Suwon, before (reported) | {SUWON['before_s_per_km']:.0f} | | | |",
-        f"| Suwon, center method (reported) | {SUWON['after_s_per_km']:.0f} | "
-        f"-{SUWON['reduction_pct']} % | | |",
+        "| method | EV s/km | p10 / p50 / p90 | EV trips | change vs none | "
+        "time to hospital s | p10 / p50 / p90 | EV stopped per trip (share) | "
+        "other traffic delay |",
+        "|---|---|---|---|---|---|---|---|---|",
+        f"| Suwon, before (reported) | {SUWON['before_s_per_km']:.0f} | | | | | | | |",
+        f"| Suwon, center method (reported) | {SUWON['after_s_per_km']:.0f} | | | "
+        f"-{SUWON['reduction_pct']} % | | | | |",
     ]
-    for mode in MODES:
-        if mode in result:
-            e = result[mode]
-            lines.append(
-                f"| twin: {mode} | {e['ev_s_per_km']:.0f} | {-e['reduction_pct']:+.1f} % | "
-                f"{e['time_to_hospital_s']:.0f} | {e['other_delay_change_pct']:+.2f} % |"
-            )
-    for beh, block in result.get("ev_behaviour", {}).items():
-        if beh == top:
-            continue
+    order = [top, *(beh for beh in blocks if beh != top)]
+    for beh in order:
         for mode in MODES:
-            if mode in block:
-                e = block[mode]
-                lines.append(
-                    f"| twin: {mode}, EV {beh} | {e['ev_s_per_km']:.0f} | "
-                    f"{-e['reduction_pct']:+.1f} % | {e['time_to_hospital_s']:.0f} | "
-                    f"{e['other_delay_change_pct']:+.2f} % |"
-                )
+            if mode in blocks.get(beh, {}):
+                label = f"twin: {mode}" if beh == top else f"twin: {mode}, EV {beh}"
+                lines.append(_table_row(label, blocks[beh][mode]))
     return "\n".join(lines) + "\n"
+
+
+def _modes(text: str) -> tuple[str, ...]:
+    """``--modes`` / ``--siren-modes``: comma-separated names of :data:`MODES`."""
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    unknown = [n for n in names if n not in MODES]
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown mode(s) {', '.join(unknown)}; allowed: {', '.join(MODES)}"
+        )
+    return names
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -262,7 +460,45 @@ def main(argv: list[str] | None = None) -> int:
         help="the EV behaviour at red whose figures fill the top-level keys (every "
         "behaviour runs; all are under ev_behaviour; default: the scenario default)",
     )
+    parser.add_argument(
+        "--evs-per-run",
+        type=int,
+        default=2,
+        help="EVs dispatched in each run, every --ev-spacing-s from 600 s on, from the "
+        "two fire stations in turn (1-20; default 2)",
+    )
+    parser.add_argument(
+        "--ev-spacing-s",
+        type=float,
+        default=300.0,
+        help="seconds between two EVs' dispatches (default 300)",
+    )
+    parser.add_argument(
+        "--modes",
+        type=_modes,
+        default=MODES,
+        help=f"comma-separated modes to run (default: all of {','.join(MODES)})",
+    )
+    parser.add_argument(
+        "--siren-modes",
+        type=_modes,
+        default=None,
+        help="the modes to run with siren (default: --modes; '' for none)",
+    )
     args = parser.parse_args(argv)
+    if not 1 <= args.evs_per_run <= 20:
+        parser.error(f"--evs-per-run {args.evs_per_run}: allowed 1 to 20")
+    if args.ev_spacing_s <= 0:
+        parser.error(f"--ev-spacing-s {args.ev_spacing_s:g}: must be > 0")
+    evs = ev_list(args.evs_per_run, args.ev_spacing_s)
+    if evs[-1]["dispatch_s"] >= args.duration_s:
+        parser.error(
+            f"the last EV is dispatched at {evs[-1]['dispatch_s']:g} s, not before "
+            f"--duration-s {args.duration_s:g}: lower --evs-per-run or --ev-spacing-s"
+        )
+    modes_of = dict.fromkeys(EV_BEHAVIOURS, args.modes)
+    if args.siren_modes is not None:
+        modes_of["siren"] = args.siren_modes
     n_seeds = args.seeds or (3 if args.quick else 10)
     settings = load_settings(data_dir=args.data_dir)
     data_dir = settings.data_dir
@@ -271,10 +507,14 @@ def main(argv: list[str] | None = None) -> int:
     cases: list[tuple[str, int, str | None]] = [
         (mode, seed, beh)
         for seed in range(args.first_seed, args.first_seed + n_seeds)
-        for mode, beh in [("baseline", None), *((m, b) for b in EV_BEHAVIOURS for m in MODES)]
+        for mode, beh in [
+            ("baseline", None),
+            *((m, b) for b in EV_BEHAVIOURS for m in MODES if m in modes_of[b]),
+        ]
     ]
     requests = [
-        request(_spec(mode, seed, args.duration_s, args.period, beh or DEFAULT_EV_BEHAVIOUR),
+        request(_spec(mode, seed, args.duration_s, args.period, beh or DEFAULT_EV_BEHAVIOUR,
+                      evs),
                 city, seed=seed, source=f"ev_priority {mode} {beh or ''}".strip(),
                 owner="experiments.ev_priority")
         for mode, seed, beh in cases
@@ -285,6 +525,9 @@ def main(argv: list[str] | None = None) -> int:
     ]
     result = summarise(rows, args.ev_behaviour)
     result["city"] = city.name
+    result["evs_per_run"] = args.evs_per_run
+    result["ev_spacing_s"] = args.ev_spacing_s
+    result["duration_s"] = args.duration_s
     out_dir = args.json.parent if args.json else Path("out")
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "ev_priority_table.md").write_text(table(result), encoding="utf-8")

@@ -1,0 +1,152 @@
+"""experiments.ev_priority without SUMO: the EVs of a run, one line per EV trip (the
+scenario's metrics with SUMO's tripinfo) and the distribution over the trips of every
+behaviour and mode, next to the top-level keys that other tools read."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+
+from experiments.ev_priority import (
+    DISTRIBUTION_KEYS,
+    EV_IDS,
+    MODES,
+    _spec,
+    distribution,
+    ev_list,
+    quantiles,
+    summarise,
+    table,
+    trip_rows,
+)
+
+TOP_KEYS = {"ev_s_per_km", "time_to_hospital_s", "other_delay_change_pct", "ev_stops",
+            "ev_stopped_s", "preempted_signals", "cross_street_max_queue_veh",
+            "recovery_mean_s", "evs_arrived", "seeds", "reduction_pct"}  # fmt: skip
+
+
+def _trip(s_per_km: float, *, arrived: bool = True, km: float = 5.0) -> dict[str, Any]:
+    return {"ev": "amb1", "arrived": arrived, "s_per_km": s_per_km,
+            "time_to_hospital_s": s_per_km * km, "distance_km": km, "stops": 3,
+            "stopped_s": 10.0 * km, "stopped_s_per_km": 10.0,
+            "free_flow_s_per_km": 55.0, "slowed_s_per_km": 20.0,
+            "standing_s_per_km": 9.0}  # fmt: skip
+
+
+def test_the_default_run_keeps_its_two_evs() -> None:
+    spec = _spec("center", 101, 2400.0, "am_peak")
+    assert spec["evs"] == [
+        {"id": "amb1", "dispatch_s": 600.0, "station": "fire_station_1"},
+        {"id": "amb2", "dispatch_s": 900.0, "station": "fire_station_2"},
+    ]
+    assert tuple(ev["id"] for ev in spec["evs"]) == EV_IDS
+
+
+def test_more_evs_per_run_alternate_stations_and_are_staggered() -> None:
+    evs = ev_list(20, 90.0)
+    assert [ev["id"] for ev in evs] == [f"amb{k}" for k in range(1, 21)]
+    assert [ev["dispatch_s"] for ev in evs[:3]] == [600.0, 690.0, 780.0]
+    assert evs[-1]["dispatch_s"] == 600.0 + 19 * 90.0
+    assert {ev["station"] for ev in evs[::2]} == {"fire_station_1"}
+    assert {ev["station"] for ev in evs[1::2]} == {"fire_station_2"}
+    spec = _spec("none", 1, 3600.0, "am_peak", "siren", evs)
+    assert len(spec["evs"]) == 20 and spec["ev_behaviour"] == "siren"
+
+
+@pytest.mark.parametrize(("n", "spacing_s"), [(0, 60.0), (21, 60.0), (2, 0.0)])
+def test_a_bad_ev_count_or_spacing_is_refused(n: int, spacing_s: float) -> None:
+    with pytest.raises(ValueError, match=r"evs_per_run|spacing_s"):
+        ev_list(n, spacing_s)
+
+
+def test_quantiles_interpolate_and_skip_missing_values() -> None:
+    values = [float(v) for v in range(1, 12)] + [None, math.nan]  # 1..11
+    assert quantiles(values) == {"p10": 2.0, "p50": 6.0, "p90": 10.0}
+    assert quantiles([None, math.nan]) == {"p10": None, "p50": None, "p90": None}
+
+
+def test_trip_rows_split_the_trip_into_speed_limits_slow_driving_and_standing() -> None:
+    per_ev: dict[str, dict[str, Any]] = {
+        "amb2": {"arrived": True, "time_to_hospital_s": 500.0, "distance_km": 5.0,
+                 "s_per_km": 100.0, "stops": 4, "stopped_s": 100.0, "hospital": "h1"},
+        "amb10": {"arrived": False, "time_to_hospital_s": None, "distance_km": 1.0,
+                  "s_per_km": None, "stops": 1, "stopped_s": 0.0, "hospital": "h2"},
+    }  # fmt: skip
+    tripinfo = {"amb2": {"id": "amb2", "arrival": "1400", "duration": "560",
+                         "stopTime": "60", "timeLoss": "225", "waitingTime": "90"}}  # fmt: skip
+    rows = trip_rows(per_ev, tripinfo, {"amb2": {"station": "fire_station_2"}})
+    assert [r["ev"] for r in rows] == ["amb2", "amb10"]  # amb2 before amb10
+    a = rows[0]
+    assert a["station"] == "fire_station_2" and a["arrived"]
+    assert a["stopped_share"] == pytest.approx(0.2) and a["stopped_s_per_km"] == 20.0
+    # 560 - 60 s on scene = 500 s moving: 275 s at the limits, 135 s slowed, 90 s standing
+    assert a["free_flow_s_per_km"] == pytest.approx(55.0)
+    assert a["slowed_s_per_km"] == pytest.approx(27.0)
+    assert a["standing_s_per_km"] == pytest.approx(18.0)
+    assert (a["free_flow_s_per_km"] + a["slowed_s_per_km"] + a["standing_s_per_km"]
+            == pytest.approx(a["s_per_km"]))  # fmt: skip
+    b = rows[1]
+    assert not b["arrived"] and math.isnan(b["s_per_km"]) and math.isnan(b["free_flow_s_per_km"])
+
+
+def test_distribution_counts_arrived_trips_only() -> None:
+    trips = [_trip(v) for v in (80.0, 90.0, 100.0, 110.0, 120.0)] + [_trip(0.0, arrived=False)]
+    out = distribution(trips)
+    assert (out["ev_trips"], out["ev_dispatched"]) == (5, 6)
+    assert out["ev_s_per_km_trips"] == [80.0, 90.0, 100.0, 110.0, 120.0]
+    assert (out["ev_s_per_km_p10"], out["ev_s_per_km_p50"], out["ev_s_per_km_p90"]) == (
+        84.0, 100.0, 116.0)  # fmt: skip
+    assert out["time_to_hospital_s_p50"] == 500.0
+    assert out["ev_stopped_share"] == pytest.approx(50.0 * 5 / (5 * 500.0))
+    assert out["ev_stops_trips"] == [3] * 5
+    assert out["ev_free_flow_s_per_km"] == 55.0 and out["ev_standing_s_per_km"] == 9.0
+    empty = distribution([])
+    assert empty["ev_trips"] == 0 and empty["ev_s_per_km_p50"] is None
+    assert empty["ev_stopped_share"] is None
+
+
+def _rows() -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    for seed in (1, 2):
+        rows.append({"mode": "baseline", "seed": seed, "ev_behaviour": None,
+                     "mean_delay_s": 100.0, "trips": []})  # fmt: skip
+        for k, mode in enumerate(MODES):
+            s_per_km = 200.0 - 30.0 * k + seed  # none 201/202, center 141/142
+            trips = [_trip(s_per_km - 5.0), _trip(s_per_km + 5.0)]
+            rows.append({
+                "mode": mode, "seed": seed, "ev_behaviour": "obey_red",
+                "mean_delay_s": 101.0, "ev_s_per_km": s_per_km,
+                "ev_time_to_hospital_s": 5.0 * s_per_km, "ev_stops": 3, "ev_stopped_s": 50.0,
+                "ev_preempted_signals": k, "ev_arrived": 2, "cross_street_max_queue_veh": 1.0,
+                "recovery_mean_s": None, "ev_red_passes": None, "collisions": 0,
+                "ev_collisions": None, "ev_conflicts": k, "trips": trips,
+            })  # fmt: skip
+    return rows
+
+
+def test_summarise_adds_the_distribution_to_the_block_and_keeps_the_top_level() -> None:
+    out = summarise(_rows())
+    for mode in MODES:
+        assert set(out[mode]) == TOP_KEYS  # what other tools read, unchanged
+    center = out["ev_behaviour"]["obey_red"]["center"]
+    assert set(DISTRIBUTION_KEYS) <= set(center)
+    assert center["ev_trips"] == 4 and center["ev_dispatched"] == 4
+    # the trips of both seeds, in run order: 141 ± 5, 142 ± 5
+    assert center["ev_s_per_km_trips"] == [136.0, 146.0, 137.0, 147.0]
+    assert center["ev_s_per_km_p50"] == pytest.approx(141.5)
+    assert center["ev_conflicts"] == 4  # 2 per run, 2 seeds
+    assert out["center"]["ev_s_per_km"] == 141.5
+    assert out["center"]["reduction_pct"] == pytest.approx(round(100 * 60 / 201.5, 2))
+
+
+def test_the_table_shows_the_quantiles_and_the_trips() -> None:
+    text = table(summarise(_rows()))
+    header = text.splitlines()[0]
+    assert "p10 / p50 / p90" in header and "EV trips" in header
+    center = next(ln for ln in text.splitlines() if ln.startswith("| twin: center |"))
+    cells = [c.strip() for c in center.strip("|").split("|")]
+    assert cells[1] == "142"  # mean s/km (141.5, rounded half to even)
+    assert cells[2] == "136 / 142 / 147" and cells[3] == "4"
+    assert cells[7] == "50 s (7 %)"  # stopped per trip (share of the trip)
