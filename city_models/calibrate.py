@@ -764,21 +764,21 @@ def _calibrate_into(
                      _mean_lead(routes[edges].offsets_s.values() if edges in routes else ()))
             for d, edges in sampled
         ]  # fmt: skip
-        first, n_written = _write_routes(vehicles, routes_path, seed=opts.seed,
-                                         truck_share=truck_share)  # fmt: skip
-        begin_s = _sim_begin(grid, first)
-        say("checking the calibrated demand in SUMO")
-        result = _simulate(city, counts, grid, routes_path, begin_s=begin_s, seed=sim_seed,
-                           teleport_s=opts.teleport_s, work=work, tag="first")  # fmt: skip
-        if opts.refine:
-            placed = _placed_departs(routes_path)
-            _refine_leads(vehicles, result.passages, placed, routes)
+
+        def place_and_check(tag: str) -> tuple[_SimResult, int, int]:
             first, n_written = _write_routes(vehicles, routes_path, seed=opts.seed,
                                              truck_share=truck_share)  # fmt: skip
             begin_s = _sim_begin(grid, first)
-            say("checking the refined departures in SUMO")
             result = _simulate(city, counts, grid, routes_path, begin_s=begin_s, seed=sim_seed,
-                               teleport_s=opts.teleport_s, work=work, tag="final")  # fmt: skip
+                               teleport_s=opts.teleport_s, work=work, tag=tag)  # fmt: skip
+            return result, n_written, begin_s
+
+        say("checking the calibrated demand in SUMO")
+        result, n_written, begin_s = place_and_check("first")
+        if opts.refine:
+            _refine_leads(vehicles, result.passages, _placed_departs(routes_path), routes)
+            say("checking the refined departures in SUMO")
+            result, n_written, begin_s = place_and_check("final")
         return vehicles, result, said, n_written, begin_s
 
     vehicles, result, sampler_said, n_written, begin_s = attempt(totals)
