@@ -55,7 +55,7 @@ from twin.app.sweep import _flat, _show, read_toml_file, run_cells
 from twin.config import Settings
 from twin.engine.executors import RunProgress, RunRequest
 from twin.engine.states import find_state, read_state, saved_times
-from twin.engine.store import RunRecord, RunStore
+from twin.engine.store import RunRecord, RunStore, jsonable
 from twin.engine.sumo_tools import iter_xml_elements, sumo_version
 from twin.errors import ConfigError, ScenarioError
 
@@ -395,17 +395,7 @@ def comparison(plan: ForkPlan, records: Sequence[RunRecord]) -> list[dict[str, A
 
 def to_json(result: ForkResult) -> str:
     """The result as one JSON line (NaN as null)."""
-
-    def clean(x: Any) -> Any:
-        if isinstance(x, float) and not math.isfinite(x):
-            return None
-        if isinstance(x, dict):
-            return {k: clean(v) for k, v in x.items()}
-        if isinstance(x, list | tuple):
-            return [clean(v) for v in x]
-        return x
-
-    return json.dumps(clean(result.to_dict()), default=str)
+    return json.dumps(jsonable(result.to_dict()), default=str)
 
 
 def parent_record(settings: Settings, run_id: str) -> RunRecord:

@@ -9,7 +9,7 @@ the shadow twin's present into futures.
   runs on a counts file -- into a demand variant stored with the city, with its GEH
   report. It runs in a separate process (routeSampler and two SUMO runs take minutes of
   CPU; the live service's loop must keep its heartbeats) and is audited.
-- :func:`live_fork`: the shadow twin saves its state now (:meth:`ShadowTwin.save_state`)
+- :func:`live_fork`: the shadow twin saves its state now (:meth:`ShadowTwin.request_save`)
   with what the field shows (per commanded signal the interval, stage and time in it),
   and :func:`twin.app.fork.plan_forks` / :func:`~twin.app.fork.run_forks` run the null
   fork and each variant from it in worker processes: every signal through the guard,
@@ -21,7 +21,6 @@ the shadow twin's present into futures.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import math
 import multiprocessing as mp
@@ -37,9 +36,10 @@ from typing import TYPE_CHECKING, Any
 from city_models.build import load_city
 from city_models.calibrate import CalibrationOptions, calibrate_demand, demand_variants
 from city_models.counts import Counts, counts_from_loops
-from twin.app.fork import HEADLINES, plan_forks, run_forks, to_json
+from twin.app.fork import HEADLINES, plan_forks, run_forks
 from twin.app.live.shadow import ShadowDownError
 from twin.config import Settings, load_settings
+from twin.engine.store import jsonable
 from twin.errors import ConfigError, TwinError
 
 if TYPE_CHECKING:
@@ -281,7 +281,7 @@ async def live_fork(
         except Exception as exc:
             svc.audit.append("fork_done", by=who, ok=False, error=f"{type(exc).__name__}: {exc}")
             raise
-        out: dict[str, Any] = json.loads(to_json(result))
+        out: dict[str, Any] = jsonable(result.to_dict())
         svc.audit.append(
             "fork_done", by=who, ok=not out["failed"], state=str(path), at_s=plan.at_s,
             forks=list(plan.names), runs=[r.id for r in result.records], failed=out["failed"],

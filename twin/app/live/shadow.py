@@ -19,7 +19,7 @@ share of them with GEH < 5 (hourly flows).
 The counts only measure how far the shadow is from the field; they do not steer its
 demand (no calibrators): a shadow that drifts says so in its divergence.
 
-On request (:meth:`ShadowTwin.save_state`) it saves its state at its next tick, with
+On request (:meth:`ShadowTwin.request_save`) it saves its state at its next tick, with
 what the field showed (``field_intervals``) in the sidecar: a live fork's futures start
 from it (:mod:`twin.app.live.follow`).
 """
@@ -298,10 +298,6 @@ class ShadowTwin:
         if kind != "saved":
             raise TwinError(f"The shadow twin could not save its state at t={t_s:g} s: {text}")
         return Path(text)
-
-    def save_state(self, meta: dict[str, Any] | None = None, *, timeout_s: float = 60.0) -> Path:
-        """:meth:`request_save` then :meth:`wait_saved` (blocks)."""
-        return self.wait_saved(self.request_save(meta), timeout_s=timeout_s)
 
     def poll(self) -> ShadowReport:
         """The newest report (the last one if nothing new came)."""
