@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import tomli_w
@@ -24,7 +25,12 @@ from twin.app.compose import field_intervals, session_config
 from twin.app.live.audit import AuditLog, read_records
 from twin.app.live.clock import LiveClock
 from twin.app.live.field import parse_field
-from twin.app.live.follow import CountWindow, LiveCalibration, live_calibrate
+from twin.app.live.follow import (
+    CountWindow,
+    LiveCalibration,
+    field_intervals_now,
+    live_calibrate,
+)
 from twin.app.live.ingest import Count
 from twin.app.live.service import LiveOptions, LiveService
 from twin.app.live.shadow import _save_meta, shadow_scenario
@@ -54,20 +60,43 @@ def test_a_live_calibration_window_ends_on_a_passed_interval_boundary() -> None:
         LiveCalibration(window_s=60.0)
 
 
+class _Guard:
+    def __init__(self, interval: str, stage: int, entered_s: float, end_s: float) -> None:
+        self.interval, self.stage, self.entered_s, self._end_s = interval, stage, entered_s, end_s
+
+    def next_change_s(self) -> float:
+        return self._end_s
+
+
 def test_the_field_intervals_travel_in_the_shadow_state(tmp_path: Path) -> None:
-    meta = _save_meta(
-        {"field_entered": {"n1": ["green", 2, 950.0], "n2": ["yellow", 0, 1001.0]}}, 1000.0
-    )
-    assert meta["source"] == "live_shadow" and meta["clock_s"] == 1000.0
-    assert "field_entered" not in meta
-    # time in the interval at the save (one entered "after" the save counts as 0)
-    assert meta["field_intervals"] == {"n1": ["green", 2, 50.0], "n2": ["yellow", 0, 0.0]}
+    # what the center's guards show when the fork is asked for: the time in each
+    # interval read then; an overdue all-red stands just before its end; a signal
+    # handed back is left to its plan
+    guards = {
+        "n1": _Guard("green", 2, 950.0, math.inf),
+        "n2": _Guard("all_red", 0, 990.0, 992.0),
+        "n3": _Guard("yellow", 1, 999.0, 1002.0),
+        "n4": _Guard("green", 0, 900.0, 1010.0),
+    }
+    port = SimpleNamespace(ids=list(guards), guards=list(guards.values()),
+                           is_local=lambda tls: tls == "n4")  # fmt: skip
+    clock = LiveClock(epoch_wall_s=time.time(), speed=1e-9, origin_s=1000.0)  # stands still
+    svc = SimpleNamespace(port=port, clock=clock)
+    now = field_intervals_now(svc)  # type: ignore[arg-type]
+    assert set(now) == {"n1", "n2", "n3"}
+    assert now["n1"] == ["green", 2, pytest.approx(50.0)]
+    assert now["n2"] == ["all_red", 0, pytest.approx(1.9)]
+    assert now["n3"] == ["yellow", 1, pytest.approx(1.0)]
+    meta = _save_meta({"field_intervals": now}, 1003.0)
+    assert meta["source"] == "live_shadow" and meta["clock_s"] == 1003.0
 
     def state(meta: dict[str, object]) -> SavedState:
         return SavedState(path=tmp_path / "s.xml", t_s=10.0, sumo_version="x", mode="micro",
                           city_hash="h", meta=meta, edits={}, snapshot={})  # fmt: skip
 
-    assert field_intervals(state(meta)) == {"n1": ("green", 2, 50.0), "n2": ("yellow", 0, 0.0)}
+    got = field_intervals(state(meta))
+    assert got is not None and got["n2"][:2] == ("all_red", 0)
+    assert got["n2"][2] == pytest.approx(1.9)
     assert field_intervals(state({})) is None  # a run's own state: no field
     with pytest.raises(ConfigError, match=r"field_intervals.n1 = \['amber', 0, 1.0\]"):
         field_intervals(state({"field_intervals": {"n1": ["amber", 0, 1.0]}}))

@@ -205,17 +205,27 @@ async def live_calibrate(svc: LiveService, req: LiveCalibration, *, who: str) ->
 
 
 # --------------------------------------------------------------------------- fork
-def field_entered(svc: LiveService) -> dict[str, list[Any]]:
+OVERDUE_MARGIN_S = 0.1
+"""How far before its end an overdue yellow or all-red is taken to stand."""
+
+
+def field_intervals_now(svc: LiveService) -> dict[str, list[Any]]:
     """Per signal the center commands now (not handed back, not down): the interval it
-    shows, its stage and when (live clock) it entered it."""
+    shows, its stage and the time in it, read now. A yellow or all-red whose end is
+    overdue (its change not shown yet) counts as just before its end: a fork finishes
+    it, never takes over a finished interval."""
     port = svc.port
     if port is None:
         return {}
-    return {
-        tls: [g.interval, g.stage, g.entered_s]
-        for tls, g in zip(port.ids, port.guards, strict=True)
-        if not port.is_local(tls)
-    }
+    now = svc.clock.now_s()
+    out: dict[str, list[Any]] = {}
+    for tls, g in zip(port.ids, port.guards, strict=True):
+        if port.is_local(tls):
+            continue
+        length_s = g.next_change_s() - g.entered_s
+        elapsed_s = max(min(now - g.entered_s, length_s - OVERDUE_MARGIN_S), 0.0)
+        out[tls] = [g.interval, g.stage, elapsed_s]
+    return out
 
 
 def fork_base(svc: LiveService) -> list[tuple[str, Any]]:
@@ -269,7 +279,7 @@ async def live_fork(
         try:
             # on the loop, where the field's states are fed to the shadow: the save comes
             # after every state fed before, and the intervals are those SUMO then shows
-            token = shadow.request_save({"field_entered": field_entered(svc)})
+            token = shadow.request_save({"field_intervals": field_intervals_now(svc)})
             path = await asyncio.to_thread(shadow.wait_saved, token)
             plan = await asyncio.to_thread(
                 plan_forks, path, variants, at_s=None, ahead_s=ahead_s, mode=mode,

@@ -185,17 +185,9 @@ class ShadowDownError(TwinError):
 
 
 def _save_meta(meta: dict[str, Any], now_s: float) -> dict[str, Any]:
-    """The sidecar's extra meta for a state saved now: ``field_entered`` (per signal
-    the interval, stage and the clock time it began) becomes ``field_intervals`` (the
-    time in it now), what a fork's guards take over from."""
-    out = {k: v for k, v in meta.items() if k != "field_entered"}
-    entered = meta.get("field_entered")
-    if entered:
-        out["field_intervals"] = {
-            tls: [interval, stage, max(now_s - t_entered, 0.0)]
-            for tls, (interval, stage, t_entered) in entered.items()
-        }
-    return {**out, "source": "live_shadow", "clock_s": now_s}
+    """The sidecar's extra meta for a state saved now (``meta``, e.g. the field's
+    intervals when the save was asked for, marked as the live shadow's)."""
+    return {**meta, "source": "live_shadow", "clock_s": now_s}
 
 
 class ShadowTwin:
