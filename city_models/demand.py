@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from scipy.sparse import csr_matrix
+from scipy.sparse.csgraph import dijkstra
 
 from city_models.manifest import DemandModel, TrafficZone
 from city_models.net import NetInfo
@@ -101,6 +103,84 @@ def od_matrix(model: DemandModel, period: str) -> np.ndarray:
     total = model.peak_trips_per_h * float(spec["share"])
     od: np.ndarray = weight / weight.sum() * total
     return od
+
+
+ROUTE_SAMPLE_TRIPS = 2000
+"""Trips :func:`mean_trip_length_m` samples to estimate the driven length (it then moves
+by about 1 % with the sample)."""
+DIJKSTRA_CHUNK = 256  # origins per shortest-path call (the distance rows it holds at once)
+
+
+def mean_trip_length_m(
+    model: DemandModel, net: NetInfo, period: str = "am_peak", *, n_trips: int = ROUTE_SAMPLE_TRIPS
+) -> float:
+    """Expected driven length of a trip of ``period`` under the OD model: about
+    ``n_trips`` trips sampled as :func:`sample_trips` draws them (seed 0), each its origin
+    edge, the shortest street path from its end to the destination's start, and the
+    destination edge (SUMO departs at an edge's start and arrives at its end; turn bans
+    are ignored). A trip with no path is left out; NaN when none has one."""
+    total = float(od_matrix(model, period).sum())
+    if not (n_trips > 0 and total > 0):
+        raise ValueError(f"need n_trips > 0 and a demand > 0 (got {n_trips}, {total})")
+    trips = sample_trips(model, period=period, duration_s=3600.0 * n_trips / total, seed=0)
+    node = {n: k for k, n in enumerate(sorted({x for e in net.edges.values()
+                                                for x in (e.from_node, e.to_node)}))}  # fmt: skip
+    shortest: dict[tuple[int, int], float] = {}  # parallel streets: the shorter one
+    for e in net.edges.values():
+        key = (node[e.from_node], node[e.to_node])
+        shortest[key] = min(shortest.get(key, math.inf), e.length_m)
+    rows, cols = zip(*shortest, strict=True) if shortest else ((), ())
+    graph = csr_matrix((list(shortest.values()), (rows, cols)), shape=(len(node), len(node)))
+    ends = [(net.edges[t.from_edge], net.edges[t.to_edge]) for t in trips]
+    pairs = [(node[a.to_node], node[b.from_node]) for a, b in ends]
+    origins = sorted({src for src, _ in pairs})
+    between: dict[tuple[int, int], float] = {}
+    for k in range(0, len(origins), DIJKSTRA_CHUNK):
+        chunk = origins[k : k + DIJKSTRA_CHUNK]
+        row = {n: r for r, n in enumerate(chunk)}
+        dist = dijkstra(graph, directed=True, indices=chunk)
+        for src, dst in pairs:
+            if src in row:
+                between[src, dst] = float(dist[row[src], dst])
+    lengths = [
+        a.length_m + between[pair] + b.length_m
+        for (a, b), pair in zip(ends, pairs, strict=True)
+        if math.isfinite(between[pair])
+    ]
+    return float(np.mean(lengths)) if lengths else math.nan
+
+
+def lane_km(net: NetInfo, edges: set[str] | None = None) -> float:
+    """Lane-kilometres of ``edges`` of ``net`` (default: every edge)."""
+    return (
+        sum(e.length_m * e.lanes for e in net.edges.values() if edges is None or e.id in edges)
+        / 1000.0
+    )
+
+
+def demand_load(
+    model: DemandModel, net: NetInfo, *, lane_km: float, period: str = "am_peak"
+) -> float:
+    """How much the OD model loads the network ``net`` of ``lane_km`` in ``period``:
+    vehicle-km driven per hour per lane-km (= the mean flow per lane, veh/h; trips at
+    their :func:`mean_trip_length_m`). Unlike trips per lane-km it carries across city
+    sizes: a bigger city's longer trips each use more of its streets."""
+    if not lane_km > 0:
+        raise ValueError(f"lane_km must be > 0 (got {lane_km})")
+    total = float(od_matrix(model, period).sum())
+    return total * mean_trip_length_m(model, net, period) / 1000.0 / lane_km
+
+
+def trips_for_load(model: DemandModel, net: NetInfo, *, lane_km: float, load: float) -> int:
+    """The AM-peak trips per hour that give ``load`` (:func:`demand_load`) on ``net`` of
+    ``lane_km``, with the model's zones and decay (rounded to 10, at least 100)."""
+    if not load > 0:
+        raise ValueError(f"load must be > 0 (got {load})")
+    length_km = mean_trip_length_m(model, net, "am_peak") / 1000.0
+    if not length_km > 0:
+        raise ValueError("no sampled trip of the demand model has a path through the network")
+    share = float(model.periods["am_peak"]["share"])
+    return max(100, int(round(load * lane_km / length_km / share, -1)))
 
 
 def sample_trips(

@@ -49,7 +49,14 @@ from city_models.build import (
     publish_city,
     signal_spec,
 )
-from city_models.demand import make_demand_model, sample_trips, write_trips
+from city_models.demand import (
+    demand_load,
+    lane_km,
+    make_demand_model,
+    sample_trips,
+    trips_for_load,
+    write_trips,
+)
 from city_models.features import detectors_xml, edges_in_polygon, make_detectors, shapes_xml
 from city_models.geo import Projection
 from city_models.graph import path_usage
@@ -82,10 +89,11 @@ log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
 
 REPORT_NAME = "import_report.json"
-PIPELINE_VERSION = "1.0.0"
-# Trips per hour per lane-km of drivable street when the source brings no volume: the
-# district preset's 3,600 trips/h over its 264 lane-km (docs/IMPORT.md)
-PEAK_TRIPS_PER_LANE_KM = 13.6
+PIPELINE_VERSION = "1.1.0"  # 1.1.0: default demand by load (vehicle-km per lane-km)
+# The AM peak's load when the source brings no volume, in vehicle-km driven per hour per
+# lane-km (city_models.demand.demand_load): the district's calibrated Korean peak, 20,000
+# trips/h of 1.53 km over 263.8 lane-km (docs/CALIBRATION.md, docs/IMPORT.md)
+PEAK_LOAD_VKM_PER_LANE_KM = 116.0
 VMS_PER_SIGNAL = 48 / 893  # Suwon: 40-55 VMS for 893 signals
 SNAP_RIGHT_SLACK_M = 25.0  # a POI prefers the edge it is on the right of, if this near
 
@@ -117,6 +125,7 @@ class PipelineOptions:
     pois_toml: Path | None = None
     flood_geojson: Path | None = None
     peak_trips_per_h: int | None = None
+    peak_load_vkm_per_lane_km: float = PEAK_LOAD_VKM_PER_LANE_KM
     n_vms: int | None = None
     origin_lat: float = SUWON_LAT  # where a net without a geo-reference is placed
     origin_lon: float = SUWON_LON
@@ -128,6 +137,7 @@ class PipelineOptions:
             "pois_toml": file_sha256(self.pois_toml) if self.pois_toml else None,
             "flood_geojson": file_sha256(self.flood_geojson) if self.flood_geojson else None,
             "peak_trips_per_h": self.peak_trips_per_h,
+            "peak_load_vkm_per_lane_km": self.peak_load_vkm_per_lane_km,
             "n_vms": self.n_vms,
             "origin": [self.origin_lat, self.origin_lon],
             "seed": self.seed,
@@ -644,12 +654,18 @@ def _finish_into(
         if options.flood_geojson is not None
         else []
     )
-    lane_km = sum(e.length_m * e.lanes for e in net.edges.values() if e.id in core) / 1000.0
-    peak = options.peak_trips_per_h or max(100, int(round(PEAK_TRIPS_PER_LANE_KM * lane_km, -1)))
     xmin, ymin, xmax, ymax = net.bbox_xy
     zones_axis = max(2, min(16, int(max(xmax - xmin, ymax - ymin) // 600)))
-    demand = make_demand_model(net, peak_trips_per_h=peak, zones_per_axis=zones_axis,
-                               exclude=set(net.edges) - core)  # fmt: skip
+    demand = make_demand_model(
+        net,
+        peak_trips_per_h=options.peak_trips_per_h or 1,
+        zones_per_axis=zones_axis,
+        exclude=set(net.edges) - core,
+    )
+    peak = options.peak_trips_per_h or trips_for_load(
+        demand, net, lane_km=lane_km(net, core), load=options.peak_load_vkm_per_lane_km
+    )
+    demand = demand.model_copy(update={"peak_trips_per_h": peak})
     own_routes: list[str] = []
     for k, r in enumerate(source.routes):
         name = f"own_{k}_{r.name}"
@@ -748,7 +764,7 @@ def _finish_into(
             "signals": len(signals),
             "suspicious_signals": suspicious_signals(net, plans),
             "loops": len(detectors),
-            "lane_km": round(sum(e.length_m * e.lanes for e in net.edges.values()) / 1000, 3),
+            "lane_km": round(lane_km(net), 3),
             "lane_km_by_class": {k: round(v, 3) for k, v in sorted(by_class.items())},
             "drivable_core_edges": len(core),
             "edges_outside_core": len(net.edges) - len(core),
@@ -756,6 +772,9 @@ def _finish_into(
             "pois_missing": missing_kinds,
             "vms": len(vms),
             "peak_trips_per_h": peak,
+            "peak_load_vkm_per_lane_km": round(
+                demand_load(demand, net, lane_km=lane_km(net, core)), 2
+            ),
             "georeferenced": georef is not None,
             "own_routes": own_routes,
         }

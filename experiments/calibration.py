@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from city_models.build import build_city
+from city_models.demand import demand_load, lane_km, mean_trip_length_m
+from city_models.features import strongly_connected_edges
 from experiments._output import emit_json
 from twin.app.peak import DEFAULT_DURATION_S, DEFAULT_WARMUP_S, PEAK_TARGETS, check_peak
 from twin.app.study import parse_seeds
@@ -40,8 +42,14 @@ def calibration(
     out: dict[str, Any] = {"targets": {k: list(v) for k, v in PEAK_TARGETS.items()}}
     for name in presets:
         city = build_city(name, seed=1, cities_dir=settings.cities_dir)
+        core = strongly_connected_edges(city.net)
         block: dict[str, Any] = {
             "peak_trips_per_h": city.manifest.demand.peak_trips_per_h,
+            # what those trips put on the streets (the import default's measure)
+            "load_vkm_per_lane_km": round(
+                demand_load(city.manifest.demand, city.net, lane_km=lane_km(city.net, core)), 1
+            ),
+            "mean_trip_length_m": round(mean_trip_length_m(city.manifest.demand, city.net)),
             "city": city.name,
         }
         for period in PERIODS:

@@ -14,10 +14,12 @@ the least the safety guard needs added (an all-red of 1 s after each yellow, a
 permissive ``g`` for the link that gives way where two conflicting links were both
 ``G``, a green lengthened to the pedestrian clearance it carries), and its own trips
 stay the demand (``demand.source = "auto"``). Then ``fixed`` (that plan, run by SUMO),
-``max_pressure`` and ``adaptive`` (through the guard: minimum greens with pedestrian
-clearance, yellow and all-red never cut) run RESCO's hour -- the ``begin``/``end`` of
-its ``.sumocfg`` (cologne8 25200-28800 s, ingolstadt7 57600-61200 s) with its route
-file -- each a recorded run of the executor.
+``actuated`` (SUMO's, between the plan's minimum and maximum greens), ``max_pressure``,
+``adaptive`` and ``adaptive_actuated`` (gap-out on advance loops, as
+:mod:`experiments.controllers` tunes it; these three through the guard: minimum greens
+with pedestrian clearance, yellow and all-red never cut) run RESCO's hour -- the
+``begin``/``end`` of its ``.sumocfg`` (cologne8 25200-28800 s, ingolstadt7 57600-61200
+s) with its route file -- each a recorded run of the executor.
 
 The metric is RESCO's: per vehicle, tripinfo ``timeLoss + departDelay``, averaged over
 vehicles (:func:`resco_delay`). Our tripinfo is written with unfinished trips, and
@@ -30,11 +32,12 @@ seeds; :func:`plain_sumo_fixed`): ``shipped_fixed_plain_sumo`` says what the fit
 the fixed plan (``fit_cost_pct``) and how far plain SUMO 1.28 already is from RESCO's
 published fixed-time figure.
 
-JSON: ``{"cologne8": {"fixed": s, "max_pressure": s, "adaptive": s}, "ingolstadt7":
-{...}}`` (means over seeds), plus ``published`` (RESCO's figures, approximate),
-``gap_vs_published_pct``, ``shipped_fixed_plain_sumo``, ``details`` (per scenario and
-controller: both means, time loss and depart delay apart, arrivals, unfinished, not
-inserted, teleports, seeds, run ids), ``window``, ``signals_fitted`` and ``wall_s``.
+JSON: ``{"cologne8": {"fixed": s, "max_pressure": s, "adaptive": s, "actuated": s,
+"adaptive_actuated": s}, "ingolstadt7": {...}}`` (means over seeds), plus ``published``
+(RESCO's figures, approximate), ``gap_vs_published_pct``, ``shipped_fixed_plain_sumo``,
+``details`` (per scenario and controller: both means, time loss and depart delay apart,
+arrivals, unfinished, not inserted, teleports, seeds, run ids), ``window``,
+``signals_fitted`` and ``wall_s``.
 """
 
 from __future__ import annotations
@@ -57,6 +60,7 @@ from city_models.importing import import_city
 from city_models.pipeline import read_report
 from experiments._output import emit_json
 from experiments._run import metrics, request, run_all
+from experiments.controllers import VARIANTS
 from twin.config import Settings, load_settings
 from twin.engine.executors import RunRequest
 from twin.engine.metrics import statistics_metrics, sumo_value
@@ -71,7 +75,9 @@ PACKAGE = "sumo_rl"
 PINNED = "sumo-rl==1.4.5"
 INSTALL_HINT = "pip install -e '.[benchmarks]'"
 SCENARIOS = ("cologne8", "ingolstadt7")
-CONTROLLERS = ("fixed", "max_pressure", "adaptive")
+# SUMO's own actuation (with the plan's minimum greens) and our adaptive controller with
+# gap-out on advance loops (experiments.controllers' tuned variant) run too since issue 17
+CONTROLLERS = ("fixed", "max_pressure", "adaptive", "actuated", "adaptive_actuated")
 OWNER = "experiments.resco"
 # RESCO's published average delay (s), read off its figure: approximate
 PUBLISHED: dict[str, dict[str, float]] = {
@@ -202,8 +208,15 @@ def scenario_raw(scenario: RescoScenario, city: City, controller: str, seed: int
         "city": {"path": str(city.path)},
         "demand": {"source": "auto"},
         "sim": {"begin_s": scenario.begin_s, "duration_s": scenario.end_s - scenario.begin_s},
-        "control": {"default": controller},
+        "control": _control(controller),
     }
+
+
+def _control(controller: str) -> dict[str, Any]:
+    """A scenario's ``control`` block: the controller kind everywhere, with its settings
+    where it is a variant (``adaptive_actuated``)."""
+    kind, adaptive = VARIANTS.get(controller, (controller, {}))
+    return {"default": kind, **({"adaptive": adaptive} if adaptive else {})}
 
 
 def resco_request(

@@ -6,13 +6,25 @@ import math
 from pathlib import Path
 from xml.etree import ElementTree
 
+import networkx as nx
 import numpy as np
 import pytest
 
 from city_models.build import City
-from city_models.demand import PERIODS, od_matrix, sample_trips, write_trips
+from city_models.demand import (
+    PERIODS,
+    demand_load,
+    lane_km,
+    mean_trip_length_m,
+    od_matrix,
+    sample_trips,
+    trips_for_load,
+    write_trips,
+)
 from city_models.features import strongly_connected_edges
 from city_models.manifest import DemandModel
+from city_models.pipeline import PEAK_LOAD_VKM_PER_LANE_KM
+from city_models.presets import get_preset
 from twin.errors import ScenarioError
 
 
@@ -152,3 +164,55 @@ def test_write_trips_round_trips(model: DemandModel, tmp_path: Path) -> None:
     for w, t in zip(written, trips, strict=True):
         assert (w.get("from"), w.get("to"), w.get("type")) == (t.from_edge, t.to_edge, t.vtype)
         assert float(w.get("depart", "nan")) == pytest.approx(t.depart_s, abs=0.005)
+
+
+def _reference_mean_trip_length_m(model: DemandModel, city: City) -> float:
+    """Plain networkx: the same sampled trips, each origin edge + shortest street path +
+    destination edge."""
+    net = city.net
+    total = od_matrix(model, "am_peak").sum()
+    trips = sample_trips(model, period="am_peak", duration_s=3600.0 * 2000 / total, seed=0)
+    graph = nx.DiGraph()
+    for e in net.edges.values():
+        old = graph.get_edge_data(e.from_node, e.to_node, {"w": math.inf})["w"]
+        graph.add_edge(e.from_node, e.to_node, w=min(old, e.length_m))
+    lengths = []
+    for t in trips:
+        a, b = net.edges[t.from_edge], net.edges[t.to_edge]
+        try:
+            gap = nx.shortest_path_length(graph, a.to_node, b.from_node, weight="w")
+        except nx.NetworkXNoPath:
+            continue
+        lengths.append(a.length_m + gap + b.length_m)
+    return float(np.mean(lengths))
+
+
+def test_mean_trip_length_is_the_driven_length_of_sampled_trips(
+    model: DemandModel, district_city: City
+) -> None:
+    got = mean_trip_length_m(model, district_city.net)
+    assert got == pytest.approx(_reference_mean_trip_length_m(model, district_city), rel=1e-9)
+    # longer than the straight line between the zones (streets, and the two end edges)
+    od = od_matrix(model, "am_peak")
+    xy = np.array([(z.x, z.y) for z in model.zones])
+    crow = np.hypot(xy[:, None, 0] - xy[None, :, 0], xy[:, None, 1] - xy[None, :, 1])
+    assert got > (od * crow).sum() / od.sum()
+
+
+def test_the_import_default_load_is_the_calibrated_district_peak(
+    model: DemandModel, district_city: City
+) -> None:
+    """PEAK_LOAD_VKM_PER_LANE_KM is what the calibrated district preset puts on its streets
+    (the suite's district is the same layout at a lighter peak: the load is linear in it)."""
+    net = district_city.net
+    km = lane_km(net, strongly_connected_edges(net))
+    light = demand_load(model, net, lane_km=km)
+    calibrated = light * get_preset("district").peak_trips_per_h / model.peak_trips_per_h
+    assert calibrated == pytest.approx(PEAK_LOAD_VKM_PER_LANE_KM, rel=0.01)
+    # and trips_for_load gives the preset's peak back (to its rounding)
+    trips = trips_for_load(model, net, lane_km=km, load=calibrated)
+    assert trips == pytest.approx(get_preset("district").peak_trips_per_h, abs=10)
+    with pytest.raises(ValueError, match="load must be > 0"):
+        trips_for_load(model, net, lane_km=km, load=0.0)
+    with pytest.raises(ValueError, match="lane_km must be > 0"):
+        demand_load(model, net, lane_km=0.0)

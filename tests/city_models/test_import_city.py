@@ -14,17 +14,20 @@ import pytest
 from typer.testing import CliRunner
 
 from city_models.build import City, load_city
+from city_models.demand import lane_km
 from city_models.geo import projection_of
 from city_models.graph import reachability
 from city_models.importing import import_city, parse_bbox
 from city_models.osm_export import export_osm
 from city_models.pipeline import (
+    PEAK_LOAD_VKM_PER_LANE_KM,
     PipelineOptions,
     read_georef,
     read_pois_toml,
     read_report,
 )
 from city_models.plan_check import city_plan_problems, conflict_matrix
+from city_models.presets import get_preset
 from tests.city_models.nodelink_fixture import write_nodelink
 from tests.city_models.osm_fixture import write_overpass_geom, write_pbf, write_small_osm
 from twin.app.cli import app
@@ -115,7 +118,9 @@ def test_osm_pois_tagged_and_from_toml_snapped_on_the_right(
     assert report["pois_missing"] == []
 
 
-def test_osm_road_classes_speeds_and_report(osm_city: tuple[City, dict[str, object]]) -> None:
+def test_osm_road_classes_speeds_and_report(
+    osm_city: tuple[City, dict[str, object]], district_city: City
+) -> None:
     city, _info = osm_city
     classes = city.manifest.edge_classes
     assert set(classes.values()) >= {"arterial", "collector", "local"}
@@ -128,6 +133,11 @@ def test_osm_road_classes_speeds_and_report(osm_city: tuple[City, dict[str, obje
                 "lane_km", "osmnx_graph", "pois_tagged", "edges_outside_core"):  # fmt: skip
         assert key in report
     assert report["osmnx_graph"]["nodes"] > 0  # osmnx read the same file as a graph
+    # no volume in the source: the calibrated district's load, not its trips per lane-km
+    # (the fixture's short trips need more of them per lane-km than the district's)
+    assert report["peak_load_vkm_per_lane_km"] == pytest.approx(PEAK_LOAD_VKM_PER_LANE_KM, rel=0.02)
+    district_per_lane_km = get_preset("district").peak_trips_per_h / lane_km(district_city.net)
+    assert report["peak_trips_per_h"] / report["lane_km"] > 1.5 * district_per_lane_km
 
 
 def test_import_is_cached_by_the_sources_hash(tmp_path: Path) -> None:

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from city_models.build import City
 from experiments import resco
+from scenarios.loader import parse_scenario
 from twin.errors import ConfigError
 
 TRIPINFO = """<?xml version="1.0" encoding="UTF-8"?>
@@ -105,3 +107,21 @@ def test_resco_scenarios_are_found_in_sumo_rl() -> None:
         package = importlib.util.find_spec("sumo_rl")
         assert package is not None and package.submodule_search_locations
         assert Path(package.submodule_search_locations[0]) in sc.net.parents  # not copied
+
+
+def test_every_controller_is_a_valid_scenario(district_city: City) -> None:
+    """Each controller's scenario parses, and the variants carry their settings (the
+    gap-out adaptive runs as experiments.controllers tuned it)."""
+    sc = resco.RescoScenario("toy", Path("toy.sumocfg"), Path("toy.net.xml"), (), 100.0, 400.0)
+    specs = {
+        ctl: parse_scenario(resco.scenario_raw(sc, district_city, ctl, 1))
+        for ctl in resco.CONTROLLERS
+    }
+    assert {ctl: s.control.default for ctl, s in specs.items()} == {
+        "fixed": "fixed", "max_pressure": "max_pressure", "adaptive": "adaptive",
+        "actuated": "actuated", "adaptive_actuated": "adaptive",
+    }  # fmt: skip
+    gap = specs["adaptive_actuated"].control.adaptive
+    assert (gap.actuation, gap.gap_loops, gap.green_headroom) == ("gap_out", "advance", 4.0)
+    assert specs["adaptive"].control.adaptive.actuation == "none"
+    assert specs["fixed"].sim.duration_s == 300.0 and specs["fixed"].sim.begin_s == 100.0

@@ -42,7 +42,6 @@ def _clean(out: dict[str, Any], city: City) -> None:
 
 def test_baseline_and_ev_priority_on_an_osm_city(osm_city: City, tmp_path: Path) -> None:
     base = _run(osm_city, tmp_path, "base", {"name": "b", "kind": "baseline",
-                                             "demand": {"scale": 3.0},
                                              "sim": {"duration_s": 900.0}})  # fmt: skip
     assert base["metrics"]["throughput_veh"] > 20
     _clean(base, osm_city)
