@@ -66,6 +66,7 @@ from signal_control.movements import (
     SAT_FLOW_SHARED_RIGHT_VPH,
     SAT_FLOW_THROUGH_VPH,
     lane_sat_flow_vph,
+    share_of_count,
     stage_lanes,
 )
 from signal_control.port import GuardedPort, LocalMode, Takeover, plan_from_phases
@@ -226,6 +227,11 @@ class ControlManager:
         stop_loop = {d.lane: d.id for d in detectors if d.kind == "stopline"}
         lanes: list[str] = []
         lane_index: dict[str, int] = {}
+        # the kernel's lanes: one per real lane, plus one per (stage, lane) where the lane
+        # serves only some of its movements (its count split by movement: share_of_count)
+        src: list[int] = []
+        share: list[float] = []
+        whole: dict[str, int] = {}
         phase_ptr, lane_ptr, phase_lanes = [0], [0], []
         sat, lost, intergreen, min_g, max_g = [], [], [], [], []
         for tls in self.adaptive:
@@ -233,7 +239,8 @@ class ControlManager:
             yellow = min(p.duration_s for p in sig.phases if p.kind == "yellow")
             all_red = min(p.duration_s for p in sig.phases if p.kind == "all_red")
             greens = [p for p in sig.phases if p.kind == "green"]
-            for phase, served in zip(greens, self._stage_lanes(tls), strict=True):
+            stages = self._stage_lanes(tls)
+            for phase, served in zip(greens, stages, strict=True):
                 for lane, dirs in sorted(served.items()):
                     if lane not in lane_index:
                         lane_index[lane] = len(lanes)
@@ -243,8 +250,18 @@ class ControlManager:
                             for k in self._links[tls]
                             if k.from_lane == lane
                         )
+                        whole[lane] = len(src)
+                        src.append(lane_index[lane])
+                        share.append(1.0)
                         sat.append(lane_sat_flow_vph(dirs, protected_left=protected))
-                    phase_lanes.append(lane_index[lane])
+                    part = share_of_count(lane, dirs, stages)
+                    if part == 1.0:
+                        phase_lanes.append(whole[lane])
+                    else:
+                        phase_lanes.append(len(src))
+                        src.append(lane_index[lane])
+                        share.append(part)
+                        sat.append(sat[whole[lane]])
                 lane_ptr.append(len(phase_lanes))
                 lost.append(a.startup_loss_s + a.clearance_loss_s)
                 intergreen.append(yellow + all_red)
@@ -253,6 +270,9 @@ class ControlManager:
             phase_ptr.append(len(lost))
         self._ad_lanes = lanes
         self._ad_loop = [stop_loop.get(lane) for lane in lanes]
+        self._ad_src = np.array(src, np.int64)
+        self._ad_share = np.array(share, np.float64)
+        self._ad_demand = np.zeros(len(src))
         self._ad_network = TimingNetwork.create(
             phase_ptr=np.array(phase_ptr, np.int64),
             phase_lane_ptr=np.array(lane_ptr, np.int64),
@@ -438,9 +458,12 @@ class ControlManager:
         counted = window.sum(axis=0)  # NaN stays NaN for lanes without a loop
         session.read_lane_halting(self._ad_lanes, self._ad_halting)
         demand = counted + self._ad_halting  # served + still waiting
+        # per kernel lane: its lane's demand, split by movement where the stage serves only
+        # some of the lane's movements (NaN stays NaN)
+        np.multiply(demand[self._ad_src], self._ad_share, out=self._ad_demand)
         window_s = len(self._ad_history) * self.detector_period_s
         params = dataclasses.replace(self._ad_params, window_s=window_s)
-        target = estimate_timings(self._ad_network, demand, params, out=self._ad_work)
+        target = estimate_timings(self._ad_network, self._ad_demand, params, out=self._ad_work)
         a = self.spec.adaptive
         plan = smooth_timings(
             self._ad_network,

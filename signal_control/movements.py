@@ -41,3 +41,17 @@ def stage_lanes(signal: SignalLike, links: Sequence[LinkLike]) -> list[dict[str,
                 lanes.setdefault(link.from_lane, set()).add(link.direction)
         out.append(lanes)
     return out
+
+
+def share_of_count(lane: str, directions: set[str], stages: Sequence[dict[str, set[str]]]) -> float:
+    """The share of ``lane``'s count that a stage serving it in ``directions`` gets: its
+    movements there over all the movements the lane has in any stage (a loop counts the
+    lane, not the movement, so its count is split evenly between movements). 1 where the
+    stage serves every movement of the lane (no split: a lane green in two stages for the
+    same movements counts fully in both)."""
+    every: set[str] = set()
+    for served in stages:
+        every |= served.get(lane, set())
+    if not every or directions >= every:
+        return 1.0
+    return len(directions & every) / len(every)

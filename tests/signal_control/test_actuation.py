@@ -39,6 +39,7 @@ from signal_control.actuation import (
     stage_gap_s,
 )
 from signal_control.control import ControlManager
+from signal_control.movements import lane_sat_flow_vph, share_of_count, stage_lanes
 from signal_control.port import SignalStatus
 from twin.errors import ScenarioError
 
@@ -552,3 +553,63 @@ def test_the_spec_places_advance_loops_by_default_and_refuses_a_detector_gap_wit
                    "detector_gap_s = 3.0\n", encoding="utf-8")  # fmt: skip
     with pytest.raises(ScenarioError, match=r"detector_gap_s \(3\) places the advance loops"):
         load_scenario(bad)
+
+
+# --------------------------------------------------------------------------- shared lanes
+def _shared_lane() -> tuple[Signal, tuple[Link, ...], list[list[bool]]]:
+    """One lane a_0 carries a's through and left: stage 0 serves both (the left
+    permissive), stage 1 only the left (protected); stage 2 is b."""
+    links = (Link(0, "a_0", "x", "s"), Link(1, "a_0", "y", "l"), Link(2, "b_0", "z", "s"))
+    foes = [[False, False, True], [False, False, True], [True, True, False]]
+
+    def green(name: str, state: str) -> Phase:
+        return Phase(name, "green", state, PLAN_S, MIN_S, 0.0, MAX_S)
+
+    def inter(state: str) -> list[Phase]:
+        return [Phase("y", "yellow", state, 3.0), Phase("ar", "all_red", "rrr", 2.0)]
+
+    phases = (green("a", "Ggr"), *inter("yyr"), green("a left", "rGr"), *inter("ryr"),
+              green("b", "rrG"), *inter("rry"))  # fmt: skip
+    return Signal("J", phases), links, foes
+
+
+def test_share_of_count_splits_a_lane_by_the_movements_each_stage_serves() -> None:
+    sig, links, _foes = _shared_lane()
+    stages = stage_lanes(sig, links)
+    assert share_of_count("a_0", {"s", "l"}, stages) == 1.0  # every movement of the lane
+    assert share_of_count("a_0", {"l"}, stages) == 0.5  # one of its two
+    assert share_of_count("b_0", {"s"}, stages) == 1.0
+    three = [{"a": {"s", "l", "r"}}, {"a": {"l"}}, {"a": {"r"}}]
+    assert share_of_count("a", {"l"}, three) == pytest.approx(1 / 3)
+    assert share_of_count("a", {"l", "r"}, three) == pytest.approx(2 / 3)
+
+
+@dataclass
+class Counts:
+    det_interval_end_s: float
+    det_count_veh: np.ndarray
+    det_index: dict[str, int]
+
+
+def test_the_adaptive_estimate_gives_a_shared_lanes_protected_stage_its_share() -> None:
+    """A loop counts the lane, not the movement: the protected left that serves one of
+    a_0's two movements gets half its count (before the split it got all of it, and
+    Webster gave the left stage as much green as the through)."""
+    sig, links, foes = _shared_lane()
+    dets = [Detector("La0", "stopline", "a_0"), Detector("Lb0", "stopline", "b_0")]
+    manager = ControlManager(
+        signals=[sig], links={"J": links}, edge_lanes=dict.fromkeys("xyz", 1), detectors=dets,
+        assignment={"J": "adaptive"}, spec=Control(Adaptive(actuation="none")),
+        detector_period_s=30.0, control_interval_s=5.0, foes={"J": foes},
+    )  # fmt: skip
+    world = World({})
+    manager.start(world, t_s=0.0)
+    counts = Counts(30.0, np.array([30.0, 10.0]), {"La0": 0, "Lb0": 1})
+    manager.on_tick(60.0, world, counts)  # the first update (update_s = 60)
+    row = manager.telemetry.timings[-1]
+    sat_a = lane_sat_flow_vph({"s", "l"}, protected_left=False)
+    sat_b = lane_sat_flow_vph({"s"}, protected_left=False)
+    y_a, y_b = 30.0 * 120.0 / sat_a, 10.0 * 120.0 / sat_b  # 30 s window: x 120 per hour
+    assert row["flow_ratio_sum"] == pytest.approx(y_a + 0.5 * y_a + y_b)
+    through, left, _b = row["green_s"]
+    assert left < through
