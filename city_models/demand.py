@@ -10,6 +10,7 @@ at insertion (fastest path), so the trip file holds origins and destinations onl
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -112,13 +113,20 @@ DIJKSTRA_CHUNK = 256  # origins per shortest-path call (the distance rows it hol
 
 
 def mean_trip_length_m(
-    model: DemandModel, net: NetInfo, period: str = "am_peak", *, n_trips: int = ROUTE_SAMPLE_TRIPS
+    model: DemandModel,
+    net: NetInfo,
+    period: str = "am_peak",
+    *,
+    n_trips: int = ROUTE_SAMPLE_TRIPS,
+    edges: set[str] | None = None,
 ) -> float:
     """Expected driven length of a trip of ``period`` under the OD model: about
     ``n_trips`` trips sampled as :func:`sample_trips` draws them (seed 0), each its origin
     edge, the shortest street path from its end to the destination's start, and the
     destination edge (SUMO departs at an edge's start and arrives at its end; turn bans
-    are ignored). A trip with no path is left out; NaN when none has one."""
+    are ignored). Paths use ``edges`` only (default: every edge; an imported city passes
+    the streets cars may use, so a footpath is no shortcut). A trip with no path is left
+    out; NaN when none has one."""
     total = float(od_matrix(model, period).sum())
     if not (n_trips > 0 and total > 0):
         raise ValueError(f"need n_trips > 0 and a demand > 0 (got {n_trips}, {total})")
@@ -127,6 +135,8 @@ def mean_trip_length_m(
                                                 for x in (e.from_node, e.to_node)}))}  # fmt: skip
     shortest: dict[tuple[int, int], float] = {}  # parallel streets: the shorter one
     for e in net.edges.values():
+        if edges is not None and e.id not in edges:
+            continue
         key = (node[e.from_node], node[e.to_node])
         shortest[key] = min(shortest.get(key, math.inf), e.length_m)
     rows, cols = zip(*shortest, strict=True) if shortest else ((), ())
@@ -150,33 +160,53 @@ def mean_trip_length_m(
     return float(np.mean(lengths)) if lengths else math.nan
 
 
-def lane_km(net: NetInfo, edges: set[str] | None = None) -> float:
-    """Lane-kilometres of ``edges`` of ``net`` (default: every edge)."""
+def lane_km(
+    net: NetInfo, edges: set[str] | None = None, *, lanes: Mapping[str, int] | None = None
+) -> float:
+    """Lane-kilometres of ``edges`` of ``net`` (default: every edge), counting ``lanes[e]``
+    lanes of edge ``e`` where given (e.g. only those a car may use), else all of them."""
     return (
-        sum(e.length_m * e.lanes for e in net.edges.values() if edges is None or e.id in edges)
+        sum(
+            e.length_m * (e.lanes if lanes is None else lanes.get(e.id, 0))
+            for e in net.edges.values()
+            if edges is None or e.id in edges
+        )
         / 1000.0
     )
 
 
 def demand_load(
-    model: DemandModel, net: NetInfo, *, lane_km: float, period: str = "am_peak"
+    model: DemandModel,
+    net: NetInfo,
+    *,
+    lane_km: float,
+    period: str = "am_peak",
+    edges: set[str] | None = None,
 ) -> float:
     """How much the OD model loads the network ``net`` of ``lane_km`` in ``period``:
     vehicle-km driven per hour per lane-km (= the mean flow per lane, veh/h; trips at
     their :func:`mean_trip_length_m`). Unlike trips per lane-km it carries across city
-    sizes: a bigger city's longer trips each use more of its streets."""
+    sizes: a bigger city's longer trips each use more of its streets. ``edges``: as for
+    :func:`mean_trip_length_m`."""
     if not lane_km > 0:
         raise ValueError(f"lane_km must be > 0 (got {lane_km})")
     total = float(od_matrix(model, period).sum())
-    return total * mean_trip_length_m(model, net, period) / 1000.0 / lane_km
+    return total * mean_trip_length_m(model, net, period, edges=edges) / 1000.0 / lane_km
 
 
-def trips_for_load(model: DemandModel, net: NetInfo, *, lane_km: float, load: float) -> int:
+def trips_for_load(
+    model: DemandModel,
+    net: NetInfo,
+    *,
+    lane_km: float,
+    load: float,
+    edges: set[str] | None = None,
+) -> int:
     """The AM-peak trips per hour that give ``load`` (:func:`demand_load`) on ``net`` of
     ``lane_km``, with the model's zones and decay (rounded to 10, at least 100)."""
     if not load > 0:
         raise ValueError(f"load must be > 0 (got {load})")
-    length_km = mean_trip_length_m(model, net, "am_peak") / 1000.0
+    length_km = mean_trip_length_m(model, net, "am_peak", edges=edges) / 1000.0
     if not length_km > 0:
         raise ValueError("no sampled trip of the demand model has a path through the network")
     share = float(model.periods["am_peak"]["share"])

@@ -191,8 +191,14 @@ def read_georef(net_file: Path) -> GeoRef | None:
 
 def drivable_edges(net_file: Path) -> set[str]:
     """Normal edges with at least one lane a passenger car may use."""
+    return set(drivable_lane_counts(net_file))
+
+
+def drivable_lane_counts(net_file: Path) -> dict[str, int]:
+    """Per normal edge with a lane a passenger car may use: how many it has (sidewalks,
+    bike and bus lanes left out)."""
     opener: Any = gzip.open if net_file.suffix == ".gz" else open
-    out: set[str] = set()
+    out: dict[str, int] = {}
     with opener(net_file, "rb") as fh:
         edge_id, internal = "", False
         for ev, el in ElementTree.iterparse(fh, events=("start", "end")):
@@ -207,7 +213,7 @@ def drivable_edges(net_file: Path) -> set[str]:
                     else ("passenger" not in disallow and "all" not in disallow)
                 )
                 if ok:
-                    out.add(edge_id)
+                    out[edge_id] = out.get(edge_id, 0) + 1
             elif ev == "end" and el.tag == "edge":
                 el.clear()
     return out
@@ -632,7 +638,8 @@ def _finish_into(
     for name in (files.plain_types,):
         if not (folder / name).exists():
             (folder / name).write_text("<types/>\n", encoding="utf-8")
-    drivable = drivable_edges(folder / files.net)
+    car_lanes = drivable_lane_counts(folder / files.net)
+    drivable = set(car_lanes)
     core = drivable_core(net, drivable)
     classes = {e: source.edge_classes.get(e, "local") for e in net.edges}
     say("placing loops, POIs, VMS sites")
@@ -662,8 +669,9 @@ def _finish_into(
         zones_per_axis=zones_axis,
         exclude=set(net.edges) - core,
     )
+    core_lane_km = lane_km(net, core, lanes=car_lanes)  # lanes a car may use
     peak = options.peak_trips_per_h or trips_for_load(
-        demand, net, lane_km=lane_km(net, core), load=options.peak_load_vkm_per_lane_km
+        demand, net, lane_km=core_lane_km, load=options.peak_load_vkm_per_lane_km, edges=core
     )
     demand = demand.model_copy(update={"peak_trips_per_h": peak})
     own_routes: list[str] = []
@@ -773,7 +781,7 @@ def _finish_into(
             "vms": len(vms),
             "peak_trips_per_h": peak,
             "peak_load_vkm_per_lane_km": round(
-                demand_load(demand, net, lane_km=lane_km(net, core)), 2
+                demand_load(demand, net, lane_km=core_lane_km, edges=core), 2
             ),
             "georeferenced": georef is not None,
             "own_routes": own_routes,

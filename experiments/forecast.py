@@ -59,11 +59,18 @@ def _one(settings: Settings, request: Any) -> RunRecord:
 
 
 def forecast(
-    *, preset: str, at_s: float, ahead_s: float, seed: int, data_dir: Path
+    *,
+    preset: str,
+    at_s: float,
+    ahead_s: float,
+    seed: int,
+    data_dir: Path,
+    peak_trips_per_h: int | None = None,
 ) -> dict[str, Any]:
     settings = load_settings(data_dir=data_dir)
     load0 = os.getloadavg()[0]
-    city = build_city(preset, seed=1, cities_dir=settings.cities_dir)
+    overrides = {"peak_trips_per_h": peak_trips_per_h} if peak_trips_per_h else None
+    city = build_city(preset, seed=1, cities_dir=settings.cities_dir, overrides=overrides)
     spec = with_overrides(
         load_scenario("baseline"),
         [("city.preset", preset), ("demand.period", "am_peak"), ("sim.begin_s", 0.0),
@@ -76,6 +83,7 @@ def forecast(
     parent = _one(settings, run_request(spec, city, seed=seed))
     out: dict[str, Any] = {
         "preset": preset, "city": city.name, "signals": len(city.manifest.signals),
+        "peak_trips_per_h": city.manifest.demand.peak_trips_per_h,
         "at_s": at_s, "ahead_s": ahead_s, "seed": seed, "parent_run": parent.id,
         "parent_s": round(_wall_s(parent), 2),
         "parent_rtf": round((at_s + ahead_s) / _wall_s(parent), 2),
@@ -125,6 +133,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ahead-s", type=float, default=900.0, help="Forecast horizon (s).")
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument(
+        "--peak-trips-per-h", type=int, default=None,
+        help="the preset's peak demand instead of its own (docs/measured/forecast.json was "
+        "measured at suwon-scale's old 12000)",
+    )  # fmt: skip
+    ap.add_argument(
         "--data-dir", type=Path, default=None, help="Cities and run records (default: temporary)."
     )
     args = ap.parse_args(argv)
@@ -132,7 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="forecast-") as tmp:
         t0 = time.perf_counter()
         result = forecast(preset=args.preset, at_s=args.at_s, ahead_s=args.ahead_s,
-                          seed=args.seed, data_dir=args.data_dir or Path(tmp))  # fmt: skip
+                          seed=args.seed, data_dir=args.data_dir or Path(tmp),
+                          peak_trips_per_h=args.peak_trips_per_h)  # fmt: skip
         result["benchmark_s"] = round(time.perf_counter() - t0, 1)
     emit_json(result, args.json)
     return 0

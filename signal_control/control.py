@@ -257,11 +257,16 @@ class ControlManager:
                     part = share_of_count(lane, dirs, stages)
                     if part == 1.0:
                         phase_lanes.append(whole[lane])
-                    else:
+                    else:  # its own saturation flow: the movements it serves in this stage
                         phase_lanes.append(len(src))
                         src.append(lane_index[lane])
                         share.append(part)
-                        sat.append(sat[whole[lane]])
+                        own = all(
+                            phase.state[k.index] == "G"
+                            for k in self._links[tls]
+                            if k.from_lane == lane and phase.state[k.index] in "Gg"
+                        )
+                        sat.append(lane_sat_flow_vph(dirs, protected_left=own))
                 lane_ptr.append(len(phase_lanes))
                 lost.append(a.startup_loss_s + a.clearance_loss_s)
                 intergreen.append(yellow + all_red)

@@ -22,6 +22,7 @@ from city_models.osm_export import export_osm
 from city_models.pipeline import (
     PEAK_LOAD_VKM_PER_LANE_KM,
     PipelineOptions,
+    drivable_lane_counts,
     read_georef,
     read_pois_toml,
     read_report,
@@ -412,3 +413,28 @@ def test_plans_for_any_geometry_serve_every_link_and_never_conflict(
         if p.name.endswith("through"):  # a through stage's crosswalk crosses the other legs
             assert p.ped_min_green_s > 7.0
     assert city_plan_problems(city.manifest, city.net) == []
+
+
+def test_the_default_load_counts_only_the_lanes_cars_may_use(tmp_path: Path) -> None:
+    """A SUMO model with sidewalks: they are not lane-km a car's trips load, nor
+    shortcuts for its paths; the same grid without them gets the same trips."""
+    cities = {}
+    for walk in ("false", "true"):
+        folder = tmp_path / f"walk_{walk}"
+        folder.mkdir()
+        net = folder / "grid.net.xml"
+        run_tool("netgenerate", ["--grid", "--grid.number", "4", "--grid.length", "250",
+                                 "--default.lanenumber", "2", "--tls.guess", "true",
+                                 "--tls.yellow.time", "3", "--tls.allred.time", "2",
+                                 "--sidewalks.guess", walk, "-o", net],
+                 what="making a test net")  # fmt: skip
+        counts = drivable_lane_counts(net)
+        assert set(counts.values()) == {2}  # the two car lanes, with or without a sidewalk
+        cities[walk] = import_city("sumo", net=net, out=folder / "city")
+    plain, walked = (read_report(cities[w]) for w in ("false", "true"))
+    assert walked["lane_km"] > 1.4 * plain["lane_km"]  # the sidewalks are lanes too
+    assert walked["peak_trips_per_h"] == pytest.approx(plain["peak_trips_per_h"], rel=0.02)
+    for report in (plain, walked):
+        assert report["peak_load_vkm_per_lane_km"] == pytest.approx(
+            PEAK_LOAD_VKM_PER_LANE_KM, rel=0.02
+        )

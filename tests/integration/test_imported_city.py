@@ -64,7 +64,7 @@ def test_vms_incident_by_street_name_and_evacuation_by_lonlat(
     street = "경수대로"  # the fixture's primary road, by its Korean name
     vms = _run(osm_city, tmp_path, "vms", {
         "name": "vms", "kind": "vms_diversion", "sim": {"duration_s": 900.0},
-        "demand": {"period": "pm_peak", "scale": 2.0},
+        "demand": {"period": "pm_peak"},
         "incidents": [{"id": "c1", "street": street, "closed_lanes": 1,
                        "start_s": 120.0, "end_s": 600.0}],
     })  # fmt: skip

@@ -607,9 +607,12 @@ def test_the_adaptive_estimate_gives_a_shared_lanes_protected_stage_its_share() 
     counts = Counts(30.0, np.array([30.0, 10.0]), {"La0": 0, "Lb0": 1})
     manager.on_tick(60.0, world, counts)  # the first update (update_s = 60)
     row = manager.telemetry.timings[-1]
-    sat_a = lane_sat_flow_vph({"s", "l"}, protected_left=False)
+    sat_a = lane_sat_flow_vph({"s", "l"}, protected_left=False)  # permissive left in it
+    sat_left = lane_sat_flow_vph({"l"}, protected_left=True)  # the left stage's own
     sat_b = lane_sat_flow_vph({"s"}, protected_left=False)
-    y_a, y_b = 30.0 * 120.0 / sat_a, 10.0 * 120.0 / sat_b  # 30 s window: x 120 per hour
-    assert row["flow_ratio_sum"] == pytest.approx(y_a + 0.5 * y_a + y_b)
+    assert sat_left > sat_a
+    per_h = 120.0  # a 30 s window
+    y_a, y_left, y_b = 30.0 * per_h / sat_a, 0.5 * 30.0 * per_h / sat_left, 10.0 * per_h / sat_b
+    assert row["flow_ratio_sum"] == pytest.approx(y_a + y_left + y_b)
     through, left, _b = row["green_s"]
     assert left < through

@@ -39,8 +39,9 @@ from twin.errors import ScenarioError
 log = logging.getLogger(__name__)
 
 Mode = Literal["micro", "meso"]
-STATE_FORMAT = 1
-"""The sidecar's format; a sidecar of another format is refused."""
+STATE_FORMAT = 2
+"""The sidecar's format; a sidecar of another format is refused. 2: the adaptive
+controller's saved state holds its per-movement split of shared lanes (issue 17)."""
 _DISPLAY = "display"
 _CLOCK = "clock"
 
