@@ -182,6 +182,7 @@ def demand_load(
     lane_km: float,
     period: str = "am_peak",
     edges: set[str] | None = None,
+    length_m: float | None = None,
 ) -> float:
     """How much the OD model loads the network ``net`` of ``lane_km`` in ``period``:
     vehicle-km driven per hour per lane-km (= the mean flow per lane, veh/h; trips at
@@ -191,7 +192,9 @@ def demand_load(
     if not lane_km > 0:
         raise ValueError(f"lane_km must be > 0 (got {lane_km})")
     total = float(od_matrix(model, period).sum())
-    return total * mean_trip_length_m(model, net, period, edges=edges) / 1000.0 / lane_km
+    if length_m is None:  # a caller that has it already (the same model) passes it
+        length_m = mean_trip_length_m(model, net, period, edges=edges)
+    return total * length_m / 1000.0 / lane_km
 
 
 def trips_for_load(
@@ -201,12 +204,15 @@ def trips_for_load(
     lane_km: float,
     load: float,
     edges: set[str] | None = None,
+    length_m: float | None = None,
 ) -> int:
     """The AM-peak trips per hour that give ``load`` (:func:`demand_load`) on ``net`` of
     ``lane_km``, with the model's zones and decay (rounded to 10, at least 100)."""
     if not load > 0:
         raise ValueError(f"load must be > 0 (got {load})")
-    length_km = mean_trip_length_m(model, net, "am_peak", edges=edges) / 1000.0
+    if length_m is None:
+        length_m = mean_trip_length_m(model, net, "am_peak", edges=edges)
+    length_km = length_m / 1000.0
     if not length_km > 0:
         raise ValueError("no sampled trip of the demand model has a path through the network")
     share = float(model.periods["am_peak"]["share"])

@@ -53,6 +53,7 @@ from city_models.demand import (
     demand_load,
     lane_km,
     make_demand_model,
+    mean_trip_length_m,
     sample_trips,
     trips_for_load,
     write_trips,
@@ -670,8 +671,9 @@ def _finish_into(
         exclude=set(net.edges) - core,
     )
     core_lane_km = lane_km(net, core, lanes=car_lanes)  # lanes a car may use
+    trip_m = mean_trip_length_m(demand, net, edges=core)  # once: the trips and the report's load
     peak = options.peak_trips_per_h or trips_for_load(
-        demand, net, lane_km=core_lane_km, load=options.peak_load_vkm_per_lane_km, edges=core
+        demand, net, lane_km=core_lane_km, load=options.peak_load_vkm_per_lane_km, length_m=trip_m
     )
     demand = demand.model_copy(update={"peak_trips_per_h": peak})
     own_routes: list[str] = []
@@ -781,7 +783,7 @@ def _finish_into(
             "vms": len(vms),
             "peak_trips_per_h": peak,
             "peak_load_vkm_per_lane_km": round(
-                demand_load(demand, net, lane_km=core_lane_km, edges=core), 2
+                demand_load(demand, net, lane_km=core_lane_km, length_m=trip_m), 2
             ),
             "georeferenced": georef is not None,
             "own_routes": own_routes,

@@ -43,13 +43,17 @@ def calibration(
     for name in presets:
         city = build_city(name, seed=1, cities_dir=settings.cities_dir)
         core = strongly_connected_edges(city.net)
+        trip_m = mean_trip_length_m(city.manifest.demand, city.net)
         block: dict[str, Any] = {
             "peak_trips_per_h": city.manifest.demand.peak_trips_per_h,
             # what those trips put on the streets (the import default's measure)
             "load_vkm_per_lane_km": round(
-                demand_load(city.manifest.demand, city.net, lane_km=lane_km(city.net, core)), 1
+                demand_load(
+                    city.manifest.demand, city.net, lane_km=lane_km(city.net, core), length_m=trip_m
+                ),
+                1,
             ),
-            "mean_trip_length_m": round(mean_trip_length_m(city.manifest.demand, city.net)),
+            "mean_trip_length_m": round(trip_m),
             "city": city.name,
         }
         for period in PERIODS:
