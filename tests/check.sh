@@ -53,15 +53,16 @@ else
     --durations=15 "$@"
 fi
 # The second Python's fast suite of the model packages (cities and importers, scenarios,
-# signal control and its kernels, pictures, packaging) runs beside the no-JIT pass below,
-# one core each; the doors (API, live mode, the engine's store and executors) were tested
-# above on the default Python only, to stay inside CI's time.
+# signal control and its kernels, packaging) runs beside the no-JIT pass below, one core
+# each; the doors (API, live mode, the engine's store and executors) and the pictures
+# (tests/viz: 40 s more at the end of CI) were tested above on the default Python only,
+# to stay inside CI's time.
 if [ "$SECOND" = 1 ]; then
   wait "$PY2_SETUP" || { cat .venv-py2.log; echo "setting up $PY2 failed" >&2; exit 1; }
   echo "== pytest on $(.venv-py2/bin/python --version), fast suite (beside the next pass)"
   HYPOTHESIS_PROFILE=dev .venv-py2/bin/python -m pytest -q -p no:cacheprovider \
     -m "not sumo and not slow" tests/city_models tests/scenarios tests/signal_control \
-    tests/viz tests/test_packaging.py > .pytest-py2.log 2>&1 &
+    tests/test_packaging.py > .pytest-py2.log 2>&1 &
   PY2_RUN=$!
 elif [ $# -eq 0 ]; then
   echo "== second Python ($PY2) not found: its fast suite is skipped"
