@@ -8,13 +8,13 @@ approach is the HCM letter of its delay.
 from __future__ import annotations
 
 import math
-import multiprocessing as mp
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from city_models.build import City
+from tests import spawned
 
 pytestmark = pytest.mark.sumo
 
@@ -42,10 +42,8 @@ def _observe(city_path: str, run_dir: str) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def run(district_city: City, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    ctx = mp.get_context("spawn")
     run_dir = tmp_path_factory.mktemp("approaches")
-    with ctx.Pool(1) as pool:
-        out: dict[str, Any] = pool.apply(_observe, (str(district_city.path), str(run_dir)))
+    out: dict[str, Any] = spawned.in_process(_observe, str(district_city.path), str(run_dir))
     return out
 
 

@@ -10,14 +10,13 @@ the city's all-red promise.
 
 from __future__ import annotations
 
-import multiprocessing as mp
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from city_models.build import City
-from tests import mmu
+from tests import mmu, spawned
 
 pytestmark = pytest.mark.sumo
 
@@ -44,9 +43,10 @@ def _observe(city_path: str, run_dir: str, controller: str) -> dict[str, Any]:
 
 
 def _run(city: City, tmp_path: Path, controller: str) -> dict[str, Any]:
-    ctx = mp.get_context("spawn")
-    with ctx.Pool(1) as pool:
-        return pool.apply(_observe, (str(city.path), str(tmp_path / controller), controller))
+    out: dict[str, Any] = spawned.in_process(
+        _observe, str(city.path), str(tmp_path / controller), controller
+    )
+    return out
 
 
 def monitored(city: City, record: str | Path) -> mmu.Report:

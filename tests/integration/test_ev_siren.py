@@ -13,7 +13,6 @@ from __future__ import annotations
 import bisect
 import gzip
 import json
-import multiprocessing as mp
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -23,6 +22,7 @@ import pytest
 
 from city_models.build import City
 from scenarios.ev_priority import COLLISIONS_FILE, EV_RED_SPEED_MPS
+from tests import spawned
 from twin.app.compose import FCD_FILE, SIGNAL_STATES_FILE
 from twin.engine.executors import SUMO_ARGS_FILE
 
@@ -64,8 +64,7 @@ def _run(city_path: str, run_dir: str, behaviour: str) -> dict[str, Any]:
 def _in_processes(city: City, root: Path, behaviours: tuple[str, ...]) -> list[dict[str, Any]]:
     """One spawned process per run (libsumo: one simulation per process), side by side."""
     args = [(str(city.path), str(root / b), b) for b in behaviours]
-    with mp.get_context("spawn").Pool(len(args)) as pool:
-        return pool.starmap(_run, args)
+    return spawned.in_processes(_run, args)
 
 
 @dataclass(frozen=True)

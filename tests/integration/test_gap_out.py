@@ -12,7 +12,6 @@ and in light traffic most greens end well before their maximum, none before its 
 from __future__ import annotations
 
 import json
-import multiprocessing as mp
 from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree
@@ -20,7 +19,7 @@ from xml.etree import ElementTree
 import pytest
 
 from city_models.build import City, hash_files
-from tests import mmu
+from tests import mmu, spawned
 
 pytestmark = pytest.mark.sumo
 
@@ -82,8 +81,8 @@ def runs(district_city: City, tmp_path_factory: pytest.TempPathFactory) -> dict[
     out = {}
     base = tmp_path_factory.mktemp("gap_out")
     for case in ACTUATION:
-        with mp.get_context("spawn").Pool(1) as pool:  # libsumo: one run per process
-            out[case] = pool.apply(_observe, (str(district_city.path), str(base / case), case))
+        # libsumo: one run per process
+        out[case] = spawned.in_process(_observe, str(district_city.path), str(base / case), case)
     return out
 
 

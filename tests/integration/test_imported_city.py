@@ -5,7 +5,6 @@ zone given in lon/lat with contraflow, a SUMO model's own demand."""
 
 from __future__ import annotations
 
-import multiprocessing as mp
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +12,7 @@ import pytest
 
 from city_models.build import City, load_city
 from city_models.importing import import_city
+from tests import spawned
 from tests.city_models.nodelink_fixture import write_nodelink
 from tests.city_models.osm_fixture import write_small_osm
 from tests.integration.test_controllers import monitored
@@ -31,8 +31,10 @@ def osm_city(tmp_path_factory: pytest.TempPathFactory) -> City:
 
 def _run(city: City, tmp_path: Path, name: str, raw: dict[str, Any]) -> dict[str, Any]:
     raw = {"seed": 3, **raw, "city": {"path": str(city.path)}}
-    with mp.get_context("spawn").Pool(1) as pool:
-        return pool.apply(monitored_run, (str(city.path), str(tmp_path / name), raw))
+    out: dict[str, Any] = spawned.in_process(
+        monitored_run, str(city.path), str(tmp_path / name), raw
+    )
+    return out
 
 
 def _clean(out: dict[str, Any], city: City) -> None:

@@ -15,7 +15,6 @@ recording every signal state, optionally with a hand-back of every guarded signa
 from __future__ import annotations
 
 import json
-import multiprocessing as mp
 import shutil
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
@@ -26,7 +25,7 @@ import pytest
 
 from city_models.build import City, load_city
 from city_models.manifest import MANIFEST_NAME, read_manifest
-from tests import mmu
+from tests import mmu, spawned
 from twin.errors import CityError
 
 pytestmark = pytest.mark.sumo
@@ -75,8 +74,8 @@ def monitored_run(
 
 
 def in_process(fn: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
-    with mp.get_context("spawn").Pool(1) as pool:
-        return pool.apply(fn, args)
+    out: dict[str, Any] = spawned.in_process(fn, *args)
+    return out
 
 
 def programs_at_end(record: Path) -> dict[str, str]:

@@ -5,7 +5,6 @@ Each test runs its simulation in a fresh spawned process (libsumo: one per proce
 
 from __future__ import annotations
 
-import multiprocessing as mp
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +12,7 @@ import numpy as np
 import pytest
 
 from city_models.build import City
+from tests import spawned
 
 pytestmark = pytest.mark.sumo
 
@@ -27,9 +27,7 @@ def _spec(duration_s: float = 300.0, backend: str = "libsumo") -> Any:
 
 
 def _in_process(fn: Any, *args: Any) -> Any:
-    ctx = mp.get_context("spawn")
-    with ctx.Pool(1) as pool:
-        return pool.apply(fn, args)
+    return spawned.in_process(fn, *args)
 
 
 def _slices_and_state(city_path: str, run_dir: str) -> dict[str, Any]:

@@ -5,7 +5,6 @@ the EV-only message follows an emergency vehicle, same seed gives the same metri
 from __future__ import annotations
 
 import json
-import multiprocessing as mp
 import tomllib
 from collections import Counter
 from pathlib import Path
@@ -15,7 +14,7 @@ import pytest
 
 from city_models.build import City
 from scenarios.loader import library_scenarios
-from tests import mmu
+from tests import mmu, spawned
 
 pytestmark = pytest.mark.sumo
 
@@ -55,8 +54,8 @@ def _run(city_path: str, run_dir: str, raw: dict[str, Any], monitor: bool) -> di
 def _in_process(
     city: City, run_dir: Path, raw: dict[str, Any], *, monitor: bool = False
 ) -> dict[str, Any]:
-    with mp.get_context("spawn").Pool(1) as pool:
-        return pool.apply(_run, (str(city.path), str(run_dir), raw, monitor))
+    out: dict[str, Any] = spawned.in_process(_run, str(city.path), str(run_dir), raw, monitor)
+    return out
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ Each backend runs in its own spawned process (libsumo: one simulation per proces
 
 from __future__ import annotations
 
-import multiprocessing as mp
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +13,7 @@ import numpy as np
 import pytest
 
 from city_models.build import City
+from tests import spawned
 
 pytestmark = pytest.mark.sumo
 
@@ -133,8 +133,7 @@ def _observe(city_path: str, run_dir: str, backend: str) -> dict[str, Any]:
 
 
 def _in_process(fn: Any, *args: Any) -> Any:
-    with mp.get_context("spawn").Pool(1) as pool:
-        return pool.apply(fn, args)
+    return spawned.in_process(fn, *args)
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ import pytest
 
 from city_models.build import City
 from scenarios.loader import parse_scenario
-from tests import mmu
+from tests import mmu, spawned
 from twin.app.compose import simulate
 from twin.app.sessions import SessionError, SessionGoneError, SessionManager
 from twin.client import max_pressure_commands, policy_from_layout
@@ -192,10 +192,7 @@ def test_remote_max_pressure_reproduces_the_in_process_controller(
 ) -> None:
     """The same policy from outside, tick by tick through the session, gives the same
     delay as the twin's own max-pressure controller on the same seed (within 1 %)."""
-    import multiprocessing as mp
-
-    with mp.get_context("spawn").Pool(1) as pool:
-        inside = pool.apply(_in_process_max_pressure, (str(district_city.path), str(tmp_path)))
+    inside = spawned.in_process(_in_process_max_pressure, str(district_city.path), str(tmp_path))
     sid, layout = manager.create(_raw(), district_city, seed=4)
     policy = policy_from_layout(layout)
     obs = manager.call(sid, "observe")
