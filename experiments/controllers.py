@@ -350,6 +350,7 @@ def main(argv: list[str] | None = None) -> int:
         for (lvl, ctl, seed), rec in zip(cases, records, strict=True)
     ]  # fmt: skip
     result = summarise(rows)
+    result["duration_s"] = duration_s  # every run's (the default 3,600; --quick 1,800)
     result["runs"] = sorted(rows, key=lambda r: (r["level"], r["controller"], r["seed"]))
     emit_json(result, args.json)
     return 0
