@@ -9,6 +9,7 @@ conflict monitor's verdict), never from the center.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import math
 import socket
@@ -24,7 +25,7 @@ from tests.twin.live.harness import Center, ev, field_raw, mission, start_center
 from twin.app.live.clock import LiveClock
 from twin.app.live.mmu import MonitorRules, judge_timeline
 from twin.app.live.procs import EmulatorProcess
-from twin.app.live.trace import gps_message
+from twin.app.live.trace import Trace, gps_message
 
 pytestmark = pytest.mark.slow
 
@@ -212,6 +213,17 @@ def test_stale_gps_releases_priority_within_a_second(
     _assert_mmu_clean(emulator, rules, ["n5_3", "n7_3", "n7_5"])
 
 
+def _segment(trace: Trace, after_s: float, until_s: float = math.inf) -> Trace:
+    """The trace's fixes after ``after_s`` up to ``until_s``, timed from ``after_s`` (the
+    first comes 1 s after the last one sent)."""
+    points = [(t - after_s, x, y, v) for t, x, y, v in trace.points if after_s < t <= until_s]
+    return dataclasses.replace(trace, points=points)
+
+
+def _refused(center: Center, tls: str) -> list[dict[str, Any]]:
+    return [r for r in center.records("priority_refused") if r["tls"] == tls]
+
+
 def test_a_controller_that_stops_answering_is_left_to_its_own_plan(
     district_city: City,
     emulator: EmulatorProcess,
@@ -240,8 +252,15 @@ def test_a_controller_that_stops_answering_is_left_to_its_own_plan(
                     break
                 await asyncio.sleep(0.05)
             center.svc.dispatch(mission(trace))
-            # the EV approaches while the controller is silent: 25 s of fixes
+            # the EV approaches while the controller is silent: 25 s of fixes, then
+            # one more a second until the center has asked for the silent signal (it
+            # asks 4-23 s into the drive, once n9_11 is passed or at once; it reaches
+            # n7_11 about 70 s in), at most 45 s
             await center.drive(district_city, trace, until_s=25.0)
+            sent_s = 25.0
+            while sent_s < 45.0 and not _refused(center, target):
+                await center.drive(district_city, _segment(trace, sent_s, sent_s + 1.0))
+                sent_s += 1.0
             marks["down_checked"] = fast_clock.now_s()
             snapshot.update(emulator.admin({"cmd": "status"})["signals"][target])
             emulator.admin({"cmd": "unmute", "signal": target})
@@ -251,12 +270,7 @@ def test_a_controller_that_stops_answering_is_left_to_its_own_plan(
                     break
                 await asyncio.sleep(0.05)
             marks["up"] = fast_clock.now_s()
-            rest = type(trace)(
-                vehicle=trace.vehicle,
-                route=trace.route,
-                points=[(t - 26.0, x, y, v) for t, x, y, v in trace.points if t >= 26.0],
-            )
-            await center.drive(district_city, rest)
+            await center.drive(district_city, _segment(trace, sent_s))
             await center.sleep_clock(5.0)
         finally:
             await center.svc.stop(hand_back=True)
@@ -283,7 +297,7 @@ def test_a_controller_that_stops_answering_is_left_to_its_own_plan(
     assert not any(any(m.values()) for m in snapshot["control"].values())
     assert [h for h in hist if marks["muted"] < h["t_s"] < marks["unmuted"]]
     # the request while it was down: refused once, logged, not retried blindly
-    refused = [r for r in center.records("priority_refused") if r["tls"] == target]
+    refused = _refused(center, target)
     assert len(refused) == 1
     asked = [r for r in center.records("priority_request") if r["tls"] == target]
     assert all(r["t_s"] > ups[0]["t_s"] for r in asked) and asked  # asked again once it was up
