@@ -65,6 +65,19 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
         # delay), idle protected lefts skipped (1.6 s less delay)
         {"actuation": "gap_out", "gap_s": 3.0, "green_headroom": 4.0, "skip_empty": True},
     ),
+    "adaptive_coordinated": (
+        "adaptive",
+        # adaptive_actuated's gap-out, coordinated: one cycle, offsets for the arterials'
+        # progression, the main street's green ending at its yield point; the other stages'
+        # maxima are their split of the common cycle x the headroom
+        {
+            "actuation": "gap_out",
+            "gap_s": 3.0,
+            "green_headroom": 1.0,
+            "skip_empty": True,
+            "coordination": "arterial",
+        },
+    ),
 }
 CONTROLLERS = ("fixed", "actuated", "delay_based", "adaptive", "max_pressure", *TCA, *VARIANTS)
 KEYS = (
@@ -287,6 +300,7 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
         pairs = [("adaptive", o) for o in ("fixed", "actuated", "delay_based", *TCA)]
         pairs += [(v, o) for v in VARIANTS
                   for o in ("fixed", "adaptive", "actuated", "delay_based", *TCA)]  # fmt: skip
+        pairs.append(("adaptive_coordinated", "adaptive_actuated"))
         for mine, other in pairs:
             pct = versus(level, mine, other)
             if pct is not None:

@@ -144,6 +144,14 @@ class AdaptiveSpec(_Spec):
     # left) when none of its lanes has a vehicle waiting or just detected (at the peak:
     # 89.9 s with, 91.5 s without)
     skip_empty: bool = False
+    # "arterial": one cycle for all adaptive signals (the longest estimate), offsets for
+    # an eastward progression at progression_kph (as the cities' fixed plans), and each
+    # signal's main-street stage (its longest planned green) ends at its yield point
+    # instead of gapping out; the other stages gap out within their split of the common
+    # cycle (x green_headroom) and return what they leave unused to the main street
+    # (signal_control.coordination). "none": every signal floats on its own cycle
+    coordination: Literal["none", "arterial"] = "none"
+    progression_kph: float = Field(default=50.0, ge=10.0, le=80.0)
 
     @model_validator(mode="after")
     def _bounds(self) -> AdaptiveSpec:
@@ -166,6 +174,17 @@ class AdaptiveSpec(_Spec):
             raise ValueError(
                 "skip_empty applies only with actuation = 'gap_out' (the loops it reads); "
                 "allowed: false with actuation = 'none'"
+            )
+        if self.coordination != "none" and self.actuation != "gap_out":
+            raise ValueError(
+                f"coordination = {self.coordination!r} ends the main street's green at its "
+                "yield point while the other stages gap out: it needs actuation = 'gap_out'; "
+                "allowed: coordination = 'none' with actuation = 'none'"
+            )
+        if self.progression_kph != 50.0 and self.coordination == "none":
+            raise ValueError(
+                f"progression_kph ({self.progression_kph:g}) sets the offsets of coordination "
+                "= 'arterial'; allowed: 50 with coordination = 'none'"
             )
         return self
 

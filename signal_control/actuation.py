@@ -303,6 +303,9 @@ class GapOutPolicy:
         no call (:func:`stage_called`) when the green before it ends is skipped: the
         signal goes on to the next stage through the full yellow and all-red. The
         decision is taken at a gap-out, or :data:`SKIP_LOOKAHEAD_S` before a planned end.
+    hold_stage
+        Per signal id, a stage whose green never gaps out (a coordinated main street's,
+        which ends at its yield point: :mod:`signal_control.coordination`).
 
     Attributes
     ----------
@@ -326,12 +329,15 @@ class GapOutPolicy:
         *,
         gap_s: float,
         skip_empty: bool = False,
+        hold_stage: Mapping[str, int] | None = None,
     ) -> None:
         if not (gap_s > 0 and math.isfinite(gap_s)):
             raise ValueError(f"gap_s must be a positive number of seconds (got {gap_s})")
         self.gap_s = gap_s
         self.skip_empty = skip_empty
         self.tls_ids = [s.id for s in signals]
+        held = hold_stage or {}
+        self._hold_stage = [held.get(t, -1) for t in self.tls_ids]
         self.lane_ids: list[str] = []
         self._lane_ptr = [0]
         self._loop_ids: list[list[str]] = []  # per signal: its loops
@@ -410,7 +416,8 @@ class GapOutPolicy:
                 continue
             in_green[j] = True
             stage[j], entered[j] = st.stage, st.entered_s
-            gap_now[j] = stage_gap_s(self.since_s, self._deciding[i][st.stage])
+            if st.stage != self._hold_stage[i]:  # a held stage's gap stays unknown: kept
+                gap_now[j] = stage_gap_s(self.since_s, self._deciding[i][st.stage])
             min_end[j] = st.min_end_s
             green_end[j] = st.next_change_s
         d = decide_gap_out(t_s, gap_s=self.gap_s, in_green=in_green, gap_now_s=gap_now,

@@ -49,6 +49,7 @@ from signal_control.actuation import (
     advance_loops_xml,
     lane_min_green_s,
 )
+from signal_control.coordination import Coordinator, whole_s
 from signal_control.guard import ALL_RED_PROMISE_S, Foes, Interval
 from signal_control.interfaces import (
     ControlSettings,
@@ -154,6 +155,9 @@ class ControlManager:
         one exit edge); the guard verifies every plan against it.
     all_red_promise_s
         The all-red the city promises; a guarded plan with a shorter one is refused.
+    positions_m
+        Per signal id, its (x, y) in metres (the city's projected frame): the offsets of
+        ``coordination = "arterial"``, which needs them for every adaptive signal.
     """
 
     def __init__(
@@ -169,6 +173,7 @@ class ControlManager:
         control_interval_s: float,
         foes: Mapping[str, Foes],
         all_red_promise_s: float = ALL_RED_PROMISE_S,
+        positions_m: Mapping[str, tuple[float, float]] | None = None,
     ) -> None:
         self.spec = spec
         self.foes = foes
@@ -196,8 +201,11 @@ class ControlManager:
         # per lane with a gap-out loop of its own (gap_loops = "advance"): its shortest
         # minimum green (where the loop goes depends on it)
         self._advance_min_green_s: dict[str, float] = {}
+        self._coord: Coordinator | None = None
         if self.adaptive:
             self._build_adaptive(detectors)
+            if spec.adaptive.coordination == "arterial":
+                self._build_coordination(positions_m or {})
             if spec.adaptive.actuation == "gap_out":
                 gap_loop = {d.lane: d.id for d in detectors if d.kind == "stopline"}
                 if spec.adaptive.gap_loops == "advance":
@@ -213,6 +221,11 @@ class ControlManager:
                     gap_loop,
                     gap_s=spec.adaptive.gap_s,
                     skip_empty=spec.adaptive.skip_empty,
+                    hold_stage=(
+                        dict(zip(self.adaptive, self._coord.stage, strict=True))
+                        if self._coord is not None
+                        else None
+                    ),
                 )
         if self.pressure:
             self._build_pressure()
@@ -274,6 +287,7 @@ class ControlManager:
                 max_g.append(phase.max_green_s)
             phase_ptr.append(len(lost))
         self._ad_lanes = lanes
+        self._ad_index = {t: i for i, t in enumerate(self.adaptive)}
         self._ad_loop = [stop_loop.get(lane) for lane in lanes]
         self._ad_src = np.array(src, np.int64)
         self._ad_share = np.array(share, np.float64)
@@ -300,6 +314,43 @@ class ControlManager:
         self._ad_prev_cycle = np.full(len(self.adaptive), np.nan)
         self._ad_prev_green = np.full(len(lost), np.nan)
         self._ad_halting = np.zeros(len(lanes))
+
+    def _build_coordination(self, positions_m: Mapping[str, tuple[float, float]]) -> None:
+        missing = [t for t in self.adaptive if t not in positions_m]
+        if missing:
+            raise ValueError(
+                "coordination = 'arterial' needs every adaptive signal's position; missing: "
+                + ", ".join(missing[:5])
+            )
+        sigs = [self.by_id[t] for t in self.adaptive]
+        self._coord = Coordinator(
+            sigs,
+            [positions_m[t][0] for t in self.adaptive],
+            progression_kph=self.spec.adaptive.progression_kph,
+            cycle_s=max(sum(p.duration_s for p in s.phases) for s in sigs),
+        )
+        # the common plan is known from the first update on; until then the city's plans
+        self._coord_green = np.full(len(self.adaptive), np.nan)
+        # per signal, per stage: (minimum green with the pedestrians', maximum green,
+        # the intergreen after it)
+        self._coord_stages: list[list[tuple[float, float, float]]] = []
+        for sig in sigs:
+            rows: list[tuple[float, float, float]] = []
+            for p in sig.phases:
+                if p.kind == "green":
+                    rows.append((max(p.min_green_s, p.ped_min_green_s), p.max_green_s, 0.0))
+                elif rows:
+                    lo, hi, ig = rows[-1]
+                    rows[-1] = (lo, hi, ig + p.duration_s)
+            self._coord_stages.append(rows)
+        self._coord_max_green = np.array(
+            [rows[k][1] for rows, k in zip(self._coord_stages, self._coord.stage, strict=True)]
+        )
+        self.coordination_dwells = 0
+        self._coord_entered = np.full(len(self.adaptive), np.nan)  # the green last timed
+        net = self._ad_network
+        self._ad_intergreen = np.add.reduceat(net.intergreen_s, net.phase_ptr[:-1])
+        self.coordinated_greens = 0
 
     def _build_pressure(self) -> None:
         self._mp = MaxPressurePolicy(
@@ -483,6 +534,19 @@ class ControlManager:
         self._ad_prev_cycle, self._ad_prev_green = cycle, green
         assert self.port is not None
         ptr = self._ad_network.phase_ptr
+        coord = self._coord
+        if coord is not None:
+            # one cycle: each signal's split stretched to it; the main street's share
+            # places its yield point
+            coord.update(t_s, cycle)
+            green = green.copy()
+            for i in range(len(self.adaptive)):
+                a_, b_ = ptr[i], ptr[i + 1]
+                green[a_:b_] = coord.split_greens(
+                    green[a_:b_], float(cycle[i]), float(self._ad_intergreen[i])
+                )
+                self._coord_green[i] = green[a_ + coord.stage[i]]
+            cycle = np.full_like(cycle, coord.cycle_s)
         if self._gap is not None and a.green_headroom != 1.0:
             # with gap-out a planned green is a maximum: some headroom above the estimate
             green = np.minimum(green * a.green_headroom, self._ad_network.max_green_s)
@@ -516,9 +580,72 @@ class ControlManager:
         for cmd in commands:
             if cmd.verb == "skip":
                 port.skip(cmd.tls, stage=cmd.stage)
-            else:
+                continue
+            dwell = self._dwell_until_s(cmd.tls, t_s, port) if self._coord is not None else None
+            if dwell is None:
                 port.force_off(cmd.tls)
+            else:  # the main street could not use the time: this green keeps it
+                port.hold(cmd.tls, until_s=dwell)
+                k = self._ad_index[cmd.tls]
+                gap.next_s[k] = min(gap.next_s[k], dwell)
+                self.coordination_dwells += 1
         if commands:
+            port.advance(t_s)
+        if self._coord is not None:
+            self._coordinate(t_s, due, port)
+
+    def _dwell_until_s(self, tls: str, t_s: float, port: GuardedPort) -> float | None:
+        """Early return is limited to what the main street's maximum green can take:
+        a side stage that gapped out so early that the main street's green would have to
+        run past its maximum to reach its yield point keeps its green (it dwells) until
+        the main street can start at most its maximum before the yield point. ``None``:
+        end it now."""
+        coord = self._coord
+        assert coord is not None
+        i = self._ad_index[tls]
+        main = coord.stage[i]
+        st = port.status(tls)
+        if not math.isfinite(self._coord_green[i]) or st.stage == main:
+            return None
+        rows = self._coord_stages[i]
+        n = len(rows)
+        start = t_s + rows[st.stage][2]  # the main street's earliest start if ended now
+        k = (st.stage + 1) % n
+        while k != main:
+            start += rows[k][0] + rows[k][2]
+            k = (k + 1) % n
+        planned = coord.clock.nearest_s(start, float(coord.offset_s[i]))
+        late_start = planned + float(self._coord_green[i]) - rows[main][1]
+        until = whole_s(t_s + (late_start - start), t_s, st.entered_s + rows[st.stage][1])
+        return until if until > max(t_s, st.min_end_s) + 0.5 else None
+
+    def _coordinate(self, t_s: float, due: npt.NDArray[np.int64], port: GuardedPort) -> None:
+        """Time each coordinated green that began among the signals ``due``: it ends at
+        its yield point (through the guard's hold: never before its minimum, never past
+        its maximum)."""
+        coord = self._coord
+        assert coord is not None
+        ends_now = False
+        for i in map(int, due):
+            if not math.isfinite(self._coord_green[i]):
+                continue  # no common plan yet
+            tls = self.adaptive[i]
+            st = port.status(tls)
+            if (st.local or st.handing_back or st.interval != "green"
+                    or st.stage != coord.stage[i] or st.priority_stage is not None
+                    or st.entered_s == self._coord_entered[i]):  # fmt: skip
+                continue
+            self._coord_entered[i] = st.entered_s
+            end = coord.green_end_s(
+                i,
+                entered_s=st.entered_s,
+                green_s=float(self._coord_green[i]),
+                min_end_s=st.min_end_s,
+                max_end_s=st.entered_s + float(self._coord_max_green[i]),
+            )
+            ends_now |= port.hold(tls, until_s=end) <= t_s
+            self.coordinated_greens += 1
+        if ends_now:  # a green looked at late that is already past its yield point
             port.advance(t_s)
 
     def _update_pressure(self, t_s: float, session: ControlWorld) -> None:
@@ -558,6 +685,11 @@ class ControlManager:
                 out["guard_handed_back"] = len(self.port.released)
         if self.pressure:
             out["max_pressure_switches"] = self.telemetry.decisions
+        if self._coord is not None:
+            out["coordination_cycle_s"] = self._coord.cycle_s
+            out["coordination_cycle_changes"] = self._coord.cycle_changes
+            out["coordinated_greens"] = self.coordinated_greens
+            out["coordination_dwells"] = self.coordination_dwells
         if self._gap is not None:
             out["gap_outs"] = self._gap.gap_outs
             if self._gap.skip_empty:

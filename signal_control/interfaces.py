@@ -140,6 +140,15 @@ class AdaptiveSettings(Protocol):
     @property
     def skip_empty(self) -> bool: ...
 
+    @property
+    def coordination(self) -> str:
+        """``none`` (each signal on its own cycle) or ``arterial`` (one cycle, offsets,
+        the main street's green ending at its yield point)."""
+        ...
+
+    @property
+    def progression_kph(self) -> float: ...
+
 
 class ControlSettings(Protocol):
     """The scenario's ``[control]`` as the controllers read it."""

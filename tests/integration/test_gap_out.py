@@ -33,6 +33,8 @@ ACTUATION: dict[str, tuple[dict[str, Any], float]] = {
     "gap_out": (GAP_OUT, 1.2),
     # as experiments.controllers' adaptive_actuated: the maximum about the max green
     "light": ({**GAP_OUT, "green_headroom": 4.0}, 0.5),
+    # coordinated: one cycle, the main streets' greens ending at their yield points
+    "coordinated": ({**GAP_OUT, "coordination": "arterial"}, 1.2),
 }
 
 
@@ -107,6 +109,17 @@ def test_gap_out_ends_greens_early_and_cuts_no_interval(
     on_record = {k: mean_green_on_record_s(Path(r["record"])) for k, r in runs.items()}
     assert on_record["gap_out"] < on_record["none"] - 1.0
     assert reports["gap_out"].counts.greens > reports["none"].counts.greens
+
+
+def test_coordination_holds_main_streets_to_one_cycle_through_the_guard(
+    runs: dict[str, Any],
+) -> None:
+    # SUMO's record of this run was checked clean above (no interval cut, no conflict)
+    m = runs["coordinated"]["metrics"]
+    assert m["coordinated_greens"] > 100
+    assert 60.0 <= m["coordination_cycle_s"] <= 150.0
+    assert m["guard_late_changes"] == 0
+    assert m["guard_interventions_by_kind"]["min_green_extended"] == 0
 
 
 def test_gap_out_loses_less_time(runs: dict[str, Any]) -> None:

@@ -249,8 +249,8 @@ class Readings:
 LOOPS = {"a_0": "La0", "a_1": "La1", "b_0": "Lb0", "b_1": "Lb1"}
 
 
-def _policy(loops: dict[str, str] = LOOPS, **kw: bool) -> GapOutPolicy:
-    return GapOutPolicy([_signal()], {"J": LINKS}, loops, gap_s=GAP_S, **kw)
+def _policy(loops: dict[str, str] = LOOPS) -> GapOutPolicy:
+    return GapOutPolicy([_signal()], {"J": LINKS}, loops, gap_s=GAP_S)
 
 
 def test_the_policy_ends_a_gapped_green_and_spares_priority_and_released_signals() -> None:
@@ -340,6 +340,8 @@ class Adaptive:
     detector_gap_s: float = 2.0
     green_headroom: float = 1.0
     skip_empty: bool = False
+    coordination: str = "none"
+    progression_kph: float = 50.0
     update_s: float = 60.0
     window_s: float = 300.0
     c_min_s: float = 60.0

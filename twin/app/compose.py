@@ -232,6 +232,7 @@ def make_control(spec: ScenarioSpec, city: City) -> ControlManager | None:
         control_interval_s=spec.sim.control_interval_s,
         foes={t: conflict_matrix(net.tls[t]) for t in ids},
         all_red_promise_s=all_red_promise_s(city.manifest),
+        positions_m={s.id: (s.x, s.y) for s in city.manifest.signals},
     )
 
 
