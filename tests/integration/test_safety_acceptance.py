@@ -7,6 +7,10 @@ The hand-back runs give the scenarios that run plain fixed-time plans (``baselin
 under the guard and can be handed back; at t = 1800 s every guarded signal goes back to
 its local plan. The counts checked are printed (``pytest -s``) and written to
 ``safety_counts.json`` in the test's folder.
+
+An as-shipped run that is exactly a golden case (``tests/data/golden_runs.json``:
+``baseline``, ``adaptive`` and ``vms_diversion``) must also give its recorded metrics;
+``test_golden_runs.py`` leaves those cases to this test.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import pytest
 from city_models.build import City, load_city
 from scenarios.loader import library_scenarios
 from tests import mmu
+from tests.integration._golden import differences, golden, same_case
 from tests.integration.test_safety import in_process, monitored_run, programs_at_end
 
 pytestmark = [pytest.mark.sumo, pytest.mark.slow]
@@ -30,7 +35,9 @@ HAND_BACK_S = 1800.0
 SHIPPED = sorted(library_scenarios())
 
 
-def _raw(name: str, *, hand_back: bool) -> dict[str, Any]:
+def shipped_hour(name: str, *, hand_back: bool) -> dict[str, Any]:
+    """The shipped scenario ``name`` run for an hour (with ``hand_back``: every signal
+    guarded, fixed-time ones too)."""
     raw = tomllib.loads(library_scenarios()[name].read_text(encoding="utf-8"))
     raw["sim"] = {**raw.get("sim", {}), "duration_s": DURATION_S}
     if hand_back:
@@ -45,7 +52,7 @@ def _raw(name: str, *, hand_back: bool) -> dict[str, Any]:
 def test_one_hour_of_every_shipped_scenario_is_clean_on_sumos_record(
     district_city: City, tmp_path: Path, name: str, hand_back: bool
 ) -> None:
-    raw = _raw(name, hand_back=hand_back)
+    raw = shipped_hour(name, hand_back=hand_back)
     at = HAND_BACK_S if hand_back else None
     out = in_process(monitored_run, str(district_city.path), str(tmp_path / name), raw, at)
     run_city = load_city(Path(out["run_city"]))
@@ -65,3 +72,5 @@ def test_one_hour_of_every_shipped_scenario_is_clean_on_sumos_record(
     with (tmp_path.parent / "safety_counts.json").open("a", encoding="utf-8") as f:
         f.write(json.dumps(counts) + "\n")
     report.assert_clean(min_greens=1000, min_yellows=5000)
+    if not hand_back and same_case(name, raw):  # pinned: the golden case's metrics
+        assert differences(golden()[name]["metrics"], out["metrics"])[:10] == []
