@@ -347,6 +347,7 @@ class ControlManager:
             [rows[k][1] for rows, k in zip(self._coord_stages, self._coord.stage, strict=True)]
         )
         self.coordination_dwells = 0
+        self._dwell_entered = np.full(len(self.adaptive), np.nan)
         self._coord_entered = np.full(len(self.adaptive), np.nan)  # the green last timed
         net = self._ad_network
         self._ad_intergreen = np.add.reduceat(net.intergreen_s, net.phase_ptr[:-1])
@@ -536,14 +537,20 @@ class ControlManager:
         ptr = self._ad_network.phase_ptr
         coord = self._coord
         if coord is not None:
-            # one cycle: each signal's split stretched to it; the main street's share
-            # places its yield point
+            # one cycle: each signal's split stretched to it, within each green's minimum
+            # and maximum; the main street's share places its yield point (what the
+            # maxima leave of the cycle goes to the side stages' dwell)
             coord.update(t_s, cycle)
             green = green.copy()
+            net = self._ad_network
             for i in range(len(self.adaptive)):
                 a_, b_ = ptr[i], ptr[i + 1]
-                green[a_:b_] = coord.split_greens(
-                    green[a_:b_], float(cycle[i]), float(self._ad_intergreen[i])
+                green[a_:b_] = np.clip(
+                    coord.split_greens(
+                        green[a_:b_], float(cycle[i]), float(self._ad_intergreen[i])
+                    ),
+                    net.min_green_s[a_:b_],
+                    net.max_green_s[a_:b_],
                 )
                 self._coord_green[i] = green[a_ + coord.stage[i]]
             cycle = np.full_like(cycle, coord.cycle_s)
@@ -588,7 +595,11 @@ class ControlManager:
                 port.hold(cmd.tls, until_s=dwell)
                 k = self._ad_index[cmd.tls]
                 gap.next_s[k] = min(gap.next_s[k], dwell)
-                self.coordination_dwells += 1
+                gap.gap_outs -= 1  # it did not end
+                entered = port.status(cmd.tls).entered_s
+                if entered != self._dwell_entered[k]:  # one dwell per green, however
+                    self._dwell_entered[k] = entered  # often it is looked at again
+                    self.coordination_dwells += 1
         if commands:
             port.advance(t_s)
         if self._coord is not None:

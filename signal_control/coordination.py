@@ -18,9 +18,13 @@ each on its own cycle:
   estimate's split of the common cycle as their maximum and gap out as before; the time
   they leave unused returns to the main street (early return to green).
 
-A cycle's length changes without its position jumping: :class:`CycleClock` counts the
-cycle's phase continuously, so a longer cycle slows the clock rather than moving every
-yield point. Nothing here talks to SUMO or the port: :class:`Coordinator` answers when a
+A cycle's length changes without its phase jumping: :class:`CycleClock` counts the
+cycle's phase continuously, so a longer cycle slows the clock from the change on (the
+yield points ahead move by what the slower clock takes, not by a jump of the whole
+pattern). The main stage is chosen per junction by its planned green alone and the
+offsets run eastward: where a junction's longest green serves its north-south street,
+that green gets the eastward offset (the district's plans do not say which street is
+the arterial one). Nothing here talks to SUMO or the port: :class:`Coordinator` answers when a
 coordinated green should end, and the manager asks the guard for it (a hold, which
 never cuts a minimum green and is capped at the maximum).
 """
