@@ -34,14 +34,19 @@ echo "== $(date +%T) mypy"; .venv/bin/mypy
 FLOOR=$([ $# -eq 0 ] && echo 84 || echo 0)  # measured 86.1-86.5 % (branches); run workers add noise
 if [ $# -eq 0 ]; then
   # Live mode's and the browser's tests keep time against the wall clock: they run first,
-  # two at a time and apart from the rest (they mostly wait on that clock: about 40 % of
-  # the two cores, 3.5 min where one at a time took 7). Everything else then runs on both
-  # cores (pytest-xdist; every test has its own folders, ports, brokers, PostgreSQL
-  # schema and SUMO process). Nothing else runs meanwhile (not even the second Python's
-  # set-up).
-  echo "== $(date +%T) pytest: live mode and the browser (2 workers)"
+  # apart from the rest. The live service's own (an EV driven at 5x the clock against
+  # emulated controllers, stale and late GPS) one at a time: beside another live test
+  # one once asked a signal off its route. The others two at a time (they mostly wait on
+  # the clock: about 40 % of the two cores). Everything else then runs on both cores
+  # (pytest-xdist; every test has its own folders, ports, brokers, PostgreSQL schema and
+  # SUMO process). Nothing else runs meanwhile (not even the second Python's set-up).
+  echo "== $(date +%T) pytest: the live service (one at a time)"
   HYPOTHESIS_PROFILE=${HYPOTHESIS_PROFILE:-ci} .venv/bin/python -m pytest --cov --cov-report= \
-    --durations=5 -n 2 --dist worksteal tests/twin/live tests/browser
+    --durations=3 tests/twin/live/test_live_service.py
+  echo "== $(date +%T) pytest: the rest of live mode, and the browser (2 workers)"
+  HYPOTHESIS_PROFILE=${HYPOTHESIS_PROFILE:-ci} .venv/bin/python -m pytest --cov --cov-append \
+    --cov-report= --durations=5 -n 2 --dist worksteal tests/twin/live tests/browser \
+    --deselect tests/twin/live/test_live_service.py
   [ "$SECOND" = 1 ] && setup_py2
   # worksteal: a worker that runs out of tests takes some of the other's (the long SUMO
   # runs would otherwise leave one core idle at the end)
