@@ -52,6 +52,7 @@ from signal_control.control import ControlManager
 from signal_control.guard import GuardPlan
 from signal_control.port import plan_from_phases
 from signal_control.priority import PriorityManager
+from signal_control.warmup import warm_up_kernels
 from twin.app.live.adapter import Field as FieldControllers
 from twin.app.live.adapter import FieldPort
 from twin.app.live.audit import AuditLog
@@ -347,6 +348,9 @@ class LiveService:
     async def start(self) -> None:
         """Take the field over, start the loops and the broker client, resume."""
         self.loop = asyncio.get_running_loop()
+        # the kernels compiled now, not with the first ambulance (a fresh install has no
+        # cached machine code: seconds of a stalled loop would let its GPS go stale)
+        await asyncio.to_thread(warm_up_kernels)
         self.started_wall = time.time()
         plans, foes = self._plans()
         self.field = FieldControllers(
