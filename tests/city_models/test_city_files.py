@@ -4,6 +4,7 @@ every run folder, and --gui refused at once without a display."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from xml.etree import ElementTree
 
@@ -14,7 +15,7 @@ from city_models.build import City
 from scenarios.loader import parse_scenario
 from twin.app.cli import app
 from twin.app.compose import RUN_SUMOCFG, build_run
-from twin.engine.sumo_tools import load_sumolib_net, run_tool
+from twin.engine.sumo_tools import load_sumolib_net, run_tool, sumo_home, tool_env
 
 
 def test_generated_net_is_geo_referenced_like_its_manifest(district_city: City) -> None:
@@ -72,3 +73,16 @@ def test_gui_without_a_display_is_refused_at_once(
     assert res.exit_code == 2
     assert "needs a display" in res.output
     assert not (tmp_path / "runs").exists()  # nothing was recorded or started
+
+
+def test_sumo_tools_run_with_sumo_home_and_without_a_test_runs_coverage(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("COVERAGE_PROCESS_CONFIG", "{}")
+    monkeypatch.setenv("PROJ_LIB", "/elsewhere")
+    env = tool_env()
+    assert env["SUMO_HOME"] == str(sumo_home())
+    assert "COVERAGE_PROCESS_CONFIG" not in env  # SUMO's scripts are not measured
+    assert "COVERAGE_PROCESS_CONFIG" in os.environ  # ours still are
+    if (sumo_home() / "data" / "proj" / "proj.db").exists():
+        assert "PROJ_LIB" not in env and env["PROJ_DATA"].endswith("proj")

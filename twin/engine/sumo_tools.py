@@ -59,6 +59,10 @@ def tool_env() -> dict[str, str]:
     ``PROJ_DATA`` pointing at the proj.db the wheel ships for its own PROJ (another
     PROJ's data, e.g. pyproj's, is newer than netconvert's library reads)."""
     env = {**os.environ, "SUMO_HOME": str(sumo_home())}
+    # SUMO's tools are not ours: a measured test run's coverage is not started in them
+    # (coverage's subprocess support would trace every line of, e.g., routeSampler's LP)
+    env.pop("COVERAGE_PROCESS_CONFIG", None)
+    env.pop("COVERAGE_PROCESS_START", None)
     proj = sumo_home() / "data" / "proj"
     if (proj / "proj.db").exists():
         env["PROJ_DATA"] = str(proj)
