@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,6 +39,7 @@ from signal_control.actuation import (
     stage_gap_s,
 )
 from signal_control.control import ControlManager
+from signal_control.interfaces import DetectorReadings
 from signal_control.movements import lane_sat_flow_vph, share_of_count, stage_lanes
 from signal_control.port import SignalStatus
 from twin.errors import ScenarioError
@@ -408,10 +409,18 @@ def _manager(actuation: str = "gap_out", gap_loops: str = "stopline",
 
 def _drive(world: World, *, actuation: str = "gap_out", until_s: float = 200.0,
            gap_loops: str = "stopline") -> ControlManager:  # fmt: skip
-    """The manager as a run drives it: ticks every 5 s, stopping in between wherever it
-    asks (signal changes, gap-out looks), on a 1 s step grid."""
+    """The manager as a run drives it (:func:`run_manager`), without loop counts."""
     manager = _manager(actuation, gap_loops)
     manager.start(world, t_s=0.0)
+    run_manager(manager, world, until_s, lambda _t: NoCounts())
+    return manager
+
+
+def run_manager(manager: ControlManager, world: World, until_s: float,
+                counts: Callable[[float], DetectorReadings]) -> None:  # fmt: skip
+    """Drive a started manager as a run does: ticks every 5 s (with ``counts(t)``),
+    stopping in between wherever it asks (signal changes, gap-out looks), on a 1 s
+    step grid."""
     for tick in range(1, int(until_s / 5) + 1):
         t_tick = 5.0 * tick
         while manager.next_change_s() < t_tick - 1e-9:
@@ -419,9 +428,8 @@ def _drive(world: World, *, actuation: str = "gap_out", until_s: float = 200.0,
             manager.advance(world.time_s)
         world.time_s = t_tick
         manager.advance(t_tick)
-        manager.on_tick(t_tick, world, NoCounts())
+        manager.on_tick(t_tick, world, counts(t_tick))
         manager.advance(t_tick)
-    return manager
 
 
 def _greens(manager: ControlManager) -> list[tuple[int, float, float]]:

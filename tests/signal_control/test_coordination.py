@@ -39,6 +39,7 @@ from tests.signal_control.test_actuation import (
     World,
     _signal,
     _status,
+    run_manager,
 )
 from twin.errors import ScenarioError
 
@@ -175,16 +176,8 @@ def _coordinated_run(until_s: float, *, side_busy: bool, main_max_s: float) -> C
     world = World(passages)
     manager.start(world, t_s=0.0)
     index = {d.id: k for k, d in enumerate(dets)}
-    for tick in range(1, int(until_s / 5) + 1):
-        t_tick = 5.0 * tick
-        while manager.next_change_s() < t_tick - 1e-9:
-            world.time_s = float(math.ceil(manager.next_change_s() - 1e-9))
-            manager.advance(world.time_s)
-        world.time_s = t_tick
-        manager.advance(t_tick)
-        end = 30.0 * math.floor(t_tick / 30.0)
-        manager.on_tick(t_tick, world, Counts(end, np.full(len(dets), 4.0), index))
-        manager.advance(t_tick)
+    four = np.full(len(dets), 4.0)  # every loop, every 30 s interval
+    run_manager(manager, world, until_s, lambda t: Counts(30.0 * math.floor(t / 30.0), four, index))
     return manager
 
 
