@@ -343,9 +343,6 @@ class ControlManager:
                     lo, hi, ig = rows[-1]
                     rows[-1] = (lo, hi, ig + p.duration_s)
             self._coord_stages.append(rows)
-        self._coord_max_green = np.array(
-            [rows[k][1] for rows, k in zip(self._coord_stages, self._coord.stage, strict=True)]
-        )
         self.coordination_dwells = 0
         self._dwell_entered = np.full(len(self.adaptive), np.nan)
         self._coord_entered = np.full(len(self.adaptive), np.nan)  # the green last timed
@@ -652,7 +649,7 @@ class ControlManager:
                 entered_s=st.entered_s,
                 green_s=float(self._coord_green[i]),
                 min_end_s=st.min_end_s,
-                max_end_s=st.entered_s + float(self._coord_max_green[i]),
+                max_end_s=st.entered_s + self._coord_stages[i][coord.stage[i]][1],
             )
             ends_now |= port.hold(tls, until_s=end) <= t_s
             self.coordinated_greens += 1
