@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import time
 import uuid
 from collections.abc import Iterator
@@ -43,6 +44,7 @@ class LiveApi:
     emulator: EmulatorProcess
     city: City
     trace: Trace
+    clock: LiveClock
 
     @property
     def svc(self) -> LiveService:
@@ -90,7 +92,7 @@ def live_api(district_city: City, tmp_path_factory: pytest.TempPathFactory) -> I
         center = client.portal.call(start)  # type: ignore[union-attr]
         client.app.state.live = center.svc  # type: ignore[attr-defined]
         trace = ev(district_city, "x", "fire_station_1", "hospital_1")
-        yield LiveApi(api, center, em, district_city, trace)
+        yield LiveApi(api, center, em, district_city, trace, clock)
     finally:
         if center is not None:
             stop = functools.partial(center.svc.stop, hand_back=False)
@@ -290,6 +292,9 @@ def test_live_forks_and_calibrations_are_the_operators(live_api: LiveApi) -> Non
     r = live_api.client.post("/v1/live/calibrations", content=nan,
                              headers={**operator, "content-type": "application/json"})  # fmt: skip
     assert r.status_code == 422, r.text
-    far = {"window_s": 900, "end_s": 3600}  # long before this clock's time of day
+    # a window that ends before any count this service holds began (intervals are at most
+    # 3600 s). Not a fixed time of day: just after midnight UTC the clock reads less.
+    begins_s = [d["t_end_s"] - 3600.0 for d in _records(live_api, "detector") if d["accepted"]]
+    far = {"window_s": 900, "end_s": math.floor(min([live_api.clock.origin_s, *begins_s])) - 1}
     r = live_api.client.post("/v1/live/calibrations", json=far, headers=operator)
     assert r.status_code == 422 and "no loop count ends in the window" in r.text, r.text
