@@ -8,9 +8,10 @@ relative); a deliberate behaviour change re-records the file and says so in its 
 The runs go through the real executor (:class:`twin.engine.executors.Pool`, one spawned
 process per run, records in a throw-away run store), so this also checks that a run
 submitted as a request equals the run composed in-process when the file was recorded.
-The cases that are exactly a shipped scenario's one-hour run (``baseline``,
-``adaptive``, ``vms_diversion``) are checked by ``test_safety_acceptance.py`` on its own
-run of them instead of running twice.
+The cases that are exactly a shipped scenario's one-hour run (the five shipped
+scenarios: ``baseline``, ``adaptive``, ``ev_priority``, ``vms_diversion``,
+``evacuation``) are checked by ``test_safety_acceptance.py`` on its own run of them
+instead of running twice.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ def test_every_shipped_scenario_has_a_golden_run() -> None:
     assert shipped <= set(golden())
     # checked by the safety acceptance's runs (if a shipped scenario or its golden case
     # changes, it runs here again)
-    assert {"baseline", "adaptive", "vms_diversion"} <= ACCEPTANCE
+    assert shipped <= ACCEPTANCE
 
 
 # one test per case, so that the suite's workers share them out (a case is one run)

@@ -8,8 +8,8 @@ under the guard and can be handed back; at t = 1800 s every guarded signal goes 
 its local plan. The counts checked are printed (``pytest -s``) and written to
 ``safety_counts.json`` in the test's folder.
 
-An as-shipped run that is exactly a golden case (``tests/data/golden_runs.json``:
-``baseline``, ``adaptive`` and ``vms_diversion``) must also give its recorded metrics;
+An as-shipped run that is exactly a golden case (``tests/data/golden_runs.json``: each
+shipped scenario's case is its one-hour run) must also give its recorded metrics;
 ``test_golden_runs.py`` leaves those cases to this test.
 """
 

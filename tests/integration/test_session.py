@@ -80,7 +80,7 @@ def _run_backend(city_path: str, run_dir: str, backend: str) -> dict[str, Any]:
     from scenarios.baseline import Baseline
     from twin.app.compose import simulate
 
-    spec = _spec(duration_s=600.0, backend=backend)
+    spec = _spec(duration_s=300.0, backend=backend)
     city = load_city(Path(city_path))
     result = simulate(spec, city, Baseline(spec), seed=3, run_dir=Path(run_dir))
     return result.metrics
