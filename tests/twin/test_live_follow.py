@@ -159,7 +159,9 @@ def test_counts_ingested_live_calibrate_the_demand(district_city: City, tmp_path
     req = LiveCalibration(
         window_s=float(end_s - begin_s), interval_s=float(interval_s), name="live-test",
         end_s=c0 + (end_s - begin_s), period_start_s=c0 - begin_s,
-        options=CalibrationOptions(seed=2),
+        # without the refining second check run (test_calibrate.py runs the full recipe):
+        # GEH 0.92, total flow -3.1 %, a third less time
+        options=CalibrationOptions(seed=2, refine=False),
     )  # fmt: skip
     out = asyncio.run(live_calibrate(svc, req, who="test-operator"))
     rep = out["report"]
