@@ -42,6 +42,7 @@ from typing import Any, Literal
 from signal_control.guard import Foes, GuardPlan, Interval
 from signal_control.port import GuardedPort, SignalReleasedError, SignalStatus
 from twin.app.live import ntcip
+from twin.app.live.aio import cancel_and_wait
 from twin.app.live.audit import AuditLog
 from twin.app.live.clock import LiveClock
 from twin.app.live.field import FieldConfig
@@ -500,9 +501,7 @@ class ControllerLink:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
         self.link.close()
 
     def poke(self) -> None:

@@ -55,6 +55,7 @@ from signal_control.priority import PriorityManager
 from signal_control.warmup import warm_up_kernels
 from twin.app.live.adapter import Field as FieldControllers
 from twin.app.live.adapter import FieldPort
+from twin.app.live.aio import cancel_and_wait
 from twin.app.live.audit import AuditLog
 from twin.app.live.clock import LiveClock
 from twin.app.live.field import FieldConfig
@@ -441,10 +442,7 @@ class LiveService:
             return
         self.stopped = True
         for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)
         if self._pacer is not None:
             self._pacer.cancel()
         if self.mqtt is not None:
