@@ -65,9 +65,9 @@ fi
 # The second Python's fast suite of the model packages (cities and importers, scenarios,
 # signal control and its kernels, packaging) runs beside the no-JIT pass below, on two
 # workers (on one it took 126 s against the no-JIT pass's 64 s, a core then idle; on two
-# the pair ended in 110 s, the no-JIT pass with coverage); the doors (API, live mode, the engine's store and
-# executors) and the pictures (tests/viz: 40 s more at the end of CI) were tested above
-# on the default Python only, to stay inside CI's time.
+# the pair ended in 110 s, the no-JIT pass with coverage); the doors (API, live mode, the
+# engine's store and executors) and the pictures (tests/viz: 40 s more at the end of CI)
+# were tested above on the default Python only, to stay inside CI's time.
 if [ "$SECOND" = 1 ]; then
   wait "$PY2_SETUP" || { cat .venv-py2.log; echo "setting up $PY2 failed" >&2; exit 1; }
   echo "== pytest on $(.venv-py2/bin/python --version), fast suite (beside the next pass)"
