@@ -26,6 +26,10 @@ setup_py2() {  # in the background, beside the 2-worker pass (never beside live 
 }
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e ".[dev]"
+# how fast the machine is, first and last (the same suite took 8 min on one machine of this
+# kind and 30 on another): a slow CI run then says whether it was the machine
+echo "== $(date +%T) $(.venv/bin/python tests/machine_speed.py)"
+trap 'echo "== $(date +%T) $(.venv/bin/python tests/machine_speed.py)"' EXIT
 echo "== $(date +%T) ruff"; .venv/bin/ruff check . && .venv/bin/ruff format --check .
 echo "== $(date +%T) mypy"; .venv/bin/mypy
 # Hypothesis: the "ci" profile (100 examples per property; tests/conftest.py). Coverage of
