@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from city_models.build import build_city
 from city_models.graph import reachability
@@ -49,7 +50,7 @@ from experiments._output import emit_json, finite_mean
 from experiments._run import metrics, request, run_all
 from scenarios.ev_priority import COLLISIONS_FILE, DEFAULT_EV_BEHAVIOUR, EV_BEHAVIOURS
 from twin.config import load_settings
-from twin.engine.store import RunRecord
+from twin.engine.store import RunRecord, RunStore
 from twin.engine.sumo_tools import iter_xml_elements
 from twin.errors import SumoError
 from viz.reachability import plot_reachability
@@ -226,6 +227,72 @@ def sumo_collisions(record: RunRecord) -> tuple[int | None, int | None]:
     return total, with_ev
 
 
+CROSS_QUEUE_AFTER_S = 60.0
+"""A hold's cross-street queue is read until this long after its release: the queue the
+red built peaks when the cross street's green comes back (the yellow and all-red after
+the hold, and the rest of the series interval the release fell in)."""
+
+
+def cross_queue_growth(
+    holds: pd.DataFrame,
+    queues: pd.DataFrame,
+    base_queues: pd.DataFrame,
+    *,
+    after_s: float = CROSS_QUEUE_AFTER_S,
+) -> list[dict[str, Any]]:
+    """Per hold of a signal for an EV (the scenario's ``ev_holds`` series), the longest
+    queue on the approaches it held red (its ``cross_edges``) from the hold's first
+    tick until ``after_s`` after its last, in the EV run (``queues``: the run's
+    ``approach_queues``, each row the longest queue of one approach in the series
+    interval that ends at ``t_s``) and over the same approaches and intervals in the
+    run without EVs of the same seed (``base_queues``). ``growth_pct`` is the change
+    against that run (None where its queue was below one vehicle: no base to compare
+    with); ``growth_veh`` the change in vehicles."""
+
+    def window_max(frame: pd.DataFrame, tls: str, edges: set[str], lo: float, hi: float) -> float:
+        sel = frame[
+            (frame["tls_id"] == tls)
+            & frame["edge_id"].isin(edges)
+            & (frame["t_s"] > lo)
+            & (frame["t_s"] <= hi)
+        ]
+        return float(sel["queue_max_veh"].max()) if len(sel) else math.nan
+
+    out: list[dict[str, Any]] = []
+    for h in holds.itertuples(index=False):
+        edges = {e for e in str(h.cross_edges).split(",") if e}
+        if not edges:
+            continue
+        lo, hi = float(h.start_s), float(h.end_s) + after_s
+        ev_q = window_max(queues, str(h.tls_id), edges, lo, hi)
+        base_q = window_max(base_queues, str(h.tls_id), edges, lo, hi)
+        if not (math.isfinite(ev_q) and math.isfinite(base_q)):
+            continue  # an interval the runs did not record (the run ended)
+        out.append({
+            "ev": str(h.ev), "tls_id": str(h.tls_id), "start_s": float(h.start_s),
+            "held_s": float(h.end_s) - float(h.start_s), "cross_queue_veh": ev_q,
+            "base_queue_veh": base_q, "growth_veh": ev_q - base_q,
+            "growth_pct": round(100.0 * (ev_q - base_q) / base_q, 2) if base_q >= 1.0 else None,
+        })  # fmt: skip
+    return out
+
+
+def growth_summary(holds: list[dict[str, Any]]) -> dict[str, Any]:
+    """The holds' cross-street queue growth (:func:`cross_queue_growth`) of one mode:
+    how many, the mean, p10/p50/p90 and largest growth in per cent (holds with a base
+    queue of at least one vehicle) and in vehicles (every hold)."""
+    pct = [float(h["growth_pct"]) for h in holds if h.get("growth_pct") is not None]
+    veh = [float(h["growth_veh"]) for h in holds]
+    out: dict[str, Any] = {"holds": len(holds), "holds_with_base_queue": len(pct)}
+    out["growth_pct_mean"] = round(float(np.mean(pct)), 2) if pct else None
+    out |= {f"growth_pct_{q}": v for q, v in quantiles(pct).items()}
+    out["growth_pct_max"] = round(max(pct), 2) if pct else None
+    out["growth_veh_mean"] = round(float(np.mean(veh)), 2) if veh else None
+    out |= {f"growth_veh_{q}": v for q, v in quantiles(veh).items()}
+    out["growth_veh_max"] = round(max(veh), 2) if veh else None
+    return out
+
+
 def row(
     mode: str, seed: int, record: RunRecord, ev_behaviour: str | None = DEFAULT_EV_BEHAVIOUR
 ) -> dict[str, Any]:
@@ -238,6 +305,27 @@ def row(
             **{k: m.get(k) for k in KEYS}, "collisions": collisions,
             "ev_collisions": ev_collisions, "trips": trips,
             "run_id": record.id}  # fmt: skip
+
+
+def add_cross_holds(settings: Any, rows: list[dict[str, Any]], records: list[RunRecord]) -> None:
+    """Each EV run's row gets ``cross_holds`` (:func:`cross_queue_growth` against the
+    run without EVs of its seed), from the runs' stored series."""
+    store = RunStore.from_settings(settings)
+    try:
+        queues = {
+            r["run_id"]: store.read_series(rec.id, "approach_queues")
+            for r, rec in zip(rows, records, strict=True)
+            if rec.status == "done"
+        }
+        base = {r["seed"]: queues.get(r["run_id"]) for r in rows if r["mode"] == "baseline"}
+        for r, rec in zip(rows, records, strict=True):
+            b = base.get(r["seed"])
+            if r["mode"] == "baseline" or b is None or r["run_id"] not in queues:
+                continue
+            holds = store.read_series(rec.id, "ev_holds")
+            r["cross_holds"] = cross_queue_growth(holds, queues[r["run_id"]], b)
+    finally:
+        store.close()
 
 
 def summarise(
@@ -267,6 +355,7 @@ def summarise(
             "ev_red_passes",
             "collisions",
             "ev_collisions",
+            "cross_street_queue_growth",
             *DISTRIBUTION_KEYS,
         ):
             entry.pop(key, None)
@@ -294,6 +383,9 @@ def _per_mode(rows: list[dict[str, Any]], base: dict[int, float]) -> dict[str, A
             "ev_stopped_s": _mean([r["ev_stopped_s"] for r in sel]),
             "preempted_signals": _mean([r["ev_preempted_signals"] for r in sel]),
             "cross_street_max_queue_veh": _mean([r["cross_street_max_queue_veh"] for r in sel]),
+            "cross_street_queue_growth": growth_summary(
+                [h for r in sel for h in r.get("cross_holds") or []]
+            ),
             "recovery_mean_s": _mean([r["recovery_mean_s"] for r in sel]),
             "evs_arrived": sum(int(r["ev_arrived"] or 0) for r in sel),
             "seeds": sorted(r["seed"] for r in sel),
@@ -393,8 +485,15 @@ def _table_row(label: str, e: dict[str, Any]) -> str:
     return (
         f"| {label} | {e['ev_s_per_km']:.0f} | {_qs(e, 'ev_s_per_km')} | {trips} | "
         f"{-e['reduction_pct']:+.1f} % | {e['time_to_hospital_s']:.0f} | "
-        f"{_qs(e, 'time_to_hospital_s')} | {stopped} | {e['other_delay_change_pct']:+.2f} % |"
+        f"{_qs(e, 'time_to_hospital_s')} | {stopped} | {e['other_delay_change_pct']:+.2f} % | "
+        f"{_growth(e.get('cross_street_queue_growth'))} |"
     )
+
+
+def _growth(g: dict[str, Any] | None) -> str:
+    """``p50 / p90 / max`` of the cross-street queue growth, % (blank without holds)."""
+    vals = [(g or {}).get(f"growth_pct_{q}") for q in ("p50", "p90", "max")]
+    return "" if any(v is None for v in vals) else " / ".join(f"{v:+.0f} %" for v in vals)
 
 
 def table(result: dict[str, Any]) -> str:
@@ -406,11 +505,12 @@ def table(result: dict[str, Any]) -> str:
     lines = [
         "| method | EV s/km | p10 / p50 / p90 | EV trips | change vs none | "
         "time to hospital s | p10 / p50 / p90 | EV stopped per trip (share) | "
-        "other traffic delay |",
-        "|---|---|---|---|---|---|---|---|---|",
-        f"| Suwon, before (reported) | {SUWON['before_s_per_km']:.0f} | | | | | | | |",
+        "other traffic delay | cross-street queue growth p50 / p90 / max |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+        f"| Suwon, before (reported) | {SUWON['before_s_per_km']:.0f} | | | | | | | | |",
         f"| Suwon, center method (reported) | {SUWON['after_s_per_km']:.0f} | | | "
-        f"-{SUWON['reduction_pct']} % | | | | |",
+        f"-{SUWON['reduction_pct']} % | | | | | |",
+        "| Ulsan, center method (reported) | | | | | | | | | up to +139 % (transient) |",
     ]
     order = [top, *(beh for beh in blocks if beh != top)]
     for beh in order:
@@ -523,6 +623,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = [
         row(mode, seed, rec, beh) for (mode, seed, beh), rec in zip(cases, records, strict=True)
     ]
+    add_cross_holds(settings, rows, records)
     result = summarise(rows, args.ev_behaviour)
     result["city"] = city.name
     result["evs_per_run"] = args.evs_per_run

@@ -49,6 +49,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 import numpy as np
+import pandas as pd
 from pydantic import Field, model_validator
 
 from city_models.build import City
@@ -316,6 +317,10 @@ class EvPriority(Scenario[EvPrioritySpec]):
         self.special_vehicles = set(self.evs)
         self.field_signals: set[str] = set()
         self.cross_queue_max: dict[str, float] = {}
+        # each hold of a signal for an EV, as the ticks saw it: (ev, tls) -> [first tick
+        # held, last tick held, the cross street's incoming edges]; closed holds in rows
+        self._holds_open: dict[tuple[str, str], list[Any]] = {}
+        self.hold_rows: list[dict[str, Any]] = []
         self._lanes: dict[tuple[str, str, int], tuple[str, ...]] = {}
         self.planner = PreemptionPlanner(horizon_m=spec.horizon_m, lead_margin_s=spec.lead_margin_s)
 
@@ -708,19 +713,27 @@ class EvPriority(Scenario[EvPrioritySpec]):
     # ------------------------------------------------------------------ each tick
     def on_interval(self, ctx: Context[Any]) -> None:
         t = ctx.session.time_s
+        seen: set[tuple[str, str]] = set()
         for ev in self.evs.values():
             for tls in self.manager.holding(ev.spec.id):
                 sig = self.signal_spec[tls]
-                lanes = [
-                    ln
-                    for ln in sig.incoming_lanes
-                    if not any(ln in s.approach_lanes for s in ev.track.signals if s.tls == tls)
-                ]
+                own = {ln for s in ev.track.signals if s.tls == tls for ln in s.approach_lanes}
+                lanes = [ln for ln in sig.incoming_lanes if ln not in own]
                 buf = np.zeros(len(lanes))
                 ctx.session.read_lane_halting(lanes, buf)
                 self.cross_queue_max[tls] = max(
                     self.cross_queue_max.get(tls, 0.0), float(buf.max(initial=0.0))
                 )
+                key = (ev.spec.id, tls)
+                seen.add(key)
+                if key in self._holds_open:
+                    self._holds_open[key][1] = t
+                else:  # SUMO names a lane <edge>_<index>: the approaches are edges
+                    own_edges = {ln.rsplit("_", 1)[0] for ln in own}
+                    cross = sorted({ln.rsplit("_", 1)[0] for ln in lanes} - own_edges)
+                    self._holds_open[key] = [t, t, cross]
+        for key in [k for k in self._holds_open if k not in seen]:
+            self._close_hold(key)
             en_route = ev.track.route and math.isnan(ev.arrived_s) and not math.isnan(ev.inserted_s)
             if en_route and t - ev.last_reroute_s >= self.spec.reroute_every_s:
                 self._reroute(ctx, ev)
@@ -758,6 +771,21 @@ class EvPriority(Scenario[EvPrioritySpec]):
         )
 
     # ------------------------------------------------------------------ results
+    def _close_hold(self, key: tuple[str, str]) -> None:
+        start_s, end_s, cross = self._holds_open.pop(key)
+        self.hold_rows.append({"ev": key[0], "tls_id": key[1], "start_s": start_s,
+                               "end_s": end_s, "cross_edges": ",".join(cross)})  # fmt: skip
+
+    def series(self) -> dict[str, pd.DataFrame]:
+        """``ev_holds``: each hold of a signal for an EV (first and last control tick it
+        was held) and the cross street's incoming edges, the approaches it held red;
+        with the run's ``approach_queues`` it gives the cross street's queue growth
+        against a run without EVs (``experiments.ev_priority``)."""
+        for key in list(self._holds_open):
+            self._close_hold(key)
+        columns = ["ev", "tls_id", "start_s", "end_s", "cross_edges"]
+        return {"ev_holds": pd.DataFrame(self.hold_rows, columns=columns)}
+
     def finish(self, ctx: Context[Any]) -> dict[str, Any]:
         per_ev = {}
         for ev in self.evs.values():

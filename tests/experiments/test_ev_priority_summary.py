@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import pandas as pd
 import pytest
 
 from experiments.ev_priority import (
@@ -14,8 +15,10 @@ from experiments.ev_priority import (
     EV_IDS,
     MODES,
     _spec,
+    cross_queue_growth,
     distribution,
     ev_list,
+    growth_summary,
     quantiles,
     summarise,
     table,
@@ -122,6 +125,7 @@ def _rows() -> list[dict[str, Any]]:
                 "ev_preempted_signals": k, "ev_arrived": 2, "cross_street_max_queue_veh": 1.0,
                 "recovery_mean_s": None, "ev_red_passes": None, "collisions": 0,
                 "ev_collisions": None, "ev_conflicts": k, "trips": trips,
+                "cross_holds": [{"growth_pct": 50.0 * k + seed, "growth_veh": float(k)}],
             })  # fmt: skip
     return rows
 
@@ -138,6 +142,10 @@ def test_summarise_adds_the_distribution_to_the_block_and_keeps_the_top_level() 
     assert center["ev_s_per_km_p50"] == pytest.approx(141.5)
     assert center["ev_conflicts"] == 4  # 2 per run, 2 seeds
     assert out["center"]["ev_s_per_km"] == 141.5
+    # one hold per run: center (k = 2) grew its cross street by 101 % and 102 %
+    growth = center["cross_street_queue_growth"]
+    assert growth["holds"] == 2 and growth["growth_pct_mean"] == 101.5
+    assert growth["growth_pct_max"] == 102.0 and growth["growth_veh_mean"] == 2.0
     assert out["center"]["reduction_pct"] == pytest.approx(round(100 * 60 / 201.5, 2))
 
 
@@ -150,3 +158,39 @@ def test_the_table_shows_the_quantiles_and_the_trips() -> None:
     assert cells[1] == "142"  # mean s/km (141.5, rounded half to even)
     assert cells[2] == "136 / 142 / 147" and cells[3] == "4"
     assert cells[7] == "50 s (7 %)"  # stopped per trip (share of the trip)
+    assert "cross-street queue growth" in header
+    assert cells[9] == "+102 % / +102 % / +102 %"  # p50 / p90 / max over the holds
+
+
+def _queues(rows: list[tuple[float, str, str, float]]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=["t_s", "tls_id", "edge_id", "queue_max_veh"])
+
+
+def test_cross_queue_growth_compares_the_held_approaches_in_the_hold_window() -> None:
+    holds = pd.DataFrame(
+        [("amb1", "A", 100.0, 130.0, "e1,e2"), ("amb1", "B", 300.0, 310.0, "f1"),
+         ("amb2", "A", 500.0, 520.0, "")],
+        columns=["ev", "tls_id", "start_s", "end_s", "cross_edges"],
+    )  # fmt: skip
+    run = _queues([
+        (60.0, "A", "e1", 50.0),  # before the hold: not read
+        (120.0, "A", "e1", 6.0), (180.0, "A", "e2", 9.0),  # inside (100, 130 + 60]
+        (120.0, "A", "e3", 40.0),  # the EV's own approach: not a cross edge
+        (240.0, "A", "e1", 30.0),  # after the window
+        (360.0, "B", "f1", 3.0),
+    ])  # fmt: skip
+    base = _queues([
+        (120.0, "A", "e1", 4.0), (180.0, "A", "e2", 6.0), (240.0, "A", "e1", 1.0),
+        (360.0, "B", "f1", 0.0),
+    ])  # fmt: skip
+    out = cross_queue_growth(holds, run, base)
+    assert [(h["tls_id"], h["held_s"]) for h in out] == [("A", 30.0), ("B", 10.0)]
+    a, b = out
+    assert (a["cross_queue_veh"], a["base_queue_veh"], a["growth_veh"]) == (9.0, 6.0, 3.0)
+    assert a["growth_pct"] == 50.0
+    assert b["growth_veh"] == 3.0 and b["growth_pct"] is None  # no base queue to compare
+    summary = growth_summary(out)
+    assert summary["holds"] == 2 and summary["holds_with_base_queue"] == 1
+    assert summary["growth_pct_max"] == 50.0 and summary["growth_veh_mean"] == 3.0
+    empty = growth_summary([])
+    assert empty["holds"] == 0 and empty["growth_pct_p50"] is None

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from city_models.build import City
+from experiments.ev_priority import cross_queue_growth, growth_summary
 from tests import mmu
 from tests.integration.test_controllers import monitored
 
@@ -40,7 +41,8 @@ def _run(city_path: str, run_dir: str, raw: dict[str, Any], record: bool) -> dic
         extra = (recorder,)
     result = simulate(spec, city, EvPriority(spec), seed=spec.seed, run_dir=Path(run_dir),
                       extra_additional=extra)  # fmt: skip
-    return {"metrics": result.metrics, "events": result.events,
+    series = {k: result.series[k] for k in ("ev_holds", "approach_queues") if k in result.series}
+    return {"metrics": result.metrics, "events": result.events, "series": series,
             "record": str(record_path) if record_path else None}  # fmt: skip
 
 
@@ -76,6 +78,25 @@ def test_center_priority_is_safe_and_helps(
     # minimums from each signal's first green, 3 s yellow ending in red, the all-red
     # promise before a conflicting green, no conflicting greens): the independent monitor
     monitored(district_city, center["record"]).assert_clean(min_greens=100, min_yellows=100)
+    # each hold, with the approaches it held red: a signal the center asked for, while
+    # it was asked for, and the cross street's queue then, against the run without
+    # priority (experiments.ev_priority's cross-street queue growth)
+    holds = center["series"]["ev_holds"]
+    assert set(holds["tls_id"]) == {e["tls"] for e in requests}
+    first_ask = {}
+    for e in requests:
+        first_ask.setdefault(e["tls"], e["t_s"])
+    last_release = {e["tls"]: e["t_s"] for e in releases}
+    queues = center["series"]["approach_queues"]
+    for h in holds.itertuples():
+        assert first_ask[h.tls_id] <= h.start_s <= h.end_s <= last_release[h.tls_id]
+        cross = set(h.cross_edges.split(","))
+        approaches = set(queues.loc[queues["tls_id"] == h.tls_id, "edge_id"])
+        assert cross and cross < approaches  # some approaches, not the EV's own
+    growth = cross_queue_growth(holds, queues, none["series"]["approach_queues"])
+    assert len(growth) == len(holds)
+    assert all(g["cross_queue_veh"] >= 0 and g["base_queue_veh"] >= 0 for g in growth)
+    assert growth_summary(growth)["holds"] == len(holds)
 
 
 def test_same_seed_same_ev_metrics(
