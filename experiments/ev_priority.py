@@ -23,7 +23,11 @@ default), and ``ev_collisions``, those with an EV (``siren`` runs only). The top
 also has the distribution over the EV trips (:func:`distribution`: ``ev_trips``,
 p10/p50/p90 and every trip's seconds per km and time to hospital, each trip's stopped
 time and stops, and what the trip's seconds per km are made of: the speed limits,
-slower driving, standing); every run's trips are under ``runs[].trips``. ``--modes`` and
+slower driving, standing); every run's trips are under ``runs[].trips``. And the cross
+street's queue growth while signals were held for EVs (``cross_street_queue_growth``:
+per hold, the longest queue on the approaches held red, from the hold until 60 s after
+it, against the same approaches and minutes of the run without EVs; every run's holds
+under ``runs[].cross_holds``; Ulsan reports up to +139 %, transiently). ``--modes`` and
 ``--siren-modes`` choose the modes to run. Also writes a Suwon-style table
 (``ev_priority_table.md``) and the hospital reachability map (``reachability.png``)
 next to the JSON.

@@ -732,11 +732,11 @@ class EvPriority(Scenario[EvPrioritySpec]):
                     own_edges = {ln.rsplit("_", 1)[0] for ln in own}
                     cross = sorted({ln.rsplit("_", 1)[0] for ln in lanes} - own_edges)
                     self._holds_open[key] = [t, t, cross]
-        for key in [k for k in self._holds_open if k not in seen]:
-            self._close_hold(key)
             en_route = ev.track.route and math.isnan(ev.arrived_s) and not math.isnan(ev.inserted_s)
             if en_route and t - ev.last_reroute_s >= self.spec.reroute_every_s:
                 self._reroute(ctx, ev)
+        for key in [k for k in self._holds_open if k not in seen]:
+            self._close_hold(key)
 
     def _reroute(self, ctx: Context[Any], ev: _Ev) -> None:
         """Route guidance en route: after the scene, switch to a route at least 10 %
