@@ -27,7 +27,9 @@ slower driving, standing); every run's trips are under ``runs[].trips``. And the
 street's queue growth while signals were held for EVs (``cross_street_queue_growth``:
 per hold, the longest queue on the approaches held red, from the hold until 60 s after
 it, against the same approaches and minutes of the run without EVs; every run's holds
-under ``runs[].cross_holds``; Ulsan reports up to +139 %, transiently). ``--modes`` and
+under ``runs[].cross_holds``; Ulsan reports up to +139 %, transiently), next to the same
+comparison for the ``none`` run over the same holds (``cross_street_queue_growth_none``:
+the EVs there, nothing held; what the comparison reads without priority). ``--modes`` and
 ``--siren-modes`` choose the modes to run. Also writes a Suwon-style table
 (``ev_priority_table.md``) and the hospital reachability map (``reachability.png``)
 next to the JSON.
@@ -313,7 +315,10 @@ def row(
 
 def add_cross_holds(settings: Any, rows: list[dict[str, Any]], records: list[RunRecord]) -> None:
     """Each EV run's row gets ``cross_holds`` (:func:`cross_queue_growth` against the
-    run without EVs of its seed), from the runs' stored series."""
+    run without EVs of its seed), from the runs' stored series; a run with priority also
+    ``cross_holds_none``: the same comparison for the ``none`` run of its seed and
+    behaviour over the same holds' approaches and minutes (the EVs without priority:
+    what the comparison reads where nothing was held, its noise)."""
     store = RunStore.from_settings(settings)
     try:
         queues = {
@@ -322,12 +327,20 @@ def add_cross_holds(settings: Any, rows: list[dict[str, Any]], records: list[Run
             if rec.status == "done"
         }
         base = {r["seed"]: queues.get(r["run_id"]) for r in rows if r["mode"] == "baseline"}
+        none = {
+            (r["seed"], r["ev_behaviour"]): queues.get(r["run_id"])
+            for r in rows
+            if r["mode"] == "none"
+        }
         for r, rec in zip(rows, records, strict=True):
             b = base.get(r["seed"])
             if r["mode"] == "baseline" or b is None or r["run_id"] not in queues:
                 continue
             holds = store.read_series(rec.id, "ev_holds")
             r["cross_holds"] = cross_queue_growth(holds, queues[r["run_id"]], b)
+            n = none.get((r["seed"], r["ev_behaviour"]))
+            if r["mode"] != "none" and n is not None:
+                r["cross_holds_none"] = cross_queue_growth(holds, n, b)
     finally:
         store.close()
 
@@ -360,6 +373,7 @@ def summarise(
             "collisions",
             "ev_collisions",
             "cross_street_queue_growth",
+            "cross_street_queue_growth_none",
             *DISTRIBUTION_KEYS,
         ):
             entry.pop(key, None)
@@ -389,6 +403,9 @@ def _per_mode(rows: list[dict[str, Any]], base: dict[int, float]) -> dict[str, A
             "cross_street_max_queue_veh": _mean([r["cross_street_max_queue_veh"] for r in sel]),
             "cross_street_queue_growth": growth_summary(
                 [h for r in sel for h in r.get("cross_holds") or []]
+            ),
+            "cross_street_queue_growth_none": growth_summary(
+                [h for r in sel for h in r.get("cross_holds_none") or []]
             ),
             "recovery_mean_s": _mean([r["recovery_mean_s"] for r in sel]),
             "evs_arrived": sum(int(r["ev_arrived"] or 0) for r in sel),
@@ -490,14 +507,20 @@ def _table_row(label: str, e: dict[str, Any]) -> str:
         f"| {label} | {e['ev_s_per_km']:.0f} | {_qs(e, 'ev_s_per_km')} | {trips} | "
         f"{-e['reduction_pct']:+.1f} % | {e['time_to_hospital_s']:.0f} | "
         f"{_qs(e, 'time_to_hospital_s')} | {stopped} | {e['other_delay_change_pct']:+.2f} % | "
-        f"{_growth(e.get('cross_street_queue_growth'))} |"
+        f"{_growth(e.get('cross_street_queue_growth'), e.get('cross_street_queue_growth_none'))} |"
     )
 
 
-def _growth(g: dict[str, Any] | None) -> str:
-    """``p50 / p90 / max`` of the cross-street queue growth, % (blank without holds)."""
-    vals = [(g or {}).get(f"growth_pct_{q}") for q in ("p50", "p90", "max")]
-    return "" if any(v is None for v in vals) else " / ".join(f"{v:+.0f} %" for v in vals)
+def _growth(g: dict[str, Any] | None, none: dict[str, Any] | None = None) -> str:
+    """``p50 / p90 / max`` of the cross-street queue growth, % (blank without holds),
+    and of the ``none`` runs over the same holds where there are such."""
+
+    def three(x: dict[str, Any] | None) -> str:
+        vals = [(x or {}).get(f"growth_pct_{q}") for q in ("p50", "p90", "max")]
+        return "" if any(v is None for v in vals) else " / ".join(f"{v:+.0f} %" for v in vals)
+
+    text, control = three(g), three(none)
+    return f"{text} (none: {control})" if text and control else text
 
 
 def table(result: dict[str, Any]) -> str:

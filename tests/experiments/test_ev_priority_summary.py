@@ -126,6 +126,7 @@ def _rows() -> list[dict[str, Any]]:
                 "recovery_mean_s": None, "ev_red_passes": None, "collisions": 0,
                 "ev_collisions": None, "ev_conflicts": k, "trips": trips,
                 "cross_holds": [{"growth_pct": 50.0 * k + seed, "growth_veh": float(k)}],
+                "cross_holds_none": [{"growth_pct": float(seed), "growth_veh": 0.0}] * (k > 0),
             })  # fmt: skip
     return rows
 
@@ -146,6 +147,9 @@ def test_summarise_adds_the_distribution_to_the_block_and_keeps_the_top_level() 
     growth = center["cross_street_queue_growth"]
     assert growth["holds"] == 2 and growth["growth_pct_mean"] == 101.5
     assert growth["growth_pct_max"] == 102.0 and growth["growth_veh_mean"] == 2.0
+    # the none runs over the same holds: +1 % and +2 % (none itself has no holds)
+    assert center["cross_street_queue_growth_none"]["growth_pct_mean"] == 1.5
+    assert out["ev_behaviour"]["obey_red"]["none"]["cross_street_queue_growth_none"]["holds"] == 0
     assert out["center"]["reduction_pct"] == pytest.approx(round(100 * 60 / 201.5, 2))
 
 
@@ -159,7 +163,8 @@ def test_the_table_shows_the_quantiles_and_the_trips() -> None:
     assert cells[2] == "136 / 142 / 147" and cells[3] == "4"
     assert cells[7] == "50 s (7 %)"  # stopped per trip (share of the trip)
     assert "cross-street queue growth" in header
-    assert cells[9] == "+102 % / +102 % / +102 %"  # p50 / p90 / max over the holds
+    # p50 / p90 / max over the holds, and the none runs over the same holds
+    assert cells[9] == "+102 % / +102 % / +102 % (none: +2 % / +2 % / +2 %)"
 
 
 def _queues(rows: list[tuple[float, str, str, float]]) -> pd.DataFrame:
