@@ -55,7 +55,7 @@ from city_models.graph import reachability
 from experiments._output import emit_json, finite_mean
 from experiments._run import metrics, request, run_all
 from scenarios.ev_priority import COLLISIONS_FILE, DEFAULT_EV_BEHAVIOUR, EV_BEHAVIOURS
-from twin.config import load_settings
+from twin.config import Settings, load_settings
 from twin.engine.store import RunRecord, RunStore
 from twin.engine.sumo_tools import iter_xml_elements
 from twin.errors import SumoError
@@ -313,7 +313,17 @@ def row(
             "run_id": record.id}  # fmt: skip
 
 
-def add_cross_holds(settings: Any, rows: list[dict[str, Any]], records: list[RunRecord]) -> None:
+def _series(store: RunStore, record: RunRecord, name: str) -> pd.DataFrame | None:
+    """A run's stored series ``name``, or None where it has none (a failed run, a city
+    without signals, a run recorded before the series existed)."""
+    if record.status != "done" or f"{name}.parquet" not in record.series_files:
+        return None
+    return store.read_series(record.id, name)
+
+
+def add_cross_holds(
+    settings: Settings, rows: list[dict[str, Any]], records: list[RunRecord]
+) -> None:
     """Each EV run's row gets ``cross_holds`` (:func:`cross_queue_growth` against the
     run without EVs of its seed), from the runs' stored series; a run with priority also
     ``cross_holds_none``: the same comparison for the ``none`` run of its seed and
@@ -322,9 +332,9 @@ def add_cross_holds(settings: Any, rows: list[dict[str, Any]], records: list[Run
     store = RunStore.from_settings(settings)
     try:
         queues = {
-            r["run_id"]: store.read_series(rec.id, "approach_queues")
+            r["run_id"]: q
             for r, rec in zip(rows, records, strict=True)
-            if rec.status == "done"
+            if (q := _series(store, rec, "approach_queues")) is not None
         }
         base = {r["seed"]: queues.get(r["run_id"]) for r in rows if r["mode"] == "baseline"}
         none = {
@@ -334,9 +344,9 @@ def add_cross_holds(settings: Any, rows: list[dict[str, Any]], records: list[Run
         }
         for r, rec in zip(rows, records, strict=True):
             b = base.get(r["seed"])
-            if r["mode"] == "baseline" or b is None or r["run_id"] not in queues:
+            holds = _series(store, rec, "ev_holds")
+            if r["mode"] == "baseline" or b is None or holds is None or r["run_id"] not in queues:
                 continue
-            holds = store.read_series(rec.id, "ev_holds")
             r["cross_holds"] = cross_queue_growth(holds, queues[r["run_id"]], b)
             n = none.get((r["seed"], r["ev_behaviour"]))
             if r["mode"] != "none" and n is not None:

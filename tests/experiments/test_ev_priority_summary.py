@@ -15,6 +15,7 @@ from experiments.ev_priority import (
     EV_IDS,
     MODES,
     _spec,
+    add_cross_holds,
     cross_queue_growth,
     distribution,
     ev_list,
@@ -24,6 +25,8 @@ from experiments.ev_priority import (
     table,
     trip_rows,
 )
+from twin.config import Settings
+from twin.engine.store import RunStore
 
 TOP_KEYS = {"ev_s_per_km", "time_to_hospital_s", "other_delay_change_pct", "ev_stops",
             "ev_stopped_s", "preempted_signals", "cross_street_max_queue_veh",
@@ -199,3 +202,39 @@ def test_cross_queue_growth_compares_the_held_approaches_in_the_hold_window() ->
     assert summary["growth_pct_max"] == 50.0 and summary["growth_veh_mean"] == 3.0
     empty = growth_summary([])
     assert empty["holds"] == 0 and empty["growth_pct_p50"] is None
+
+
+def test_add_cross_holds_reads_the_runs_series_from_the_store(settings: Settings) -> None:
+    store = RunStore.from_settings(settings)
+    ids: dict[str, str] = {}
+    queue_of = {"baseline": 4.0, "none": 5.0, "center": 8.0}
+    for mode, q in queue_of.items():
+        rid = store.create_run(scenario_name=mode, scenario_kind="ev_priority", spec={},
+                               city_name="c", city_hash="h", seed=1, versions={},
+                               run_dir=settings.data_dir / mode)  # fmt: skip
+        store.write_series(rid, "approach_queues", _queues([(120.0, "A", "e1", q)]))
+        if mode != "baseline":
+            holds = [("amb1", "A", 100.0, 110.0, "e1")] if mode == "center" else []
+            frame = pd.DataFrame(holds, columns=["ev", "tls_id", "start_s", "end_s",
+                                                 "cross_edges"])  # fmt: skip
+            store.write_series(rid, "ev_holds", frame)
+        store.mark_done(rid, metrics={})
+        ids[mode] = rid
+    failed = store.create_run(scenario_name="f", scenario_kind="ev_priority", spec={},
+                              city_name="c", city_hash="h", seed=2, versions={})  # fmt: skip
+    rows = [{"mode": m, "seed": 1, "ev_behaviour": None if m == "baseline" else "obey_red",
+             "run_id": ids[m]} for m in queue_of]  # fmt: skip
+    rows.append({"mode": "center", "seed": 2, "ev_behaviour": "obey_red", "run_id": failed})
+    records = [store.get(r["run_id"]) for r in rows]
+    store.close()
+    add_cross_holds(settings, rows, records)
+    base, none, center, no_series = rows
+    assert "cross_holds" not in base and "cross_holds" not in no_series  # a run without series
+    assert none["cross_holds"] == [] and "cross_holds_none" not in none
+    (hold,) = center["cross_holds"]
+    assert (hold["base_queue_veh"], hold["cross_queue_veh"], hold["growth_pct"]) == (
+        4.0,
+        8.0,
+        100.0,
+    )
+    assert center["cross_holds_none"][0]["growth_pct"] == 25.0  # the none run: 5 against 4
