@@ -3,8 +3,8 @@
 CI's time depends on the machine as much as on the suite: the same suite's 2-worker
 pass took 8 min on one machine of this kind and 30 min on another (915 against 3,365
 test-seconds, 2026-12-02). ``tests/check.sh`` prints this line first and last, so a slow
-CI run says whether the machine was slow. A fixed pure-Python loop's time (about 1.4 s
-on a machine of this kind when it is fast), the hypervisor's CPU steal since the machine
+CI run says whether the machine was slow. A fixed pure-Python loop's time (0.7-1.4 s on
+a machine of this kind on a fast day), the hypervisor's CPU steal since the machine
 started and the load average.
 """
 
@@ -41,7 +41,7 @@ def line() -> str:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     steal_txt = "n/a" if steal is None else f"{steal:.1f} %"
     return (
-        f"machine: python loop {loop_s():.2f} s (about 1.4 s when fast), "
+        f"machine: python loop {loop_s():.2f} s (0.7-1.4 s on a fast day here), "
         f"CPU steal since boot {steal_txt}, load {load:.2f}, {os.cpu_count()} cores"
     )
 
