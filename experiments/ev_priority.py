@@ -290,12 +290,10 @@ def growth_summary(holds: list[dict[str, Any]]) -> dict[str, Any]:
     pct = [float(h["growth_pct"]) for h in holds if h.get("growth_pct") is not None]
     veh = [float(h["growth_veh"]) for h in holds]
     out: dict[str, Any] = {"holds": len(holds), "holds_with_base_queue": len(pct)}
-    out["growth_pct_mean"] = round(float(np.mean(pct)), 2) if pct else None
-    out |= {f"growth_pct_{q}": v for q, v in quantiles(pct).items()}
-    out["growth_pct_max"] = round(max(pct), 2) if pct else None
-    out["growth_veh_mean"] = round(float(np.mean(veh)), 2) if veh else None
-    out |= {f"growth_veh_{q}": v for q, v in quantiles(veh).items()}
-    out["growth_veh_max"] = round(max(veh), 2) if veh else None
+    for unit, vals in (("pct", pct), ("veh", veh)):
+        out[f"growth_{unit}_mean"] = round(float(np.mean(vals)), 2) if vals else None
+        out |= {f"growth_{unit}_{q}": v for q, v in quantiles(vals).items()}
+        out[f"growth_{unit}_max"] = round(max(vals), 2) if vals else None
     return out
 
 
@@ -503,10 +501,13 @@ def _total(values: list[Any]) -> int | None:
     return sum(counts) if counts else None
 
 
-def _qs(e: dict[str, Any], key: str) -> str:
-    """``p10 / p50 / p90`` of ``key`` in an entry (blank without a distribution)."""
-    vals = [e.get(f"{key}_{q}") for q in QUANTILES]
-    return "" if any(v is None for v in vals) else " / ".join(f"{v:.0f}" for v in vals)
+def _qs(
+    e: dict[str, Any] | None, key: str, qs: Sequence[str] = tuple(QUANTILES), fmt: str = "{:.0f}"
+) -> str:
+    """``p10 / p50 / p90`` (or the ``qs`` given) of ``key`` in an entry, each written
+    with ``fmt`` (blank without a distribution)."""
+    vals = [(e or {}).get(f"{key}_{q}") for q in qs]
+    return "" if any(v is None for v in vals) else " / ".join(fmt.format(v) for v in vals)
 
 
 def _table_row(label: str, e: dict[str, Any]) -> str:
@@ -526,8 +527,7 @@ def _growth(g: dict[str, Any] | None, none: dict[str, Any] | None = None) -> str
     and of the ``none`` runs over the same holds where there are such."""
 
     def three(x: dict[str, Any] | None) -> str:
-        vals = [(x or {}).get(f"growth_pct_{q}") for q in ("p50", "p90", "max")]
-        return "" if any(v is None for v in vals) else " / ".join(f"{v:+.0f} %" for v in vals)
+        return _qs(x, "growth_pct", ("p50", "p90", "max"), "{:+.0f} %")
 
     text, control = three(g), three(none)
     return f"{text} (none: {control})" if text and control else text
