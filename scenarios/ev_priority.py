@@ -251,6 +251,9 @@ class EvPrioritySpec(ScenarioSpec):
     gps: GpsModel = GpsModel()
     horizon_m: float = Field(default=2000.0, gt=0.0, le=10_000.0)
     max_hold_s: float = Field(default=60.0, gt=0.0, le=300.0)
+    # a hold the guard ended at max_hold_s while the EV was still coming is asked again
+    # (after the cross street's green) at most this often per EV and signal; 0: never
+    hold_renewals: int = Field(default=2, ge=0, le=10)
     # added to the lead time; 15 s from a sweep (3/10/15/20 s) on seeds 1-3 (the
     # benchmark evaluates on other seeds): the center asks early enough that the
     # conflicting minimum green (pedestrian clearance) has run out when the EV arrives
@@ -367,6 +370,7 @@ class EvPriority(Scenario[EvPrioritySpec]):
             net=self.net,
             queue_veh=queue_veh,
             record=ctx.bus.record,
+            max_renewals=spec.hold_renewals,
         )
         for ev in self.evs.values():
             self.center.add(ev.track)
@@ -824,6 +828,7 @@ class EvPriority(Scenario[EvPrioritySpec]):
             "ev_stopped_s": mean("stopped_s"),
             "ev_preempted_signals": sum(v["preempted_signals"] for v in per_ev.values()),
             "ev_conflicts": self.center.conflicts,
+            "ev_hold_renewals": self.center.renewals_done,
             "cross_street_max_queue_veh": max(self.cross_queue_max.values(), default=0.0),
             "recovery_mean_s": float(np.mean(recovered)) if recovered else math.nan,
             **siren,

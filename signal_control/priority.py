@@ -145,6 +145,17 @@ class PriorityManager:
         self.recovering.pop(tls, None)
         return True
 
+    def renew(self, requester: str, tls: str) -> bool:
+        """Ask ``tls`` again for the stage ``requester`` holds it for, after the guard's
+        cap (``max_hold_s``) ended that hold: another hold of up to ``max_hold_s``, with
+        every minimum of the guard kept. Returns ``False`` (and asks nothing) when
+        ``requester`` holds no such signal or the signal runs locally."""
+        hold = self._holds.get(requester, {}).get(tls)
+        if hold is None or not self.commandable(tls):
+            return False
+        self.port.request_priority(tls, stage=hold.stage, max_hold_s=self.max_hold_s)
+        return True
+
     def release(self, requester: str, tls: str, *, t_s: float) -> bool:
         """``requester`` lets go of ``tls``; the signal itself is released (and starts
         recovering) only when no other requester holds it. Returns whether it was.

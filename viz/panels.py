@@ -479,6 +479,7 @@ def ev_panels(d: RunData) -> list[Panel]:
         for kind, marker, c, lab in (
             ("priority_refused", "x", "black", "request refused"),
             ("ev_conflict_lost", "X", "tab:red", "lost to another EV"),
+            ("priority_renewed", "^", "tab:green", "hold renewed after its cap"),
             ("ev_gps_stale", "|", "tab:orange", "GPS stale"),
         ):
             ev = d.events(kind)

@@ -10,7 +10,11 @@ does what Suwon's center does between two GPS fixes:
   the track, the port's status and the queues ahead, which signals to ask, which the EV
   has passed and which another EV wins; the priority manager
   (:class:`~signal_control.priority.PriorityManager`) carries the requests and releases
-  out through the guarded port.
+  out through the guarded port;
+- a hold the guard ended at its cap (``max_hold_s``) while the EV was still coming is
+  asked for again (``priority_renewed``) once the cross street has had a green, at most
+  ``max_renewals`` times per EV and signal; past that the signal runs its plan until
+  the EV passes (``priority_renewals_spent``, recorded once).
 
 The scenario (:mod:`scenarios.ev_priority`) calls :meth:`EvCenter.step` after every SUMO
 step with the emulated phone's reports already fed to the tracker; the live service
@@ -53,7 +57,11 @@ class EvCenter:
         live service's estimate in the field).
     record
         Told every decision: ``ev_gps_stale``, ``ev_conflict_lost``, ``priority_request``,
-        ``priority_release``, each with ``t_s`` and ``ev``.
+        ``priority_renewed``, ``priority_renewals_spent``, ``priority_release``, each with
+        ``t_s`` and ``ev``.
+    max_renewals
+        How often one EV may renew one signal's hold after the guard's cap ended it
+        (0: never; each renewal holds for up to ``max_hold_s`` again).
     """
 
     def __init__(
@@ -65,7 +73,10 @@ class EvCenter:
         net: NetInfo,
         queue_veh: QueueReader,
         record: Recorder,
+        max_renewals: int = 2,
     ) -> None:
+        if max_renewals < 0:
+            raise ValueError(f"max_renewals must be >= 0 (got {max_renewals})")
         self.planner = planner
         self.manager = manager
         self.port = port
@@ -81,6 +92,10 @@ class EvCenter:
         self.refused: dict[tuple[str, str], float] = {}
         """(EV, signal) -> when the port refused or the signal ran locally; not asked
         again until the signal takes commands."""
+        self.max_renewals = max_renewals
+        self.renewals: dict[tuple[str, str], int] = {}
+        """(EV, signal) -> holds renewed after the guard's cap ended them."""
+        self._renewals_spent: set[tuple[str, str]] = set()
 
     def add(self, track: TrackedEv) -> None:
         """Know one more EV (its route may come later, with :meth:`TrackedEv.follow`)."""
@@ -112,6 +127,8 @@ class EvCenter:
             elif action.kind == "lost":
                 self.conflicts += 1
                 self.record("ev_conflict_lost", t_s=t_s, ev=track.id, tls=action.tls)
+            elif action.kind == "renew":
+                self.renew(track.id, action.tls, action.stage, t_s, eta_s=action.eta_s)
             else:
                 self.request(track.id, action.tls, action.stage, t_s, eta_s=action.eta_s)
 
@@ -154,6 +171,40 @@ class EvCenter:
         self.preempted.setdefault(ev_id, set()).add(tls)
         self.record("priority_request", t_s=t_s, ev=ev_id, tls=tls, stage=stage, eta_s=eta_s)
         return True
+
+    def renew(self, ev_id: str, tls: str, stage: int, t_s: float, *, eta_s: float) -> bool:
+        """Ask ``tls`` again for ``ev_id``, whose hold the guard's cap ended before the EV
+        came (the planner asks only while the cross street shows green). At most
+        :attr:`max_renewals` times per EV and signal; returns whether it was asked."""
+        key = (ev_id, tls)
+        done = self.renewals.get(key, 0)
+        if key in self.refused:
+            return False  # refused before: left to the EV's passing (never retried blindly)
+        if done >= self.max_renewals:
+            if key not in self._renewals_spent:  # said once; the plan runs until it passes
+                self._renewals_spent.add(key)
+                self.record("priority_renewals_spent", t_s=t_s, ev=ev_id, tls=tls,
+                            renewals=done)  # fmt: skip
+            return False
+        try:
+            asked = self.manager.renew(ev_id, tls)
+            reason = "runs_locally"
+        except ValueError as exc:  # the port refused it
+            asked, reason = False, str(exc)
+            log.warning("renewal for %s at %s refused by the port: %s", ev_id, tls, exc)
+        if not asked:  # recorded once; not asked again until the signal takes commands
+            self.refused[key] = t_s
+            self.record("priority_refused", t_s=t_s, ev=ev_id, tls=tls, reason=reason)
+            return False
+        self.renewals[key] = done + 1
+        self.record("priority_renewed", t_s=t_s, ev=ev_id, tls=tls, stage=stage,
+                    eta_s=eta_s, renewal=done + 1)  # fmt: skip
+        return True
+
+    @property
+    def renewals_done(self) -> int:
+        """Holds renewed after a cap, over all EVs and signals."""
+        return sum(self.renewals.values())
 
     def release(self, ev_id: str, tls: str, t_s: float, *, reason: str) -> bool:
         """``ev_id`` lets go of ``tls``; returns whether the signal itself was released."""

@@ -9,8 +9,10 @@ The same code runs in a simulated run (``scenarios.ev_priority``) and in live mo
   says of them and the queues in front of the EV into ordered actions: *request*
   priority (early enough to flush the queue: the lead time of
   :func:`signal_control.preemption.preemption_plan`), *release* a signal the EV has
-  passed, or note a *lost* conflict (another EV with an earlier ETA holds the signal
-  for another stage, :func:`signal_control.preemption.resolve_conflicts`).
+  passed, note a *lost* conflict (another EV with an earlier ETA holds the signal
+  for another stage, :func:`signal_control.preemption.resolve_conflicts`), or *renew*
+  a hold the guard ended at its cap (``max_hold_s``) before the EV came (see
+  :meth:`PreemptionPlanner.plan`; the center counts renewals and limits them).
 
 Holding and releasing signals, and recovering coordination afterwards, is the priority
 manager's job (:class:`signal_control.priority.PriorityManager`): the planner only
@@ -169,10 +171,11 @@ class Action:
     """One decision of the planner, to be carried out in order.
 
     ``kind``: ``request`` (ask ``tls`` for ``stage``; ``eta_s`` is the EV's ETA),
-    ``release`` (the EV has passed ``tls``), ``lost`` (another EV's hold wins ``tls``).
+    ``release`` (the EV has passed ``tls``), ``lost`` (another EV's hold wins ``tls``),
+    ``renew`` (ask again for a hold of this EV that the guard's cap ended).
     """
 
-    kind: Literal["request", "release", "lost"]
+    kind: Literal["request", "release", "lost", "renew"]
     tls: str
     stage: int
     eta_s: float = float("nan")
@@ -185,6 +188,14 @@ class Competitor:
     tls: str
     stage: int
     severity: int
+
+
+def _renewable(st: SignalStatus, sig: SignalOnRoute) -> bool:
+    """A held signal whose priority the guard dropped at its cap, now showing another
+    stage's green (the cross street's turn after the cap has come)."""
+    if st.priority_stage is not None or st.local or st.handing_back:
+        return False  # still held (or another EV's priority), or no longer ours to command
+    return st.interval == "green" and st.stage != sig.stage
 
 
 class PreemptionPlanner:
@@ -221,10 +232,18 @@ class PreemptionPlanner:
     ) -> list[Action]:
         """The actions for one EV now, in the order to carry them out.
 
+        A signal this EV holds whose guard has dropped the priority (the hold reached
+        its cap, ``max_hold_s``, before the EV passed) is asked again (``renew``) once
+        the EV is within its lead time again, but only while the signal shows another
+        stage's green: the cross street is served first after a cap, and the guard
+        keeps that green for at least its minimum (pedestrian clearance included) before
+        the renewal can end it.
+
         Parameters
         ----------
         holding
-            Signals this EV holds now.
+            Signals this EV holds now (as the center counts them: a capped hold is
+            still held until the EV passes or lets go).
         competitors
             Given the signals ahead (``tls -> position``), the other EVs' holds there.
         """
@@ -271,6 +290,8 @@ class PreemptionPlanner:
             if plan.request[j] and granted[j] and sig.tls not in active:
                 actions.append(Action("request", sig.tls, sig.stage, float(plan.eta_s[j])))
                 active.add(sig.tls)
+            elif plan.request[j] and granted[j] and _renewable(port.status(sig.tls), sig):
+                actions.append(Action("renew", sig.tls, sig.stage, float(plan.eta_s[j])))
         return actions
 
     def _plan_kernel(

@@ -96,6 +96,7 @@ class LiveOptions:
     recovery: Literal["immediate", "smooth"] = "smooth"
     recovery_cycles: int = 2
     max_hold_s: float = 60.0
+    hold_renewals: int = 2
     horizon_m: float = 2000.0
     lead_margin_s: float = 15.0
     stale_after_s: float = 3.0
@@ -382,6 +383,7 @@ class LiveService:
             net=self.net,
             queue_veh=self._queue_veh,
             record=self._record,
+            max_renewals=self.opt.hold_renewals,
         )
         if self.opt.control == "adaptive":
             self._start_adaptive(port)
