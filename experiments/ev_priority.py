@@ -96,6 +96,7 @@ def _spec(
     period: str,
     ev_behaviour: str = DEFAULT_EV_BEHAVIOUR,
     evs: list[dict[str, Any]] | None = None,
+    hold_renewals: int | None = None,
 ) -> dict[str, Any]:
     base: dict[str, Any] = {
         "name": f"ev-{mode}" if mode == "baseline" else f"ev-{mode}-{ev_behaviour}",
@@ -113,6 +114,8 @@ def _spec(
         "mode": "center" if mode.startswith("center") else mode,
         "recovery": "immediate" if mode == "center_immediate" else "smooth",
         "ev_behaviour": ev_behaviour,
+        # the center's renewals of capped holds; None: the scenario's default
+        **({} if hold_renewals is None else {"hold_renewals": hold_renewals}),
     }
 
 
@@ -128,6 +131,7 @@ KEYS = (
     "recovery_mean_s",
     "ev_red_passes",  # siren runs only
     "ev_conflicts",
+    "ev_hold_renewals",  # runs recorded before renewals existed: None
 )
 
 
@@ -311,6 +315,46 @@ def row(
             "run_id": record.id}  # fmt: skip
 
 
+def hold_caps(events: pd.DataFrame) -> dict[str, int]:
+    """From a run's event log: how often the guard's cap (``max_hold_s``) ended a hold
+    while a signal was still held for an EV (``holds_capped``: from the center's request
+    until its release), and of those how many were not renewed before the release
+    (``holds_capped_unrenewed``: the EV came to a signal that ran its plan)."""
+    held: set[str] = set()
+    pending: set[str] = set()  # capped, not renewed yet
+    capped = unrenewed = 0
+    for e in events.itertuples(index=False):
+        kind = e.kind
+        if kind == "priority_request":
+            held.add(str(e.tls))
+        elif kind == "priority_renewed":
+            pending.discard(str(e.tls))
+        elif kind == "guard_priority_expired" and str(e.tls_id) in held:
+            capped += 1
+            pending.add(str(e.tls_id))
+        elif kind == "priority_release":
+            tls = str(e.tls)
+            unrenewed += tls in pending
+            held.discard(tls)
+            pending.discard(tls)
+    return {"holds_capped": capped, "holds_capped_unrenewed": unrenewed + len(pending)}
+
+
+def add_hold_caps(settings: Settings, rows: list[dict[str, Any]], records: list[RunRecord]) -> None:
+    """Each run with priority gets :func:`hold_caps` from its stored event log."""
+    store = RunStore.from_settings(settings)
+    try:
+        for r, rec in zip(rows, records, strict=True):
+            if r["mode"] in ("baseline", "none"):
+                continue
+            events = _series(store, rec, "events")
+            if events is None or "kind" not in events.columns:
+                continue  # failed, or recorded before the event log was stored
+            r.update(hold_caps(events.reindex(columns=["kind", "tls", "tls_id"])))
+    finally:
+        store.close()
+
+
 def _series(store: RunStore, record: RunRecord, name: str) -> pd.DataFrame | None:
     """A run's stored series ``name``, or None where it has none (a failed run, a city
     without signals, a run recorded before the series existed)."""
@@ -423,6 +467,9 @@ def _per_mode(rows: list[dict[str, Any]], base: dict[int, float]) -> dict[str, A
             "ev_collisions": _total([r.get("ev_collisions") for r in sel]),
             **distribution([t for r in sel for t in r.get("trips") or []]),
             "ev_conflicts": _total([r.get("ev_conflicts") for r in sel]),
+            "ev_hold_renewals": _total([r.get("ev_hold_renewals") for r in sel]),
+            "holds_capped": _total([r.get("holds_capped") for r in sel]),
+            "holds_capped_unrenewed": _total([r.get("holds_capped_unrenewed") for r in sel]),
         }
     none = out.get("none", {}).get("ev_s_per_km", math.nan)
     for mode, entry in out.items():
@@ -448,6 +495,9 @@ DISTRIBUTION_KEYS = (
     "ev_slowed_s_per_km",
     "ev_standing_s_per_km",
     "ev_conflicts",
+    "ev_hold_renewals",
+    "holds_capped",
+    "holds_capped_unrenewed",
 )
 """Per behaviour and mode (block ``ev_behaviour`` only; the top level keeps its keys)."""
 
@@ -605,6 +655,13 @@ def main(argv: list[str] | None = None) -> int:
         "two fire stations in turn (1-20; default 2)",
     )
     parser.add_argument(
+        "--hold-renewals",
+        type=int,
+        default=None,
+        help="renewals of a hold the guard capped, per EV and signal (0-10; default: the "
+        "scenario's, 2)",
+    )
+    parser.add_argument(
         "--ev-spacing-s",
         type=float,
         default=300.0,
@@ -625,6 +682,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not 1 <= args.evs_per_run <= 20:
         parser.error(f"--evs-per-run {args.evs_per_run}: allowed 1 to 20")
+    if args.hold_renewals is not None and not 0 <= args.hold_renewals <= 10:
+        parser.error(f"--hold-renewals {args.hold_renewals}: allowed 0 to 10")
     if args.ev_spacing_s <= 0:
         parser.error(f"--ev-spacing-s {args.ev_spacing_s:g}: must be > 0")
     evs = ev_list(args.evs_per_run, args.ev_spacing_s)
@@ -651,7 +710,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     requests = [
         request(_spec(mode, seed, args.duration_s, args.period, beh or DEFAULT_EV_BEHAVIOUR,
-                      evs),
+                      evs, args.hold_renewals if mode.startswith("center") else None),
                 city, seed=seed, source=f"ev_priority {mode} {beh or ''}".strip(),
                 owner="experiments.ev_priority")
         for mode, seed, beh in cases
@@ -661,10 +720,12 @@ def main(argv: list[str] | None = None) -> int:
         row(mode, seed, rec, beh) for (mode, seed, beh), rec in zip(cases, records, strict=True)
     ]
     add_cross_holds(settings, rows, records)
+    add_hold_caps(settings, rows, records)
     result = summarise(rows, args.ev_behaviour)
     result["city"] = city.name
     result["evs_per_run"] = args.evs_per_run
     result["ev_spacing_s"] = args.ev_spacing_s
+    result["hold_renewals"] = args.hold_renewals  # None: the scenario's default
     result["duration_s"] = args.duration_s
     out_dir = args.json.parent if args.json else Path("out")
     out_dir.mkdir(parents=True, exist_ok=True)

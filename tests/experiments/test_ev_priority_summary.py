@@ -16,17 +16,21 @@ from experiments.ev_priority import (
     MODES,
     _spec,
     add_cross_holds,
+    add_hold_caps,
     cross_queue_growth,
     distribution,
     ev_list,
     growth_summary,
+    hold_caps,
     quantiles,
     summarise,
     table,
     trip_rows,
 )
+from scenarios.loader import parse_scenario
 from twin.config import Settings
 from twin.engine.store import RunStore
+from twin.errors import ScenarioError
 
 TOP_KEYS = {"ev_s_per_km", "time_to_hospital_s", "other_delay_change_pct", "ev_stops",
             "ev_stopped_s", "preempted_signals", "cross_street_max_queue_veh",
@@ -59,6 +63,15 @@ def test_more_evs_per_run_alternate_stations_and_are_staggered() -> None:
     assert {ev["station"] for ev in evs[1::2]} == {"fire_station_2"}
     spec = _spec("none", 1, 3600.0, "am_peak", "siren", evs)
     assert len(spec["evs"]) == 20 and spec["ev_behaviour"] == "siren"
+
+
+def test_hold_renewals_reach_the_scenario_only_when_asked() -> None:
+    assert "hold_renewals" not in _spec("center", 1, 1200.0, "am_peak")
+    spec = _spec("center", 1, 1200.0, "am_peak", hold_renewals=0)
+    assert parse_scenario(spec).hold_renewals == 0  # type: ignore[attr-defined]
+    assert parse_scenario(_spec("center", 1, 1200.0, "am_peak")).hold_renewals == 2  # type: ignore[attr-defined]
+    with pytest.raises(ScenarioError, match=r"hold_renewals.*-1"):
+        parse_scenario(_spec("center", 1, 1200.0, "am_peak", hold_renewals=-1))
 
 
 @pytest.mark.parametrize(("n", "spacing_s"), [(0, 60.0), (21, 60.0), (2, 0.0)])
@@ -238,3 +251,55 @@ def test_add_cross_holds_reads_the_runs_series_from_the_store(settings: Settings
         100.0,
     )
     assert center["cross_holds_none"][0]["growth_pct"] == 25.0  # the none run: 5 against 4
+
+
+def _events(rows: list[tuple[float, str, str | None, str | None]]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=["t_s", "kind", "tls", "tls_id"])
+
+
+CAP_EVENTS = [
+    (10.0, "priority_request", "A", None),
+    (70.0, "guard_priority_expired", None, "A"),  # A capped while held ...
+    (80.0, "priority_renewed", "A", None),  # ... and renewed
+    (95.0, "priority_release", "A", None),
+    (20.0, "priority_request", "B", None),
+    (80.0, "guard_priority_expired", None, "B"),  # B capped, never renewed
+    (99.0, "priority_release", "B", None),
+    (100.0, "guard_priority_expired", None, "C"),  # C was not held: not a hold's cap
+    (120.0, "priority_request", "D", None),
+    (180.0, "guard_priority_expired", None, "D"),  # D capped; the run ends held
+]
+
+
+def test_hold_caps_count_caps_while_held_and_those_never_renewed() -> None:
+    assert hold_caps(_events(CAP_EVENTS)) == {"holds_capped": 3, "holds_capped_unrenewed": 2}
+    assert hold_caps(_events([])) == {"holds_capped": 0, "holds_capped_unrenewed": 0}
+
+
+def test_add_hold_caps_reads_each_priority_runs_event_log(settings: Settings) -> None:
+    store = RunStore.from_settings(settings)
+    rows, records = [], []
+    for mode, events in (("none", CAP_EVENTS), ("center", CAP_EVENTS), ("center", None)):
+        rid = store.create_run(scenario_name=mode, scenario_kind="ev_priority", spec={},
+                               city_name="c", city_hash="h", seed=1, versions={},
+                               run_dir=settings.data_dir / f"{mode}-{len(rows)}")  # fmt: skip
+        if events is not None:  # the last stands for a run recorded without its events
+            store.write_series(rid, "events", _events(events).drop(columns=["tls_id"])
+                               if mode == "none" else _events(events))  # fmt: skip
+        store.mark_done(rid, metrics={})
+        rows.append({"mode": mode, "seed": 1, "ev_behaviour": "obey_red", "run_id": rid})
+        records.append(store.get(rid))
+    store.close()
+    add_hold_caps(settings, rows, records)
+    none, center, no_events = rows
+    assert "holds_capped" not in none  # nothing is held without priority
+    assert (center["holds_capped"], center["holds_capped_unrenewed"]) == (3, 2)
+    assert "holds_capped" not in no_events
+    # summed over a mode's runs, in the behaviour block only (top-level keys unchanged)
+    runs = [r | {"holds_capped": 3, "holds_capped_unrenewed": 2} if r["mode"] == "center"
+            else r for r in _rows()]  # fmt: skip
+    out = summarise(runs)
+    block = out["ev_behaviour"]["obey_red"]["center"]
+    assert (block["holds_capped"], block["holds_capped_unrenewed"]) == (6, 4)  # 2 seeds
+    assert out["ev_behaviour"]["obey_red"]["none"]["holds_capped"] is None
+    assert set(out["center"]) == TOP_KEYS

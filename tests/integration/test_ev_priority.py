@@ -106,6 +106,37 @@ def test_same_seed_same_ev_metrics(
     assert again["metrics"] == center["metrics"]
 
 
+def test_a_capped_hold_is_renewed_only_while_the_cross_street_shows_green(
+    district_city: City, tmp_path: Path
+) -> None:
+    """With a 10 s cap most holds end before the EV comes; the center asks again (once
+    here) only while SUMO shows another stage's green at that signal, and what SUMO
+    showed stays safe (the independent monitor)."""
+    raw = _spec("center", max_hold_s=10.0, hold_renewals=1)
+    out = _in_process(district_city, tmp_path, "renew", raw, record=True)
+    events, m = out["events"], out["metrics"]
+    assert m["ev_arrived"] == 1
+    renewed = [e for e in events if e["kind"] == "priority_renewed"]
+    assert renewed and m["ev_hold_renewals"] == len(renewed)
+    assert len({e["tls"] for e in renewed}) == len(renewed)  # at most one per signal
+    asked = [(e["tls"], e["t_s"]) for e in events if e["kind"] == "priority_request"]
+    capped = {(e["tls_id"], e["t_s"]) for e in events if e["kind"] == "guard_priority_expired"}
+    shown = mmu.read_tls_states(Path(out["record"]))
+    greens = {sig.id: [p.state for p in sig.phases if p.kind == "green"]
+              for sig in district_city.manifest.signals}  # fmt: skip
+    for e in renewed:
+        tls, t = e["tls"], e["t_s"]
+        # the hold it renews (a route may pass a signal twice) was capped since it was asked
+        last_ask = max(a_t for a_tls, a_t in asked if a_tls == tls and a_t <= t)
+        assert any(c_tls == tls and last_ask < c_t <= t for c_tls, c_t in capped)
+        state = [st for at, st in shown[tls] if at <= t][-1]  # what SUMO showed then
+        others = [g for k, g in enumerate(greens[tls]) if k != e["stage"]]
+        assert state in others, f"{tls} renewed at {t} s while SUMO showed {state}"
+    spent = [e for e in events if e["kind"] == "priority_renewals_spent"]
+    assert all(e["renewals"] == 1 for e in spent)
+    monitored(district_city, out["record"]).assert_clean(min_greens=100, min_yellows=100)
+
+
 def test_stale_gps_releases_priority_within_a_second(district_city: City, tmp_path: Path) -> None:
     raw = _spec("center", gps={"drop_rate": 0.6, "latency_s": 1.0})
     out = _in_process(district_city, tmp_path, "stale", raw)
