@@ -323,7 +323,8 @@ def hold_caps(events: pd.DataFrame) -> dict[str, int]:
     held: set[str] = set()
     pending: set[str] = set()  # capped, not renewed yet
     capped = unrenewed = 0
-    for e in events.itertuples(index=False):
+    # a run stores the guards' events after its own: in time order (stable for ties)
+    for e in events.sort_values("t_s", kind="stable").itertuples(index=False):
         kind = e.kind
         if kind == "priority_request":
             held.add(str(e.tls))
@@ -350,7 +351,7 @@ def add_hold_caps(settings: Settings, rows: list[dict[str, Any]], records: list[
             events = _series(store, rec, "events")
             if events is None or "kind" not in events.columns:
                 continue  # failed, or recorded before the event log was stored
-            r.update(hold_caps(events.reindex(columns=["kind", "tls", "tls_id"])))
+            r.update(hold_caps(events.reindex(columns=["t_s", "kind", "tls", "tls_id"])))
     finally:
         store.close()
 

@@ -257,17 +257,17 @@ def _events(rows: list[tuple[float, str, str | None, str | None]]) -> pd.DataFra
     return pd.DataFrame(rows, columns=["t_s", "kind", "tls", "tls_id"])
 
 
-CAP_EVENTS = [
+CAP_EVENTS = [  # as a run stores them: the scenario's in time order, then the guards'
     (10.0, "priority_request", "A", None),
-    (70.0, "guard_priority_expired", None, "A"),  # A capped while held ...
-    (80.0, "priority_renewed", "A", None),  # ... and renewed
-    (95.0, "priority_release", "A", None),
     (20.0, "priority_request", "B", None),
-    (80.0, "guard_priority_expired", None, "B"),  # B capped, never renewed
-    (99.0, "priority_release", "B", None),
+    (80.0, "priority_renewed", "A", None),  # A, capped at 70 s, renewed
+    (95.0, "priority_release", "A", None),
+    (99.0, "priority_release", "B", None),  # B, capped at 80 s, never renewed
+    (120.0, "priority_request", "D", None),  # D, capped at 180 s; the run ends held
+    (70.0, "guard_priority_expired", None, "A"),
+    (80.0, "guard_priority_expired", None, "B"),
     (100.0, "guard_priority_expired", None, "C"),  # C was not held: not a hold's cap
-    (120.0, "priority_request", "D", None),
-    (180.0, "guard_priority_expired", None, "D"),  # D capped; the run ends held
+    (180.0, "guard_priority_expired", None, "D"),
 ]
 
 
