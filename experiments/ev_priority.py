@@ -97,6 +97,7 @@ def _spec(
     ev_behaviour: str = DEFAULT_EV_BEHAVIOUR,
     evs: list[dict[str, Any]] | None = None,
     hold_renewals: int | None = None,
+    renewal_cross_green: str | None = None,
 ) -> dict[str, Any]:
     base: dict[str, Any] = {
         "name": f"ev-{mode}" if mode == "baseline" else f"ev-{mode}-{ev_behaviour}",
@@ -116,6 +117,7 @@ def _spec(
         "ev_behaviour": ev_behaviour,
         # the center's renewals of capped holds; None: the scenario's default
         **({} if hold_renewals is None else {"hold_renewals": hold_renewals}),
+        **({} if renewal_cross_green is None else {"renewal_cross_green": renewal_cross_green}),
     }
 
 
@@ -663,6 +665,13 @@ def main(argv: list[str] | None = None) -> int:
         "scenario's, 2)",
     )
     parser.add_argument(
+        "--renewal-cross-green",
+        default=None,
+        choices=["minimum", "planned"],
+        help="what the cross street gets before a renewal: its minimum or its planned "
+        "green (default: the scenario's, minimum)",
+    )
+    parser.add_argument(
         "--ev-spacing-s",
         type=float,
         default=300.0,
@@ -711,7 +720,8 @@ def main(argv: list[str] | None = None) -> int:
     ]
     requests = [
         request(_spec(mode, seed, args.duration_s, args.period, beh or DEFAULT_EV_BEHAVIOUR,
-                      evs, args.hold_renewals if mode.startswith("center") else None),
+                      evs, *((args.hold_renewals, args.renewal_cross_green)
+                             if mode.startswith("center") else (None, None))),
                 city, seed=seed, source=f"ev_priority {mode} {beh or ''}".strip(),
                 owner="experiments.ev_priority")
         for mode, seed, beh in cases
@@ -727,6 +737,7 @@ def main(argv: list[str] | None = None) -> int:
     result["evs_per_run"] = args.evs_per_run
     result["ev_spacing_s"] = args.ev_spacing_s
     result["hold_renewals"] = args.hold_renewals  # None: the scenario's default
+    result["renewal_cross_green"] = args.renewal_cross_green
     result["duration_s"] = args.duration_s
     out_dir = args.json.parent if args.json else Path("out")
     out_dir.mkdir(parents=True, exist_ok=True)

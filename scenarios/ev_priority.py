@@ -254,6 +254,9 @@ class EvPrioritySpec(ScenarioSpec):
     # a hold the guard ended at max_hold_s while the EV was still coming is asked again
     # (after the cross street's green) at most this often per EV and signal; 0: never
     hold_renewals: int = Field(default=2, ge=0, le=10)
+    # what the cross street gets before a renewal: its minimum green (the guard's,
+    # pedestrian clearance included) or the whole green it was given ("planned")
+    renewal_cross_green: Literal["minimum", "planned"] = "minimum"
     # added to the lead time; 15 s from a sweep (3/10/15/20 s) on seeds 1-3 (the
     # benchmark evaluates on other seeds): the center asks early enough that the
     # conflicting minimum green (pedestrian clearance) has run out when the EV arrives
@@ -325,7 +328,11 @@ class EvPriority(Scenario[EvPrioritySpec]):
         self._holds_open: dict[tuple[str, str], list[Any]] = {}
         self.hold_rows: list[dict[str, Any]] = []
         self._lanes: dict[tuple[str, str, int], tuple[str, ...]] = {}
-        self.planner = PreemptionPlanner(horizon_m=spec.horizon_m, lead_margin_s=spec.lead_margin_s)
+        self.planner = PreemptionPlanner(
+            horizon_m=spec.horizon_m,
+            lead_margin_s=spec.lead_margin_s,
+            renewal_cross_green=spec.renewal_cross_green,
+        )
 
     def tracks(self) -> list[TrackedEv]:
         """The center's record of every EV dispatched so far (for other center logic,

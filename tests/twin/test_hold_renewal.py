@@ -19,7 +19,13 @@ from signal_control.guard import GuardPlan
 from signal_control.port import GuardedPort, SignalStatus
 from signal_control.priority import PriorityManager
 from twin.center.ev_center import EvCenter
-from twin.center.preemption import PreemptionPlanner, SignalOnRoute, TrackedEv, _renewable
+from twin.center.preemption import (
+    RENEW_LAST_S,
+    PreemptionPlanner,
+    SignalOnRoute,
+    TrackedEv,
+    _renewable,
+)
 
 PLAN = GuardPlan(
     tls_id="J",
@@ -75,7 +81,9 @@ class Ev(TrackedEv):
         return 13.9
 
 
-def run(max_renewals: int, *, passes_at_s: float) -> tuple[list[dict[str, Any]], Display]:
+def run(
+    max_renewals: int, *, passes_at_s: float, cross_green: str = "minimum"
+) -> tuple[list[dict[str, Any]], Display]:
     """One EV stuck 50 m before ``J`` until ``passes_at_s``; the center's records and
     what the signal showed."""
     now = [0.0]
@@ -87,7 +95,11 @@ def run(max_renewals: int, *, passes_at_s: float) -> tuple[list[dict[str, Any]],
     )  # fmt: skip
     records: list[dict[str, Any]] = []
     center = EvCenter(
-        planner=PreemptionPlanner(horizon_m=2000.0, lead_margin_s=15.0),
+        planner=PreemptionPlanner(
+            horizon_m=2000.0,
+            lead_margin_s=15.0,
+            renewal_cross_green=cross_green,  # type: ignore[arg-type]
+        ),
         manager=manager,
         port=port,
         net=None,  # type: ignore[arg-type]  # the EV's link speed is stated
@@ -158,6 +170,29 @@ def test_a_capped_hold_is_renewed_after_the_cross_streets_green() -> None:
     assert release["reason"] == "passed" and release["t_s"] >= 150.0
 
 
+def test_a_renewal_can_wait_for_the_end_of_the_cross_streets_green() -> None:
+    records, display = run(max_renewals=2, passes_at_s=150.0, cross_green="planned")
+    (req,) = kinds(records, "priority_request")
+    renewed = kinds(records, "priority_renewed")
+    assert len(renewed) == 2
+    # the cross street's greens after a cap ran their planned 30 s, less at most the
+    # last second (when the renewal was asked)
+    cross = [g for g in greens(display, "GGrr") if req["t_s"] < g[0] < renewed[-1]["t_s"]]
+    assert len(cross) == 2
+    assert all(30.0 - RENEW_LAST_S - 1e-9 <= length <= 30.0 for _t, length in cross)
+    # with the minimum, the same EV is asked for sooner: the cross greens are shorter
+    fast, _ = run(max_renewals=2, passes_at_s=150.0)
+    assert [r["t_s"] for r in kinds(fast, "priority_renewed")] < [r["t_s"] for r in renewed]
+
+
+def test_a_bad_renewal_rule_is_refused() -> None:
+    with pytest.raises(ValueError, match="renewal_cross_green 'later'; allowed: minimum, planned"):
+        PreemptionPlanner(horizon_m=2000.0, lead_margin_s=15.0, renewal_cross_green="later")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="needs the time t_s"):
+        sig = SignalOnRoute("J", stage=1, stop_s_m=STOP_M, approach_lanes=(), index=0)
+        _renewable(status(), sig, cross_green="planned")
+
+
 def test_no_renewal_when_switched_off_the_plan_runs_after_the_cap() -> None:
     records, display = run(max_renewals=0, passes_at_s=150.0)
     (req,) = kinds(records, "priority_request")
@@ -200,6 +235,9 @@ def status(**changes: Any) -> SignalStatus:
 def test_when_a_hold_is_renewable(changes: dict[str, Any], renew: bool) -> None:
     sig = SignalOnRoute("J", stage=1, stop_s_m=STOP_M, approach_lanes=(), index=0)
     assert _renewable(status(**changes), sig) is renew
+    # "planned": the same, but only in the green's last second (it ends at 30 s)
+    for t_s, after in ((28.5, False), (29.0, renew), (29.5, renew)):
+        assert _renewable(status(**changes), sig, t_s=t_s, cross_green="planned") is after
 
 
 def test_max_renewals_must_not_be_negative() -> None:

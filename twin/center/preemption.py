@@ -22,6 +22,7 @@ decides. It reads the port through its public status only.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
@@ -42,6 +43,7 @@ BEHIND_M = 50.0
 noise, latency): it must not be dropped before the EV is seen past it."""
 QUEUE_SIGNALS = 3
 """Queues are read only at the next few signals ahead (where they can matter)."""
+RENEW_TOL_S = 1e-6
 
 
 @dataclass(frozen=True)
@@ -190,12 +192,37 @@ class Competitor:
     severity: int
 
 
-def _renewable(st: SignalStatus, sig: SignalOnRoute) -> bool:
+RenewalCrossGreen = Literal["minimum", "planned"]
+"""What the cross street gets between a capped hold and its renewal: a green of at least
+its minimum (``minimum``: the guard's, pedestrian clearance included; the renewal is
+asked as soon as that green shows) or the green it was given (``planned``: the renewal
+is asked in that green's last :data:`RENEW_LAST_S`, so it only turns the next change
+to the EV's stage and cuts at most that much of the cross street's green)."""
+RENEWAL_CROSS_GREENS: tuple[RenewalCrossGreen, ...] = ("minimum", "planned")
+RENEW_LAST_S = 1.0
+"""With ``planned``: a renewal is asked within this long of the cross green's end (at
+least one control tick: the scenario looks every simulated second)."""
+
+
+def _renewable(
+    st: SignalStatus,
+    sig: SignalOnRoute,
+    *,
+    t_s: float = math.nan,
+    cross_green: RenewalCrossGreen = "minimum",
+) -> bool:
     """A held signal whose priority the guard dropped at its cap, now showing another
-    stage's green (the cross street's turn after the cap has come)."""
+    stage's green (the cross street's turn after the cap has come); with ``planned``,
+    only in that green's last :data:`RENEW_LAST_S` (``t_s`` needed)."""
     if st.priority_stage is not None or st.local or st.handing_back:
         return False  # still held (or another EV's priority), or no longer ours to command
-    return st.interval == "green" and st.stage != sig.stage
+    if st.interval != "green" or st.stage == sig.stage:
+        return False
+    if cross_green == "minimum":
+        return True  # asked now; the guard ends that green no sooner than its minimum
+    if not math.isfinite(t_s):
+        raise ValueError("a renewal after the cross street's green needs the time t_s")
+    return st.next_change_s - t_s <= RENEW_LAST_S + RENEW_TOL_S
 
 
 class PreemptionPlanner:
@@ -207,11 +234,25 @@ class PreemptionPlanner:
         Signals up to this far ahead are planned for.
     lead_margin_s
         Added to every lead time (see :func:`signal_control.preemption.preemption_plan`).
+    renewal_cross_green
+        What the cross street gets before a capped hold is renewed (:data:`RenewalCrossGreen`).
     """
 
-    def __init__(self, *, horizon_m: float, lead_margin_s: float) -> None:
+    def __init__(
+        self,
+        *,
+        horizon_m: float,
+        lead_margin_s: float,
+        renewal_cross_green: RenewalCrossGreen = "minimum",
+    ) -> None:
+        if renewal_cross_green not in RENEWAL_CROSS_GREENS:
+            raise ValueError(
+                f"renewal_cross_green {renewal_cross_green!r}; allowed: "
+                + ", ".join(RENEWAL_CROSS_GREENS)
+            )
         self.horizon_m = horizon_m
         self.lead_margin_s = lead_margin_s
+        self.renewal_cross_green = renewal_cross_green
 
     def ahead(self, ev: TrackedEv, s_now: float) -> list[SignalOnRoute]:
         """Signals from just behind the EV to the horizon, in route order."""
@@ -237,7 +278,8 @@ class PreemptionPlanner:
         the EV is within its lead time again, but only while the signal shows another
         stage's green: the cross street is served first after a cap, and the guard
         keeps that green for at least its minimum (pedestrian clearance included) before
-        the renewal can end it.
+        the renewal can end it; with ``renewal_cross_green = "planned"`` the renewal
+        waits for that green's last second (the cross street keeps the green it got).
 
         Parameters
         ----------
@@ -290,9 +332,13 @@ class PreemptionPlanner:
             if plan.request[j] and granted[j] and sig.tls not in active:
                 actions.append(Action("request", sig.tls, sig.stage, float(plan.eta_s[j])))
                 active.add(sig.tls)
-            elif plan.request[j] and granted[j] and _renewable(port.status(sig.tls), sig):
+            elif plan.request[j] and granted[j] and self._renewable(sig, t_s, port):
                 actions.append(Action("renew", sig.tls, sig.stage, float(plan.eta_s[j])))
         return actions
+
+    def _renewable(self, sig: SignalOnRoute, t_s: float, port: PortView) -> bool:
+        st = port.status(sig.tls)
+        return _renewable(st, sig, t_s=t_s, cross_green=self.renewal_cross_green)
 
     def _plan_kernel(
         self,

@@ -97,6 +97,7 @@ class LiveOptions:
     recovery_cycles: int = 2
     max_hold_s: float = 60.0
     hold_renewals: int = 2
+    renewal_cross_green: Literal["minimum", "planned"] = "minimum"
     horizon_m: float = 2000.0
     lead_margin_s: float = 15.0
     stale_after_s: float = 3.0
@@ -374,7 +375,9 @@ class LiveService:
             schedule=self._schedule,
         )
         self.planner = PreemptionPlanner(
-            horizon_m=self.opt.horizon_m, lead_margin_s=self.opt.lead_margin_s
+            horizon_m=self.opt.horizon_m,
+            lead_margin_s=self.opt.lead_margin_s,
+            renewal_cross_green=self.opt.renewal_cross_green,
         )
         self.center = EvCenter(
             planner=self.planner,
