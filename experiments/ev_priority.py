@@ -569,10 +569,17 @@ def _table_row(label: str, e: dict[str, Any]) -> str:
     trips = e.get("ev_trips", e.get("evs_arrived", ""))
     return (
         f"| {label} | {e['ev_s_per_km']:.0f} | {_qs(e, 'ev_s_per_km')} | {trips} | "
-        f"{-e['reduction_pct']:+.1f} % | {e['time_to_hospital_s']:.0f} | "
+        f"{_change(e.get('reduction_pct'))} | {e['time_to_hospital_s']:.0f} | "
         f"{_qs(e, 'time_to_hospital_s')} | {stopped} | {e['other_delay_change_pct']:+.2f} % | "
         f"{_growth(e.get('cross_street_queue_growth'), e.get('cross_street_queue_growth_none'))} |"
     )
+
+
+def _change(reduction_pct: float | None) -> str:
+    """The change against ``none`` (blank when the run had no ``none`` rows)."""
+    if reduction_pct is None or not math.isfinite(reduction_pct):
+        return ""
+    return f"{-reduction_pct:+.1f} %"
 
 
 def _growth(g: dict[str, Any] | None, none: dict[str, Any] | None = None) -> str:

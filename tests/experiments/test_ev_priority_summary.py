@@ -187,6 +187,13 @@ def _queues(rows: list[tuple[float, str, str, float]]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["t_s", "tls_id", "edge_id", "queue_max_veh"])
 
 
+def test_the_table_leaves_the_change_blank_without_none_runs() -> None:
+    out = summarise([r for r in _rows() if r["mode"] != "none"])
+    assert math.isnan(out["center"]["reduction_pct"])
+    line = next(ln for ln in table(out).splitlines() if ln.startswith("| twin: center |"))
+    assert "nan" not in line and line.split(" | ")[4] == ""
+
+
 def test_cross_queue_growth_compares_the_held_approaches_in_the_hold_window() -> None:
     holds = pd.DataFrame(
         [("amb1", "A", 100.0, 130.0, "e1,e2"), ("amb1", "B", 300.0, 310.0, "f1"),
