@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from signal_control.guard import GuardPlan
 from signal_control.port import GuardedPort, SignalStatus
 from signal_control.priority import PriorityManager
+from tests.signal_control import test_port as port_tests
 from twin.center.ev_center import EvCenter
 from twin.center.preemption import (
     RENEW_LAST_S,
@@ -27,18 +27,11 @@ from twin.center.preemption import (
     _renewable,
 )
 
-PLAN = GuardPlan(
-    tls_id="J",
-    green_states=("GGrr", "rrGG"),
-    min_green_s=(10.0, 12.0),
-    max_green_s=(60.0, 60.0),
-    green_s=(30.0, 30.0),
-    yellow_s=3.0,
-    all_red_s=2.0,
-    offset_s=0.0,
+# the port tests' two-stage signal, with both greens 30 s and stage 1's minimum 12 s
+PLAN = dataclasses.replace(
+    port_tests.PLAN, min_green_s=(10.0, 12.0), green_s=(30.0, 30.0), offset_s=0.0
 )
-FOES = {"J": [[False, False, True, True], [False, False, True, True],
-              [True, True, False, False], [True, True, False, False]]}  # fmt: skip
+FOES = port_tests.FOES
 STOP_M = 300.0
 CAP_S = 20.0
 STEP_S = 0.5
