@@ -55,6 +55,7 @@ from city_models.graph import reachability
 from experiments._output import emit_json, finite_mean
 from experiments._run import metrics, request, run_all
 from scenarios.ev_priority import COLLISIONS_FILE, DEFAULT_EV_BEHAVIOUR, EV_BEHAVIOURS
+from twin.center.preemption import RENEWAL_CROSS_GREENS
 from twin.config import Settings, load_settings
 from twin.engine.store import RunRecord, RunStore
 from twin.engine.sumo_tools import iter_xml_elements
@@ -674,7 +675,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--renewal-cross-green",
         default=None,
-        choices=["minimum", "planned"],
+        choices=RENEWAL_CROSS_GREENS,
         help="what the cross street gets before a renewal: its minimum or its planned "
         "green (default: the scenario's, minimum)",
     )
@@ -725,10 +726,10 @@ def main(argv: list[str] | None = None) -> int:
             *((m, b) for b in EV_BEHAVIOURS for m in MODES if m in modes_of[b]),
         ]
     ]
+    renewal = (args.hold_renewals, args.renewal_cross_green)  # the center's modes only
     requests = [
         request(_spec(mode, seed, args.duration_s, args.period, beh or DEFAULT_EV_BEHAVIOUR,
-                      evs, *((args.hold_renewals, args.renewal_cross_green)
-                             if mode.startswith("center") else (None, None))),
+                      evs, *(renewal if mode.startswith("center") else (None, None))),
                 city, seed=seed, source=f"ev_priority {mode} {beh or ''}".strip(),
                 owner="experiments.ev_priority")
         for mode, seed, beh in cases

@@ -61,7 +61,7 @@ from scenarios.registry import ScenarioKind, register
 from scenarios.spec import ControlSpec, ScenarioSpec, _Spec
 from signal_control.priority import PriorityManager
 from twin.center.ev_center import EvCenter
-from twin.center.preemption import PreemptionPlanner, TrackedEv
+from twin.center.preemption import PreemptionPlanner, RenewalCrossGreen, TrackedEv
 from twin.engine.world import World
 from twin.errors import CityError, ScenarioError
 from twin.streams import seed_sequence, stream
@@ -256,7 +256,7 @@ class EvPrioritySpec(ScenarioSpec):
     hold_renewals: int = Field(default=2, ge=0, le=10)
     # what the cross street gets before a renewal: its minimum green (the guard's,
     # pedestrian clearance included) or the whole green it was given ("planned")
-    renewal_cross_green: Literal["minimum", "planned"] = "minimum"
+    renewal_cross_green: RenewalCrossGreen = "minimum"
     # added to the lead time; 15 s from a sweep (3/10/15/20 s) on seeds 1-3 (the
     # benchmark evaluates on other seeds): the center asks early enough that the
     # conflicting minimum green (pedestrian clearance) has run out when the EV arrives

@@ -158,15 +158,8 @@ class EvCenter:
             if not self.manager.commandable(tls):
                 return False  # still refused: asked again only once the signal takes commands
             del self.refused[key]
-        try:
-            asked = self.manager.request(ev_id, tls, stage=stage, t_s=t_s)
-            reason = "runs_locally"
-        except ValueError as exc:  # the port refused it (a released signal, a bad stage)
-            asked, reason = False, str(exc)
-            log.warning("priority for %s at %s refused by the port: %s", ev_id, tls, exc)
-        if not asked:
-            self.refused[key] = t_s
-            self.record("priority_refused", t_s=t_s, ev=ev_id, tls=tls, reason=reason)
+        if not self._ask(ev_id, tls, t_s, "priority", lambda: self.manager.request(
+                ev_id, tls, stage=stage, t_s=t_s)):  # fmt: skip
             return False  # handed back to local control: the center leaves it alone
         self.preempted.setdefault(ev_id, set()).add(tls)
         self.record("priority_request", t_s=t_s, ev=ev_id, tls=tls, stage=stage, eta_s=eta_s)
@@ -186,20 +179,26 @@ class EvCenter:
                 self.record("priority_renewals_spent", t_s=t_s, ev=ev_id, tls=tls,
                             renewals=done)  # fmt: skip
             return False
-        try:
-            asked = self.manager.renew(ev_id, tls)
-            reason = "runs_locally"
-        except ValueError as exc:  # the port refused it
-            asked, reason = False, str(exc)
-            log.warning("renewal for %s at %s refused by the port: %s", ev_id, tls, exc)
-        if not asked:  # recorded once; not asked again until the signal takes commands
-            self.refused[key] = t_s
-            self.record("priority_refused", t_s=t_s, ev=ev_id, tls=tls, reason=reason)
+        if not self._ask(ev_id, tls, t_s, "renewal", lambda: self.manager.renew(ev_id, tls)):
             return False
         self.renewals[key] = done + 1
         self.record("priority_renewed", t_s=t_s, ev=ev_id, tls=tls, stage=stage,
                     eta_s=eta_s, renewal=done + 1)  # fmt: skip
         return True
+
+    def _ask(self, ev_id: str, tls: str, t_s: float, what: str, call: Callable[[], bool]) -> bool:
+        """Carry out a request or renewal (``call``); one the port refuses, or a signal
+        that runs locally, is recorded once (``priority_refused``) in :attr:`refused`."""
+        try:
+            asked = call()
+            reason = "runs_locally"
+        except ValueError as exc:  # the port refused it (a released signal, a bad stage)
+            asked, reason = False, str(exc)
+            log.warning("%s for %s at %s refused by the port: %s", what, ev_id, tls, exc)
+        if not asked:
+            self.refused[(ev_id, tls)] = t_s
+            self.record("priority_refused", t_s=t_s, ev=ev_id, tls=tls, reason=reason)
+        return asked
 
     @property
     def renewals_done(self) -> int:

@@ -25,13 +25,13 @@ import logging
 import math
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Literal, Protocol, get_args
 
 import numpy as np
 
 from city_models.manifest import SignalSpec
 from city_models.net import NetInfo
-from signal_control.guard import GuardPlan
+from signal_control.guard import EPS, GuardPlan
 from signal_control.port import SignalStatus
 from signal_control.preemption import PreemptionPlan, preemption_plan, resolve_conflicts
 from twin.center.tracking import MIN_SPEED_MPS, GpsTracker, RouteMatcher, ev_speed_mps
@@ -43,7 +43,6 @@ BEHIND_M = 50.0
 noise, latency): it must not be dropped before the EV is seen past it."""
 QUEUE_SIGNALS = 3
 """Queues are read only at the next few signals ahead (where they can matter)."""
-RENEW_TOL_S = 1e-6
 
 
 @dataclass(frozen=True)
@@ -198,7 +197,7 @@ its minimum (``minimum``: the guard's, pedestrian clearance included; the renewa
 asked as soon as that green shows) or the green it was given (``planned``: the renewal
 is asked in that green's last :data:`RENEW_LAST_S`, so it only turns the next change
 to the EV's stage and cuts at most that much of the cross street's green)."""
-RENEWAL_CROSS_GREENS: tuple[RenewalCrossGreen, ...] = ("minimum", "planned")
+RENEWAL_CROSS_GREENS: tuple[RenewalCrossGreen, ...] = get_args(RenewalCrossGreen)
 RENEW_LAST_S = 1.0
 """With ``planned``: a renewal is asked within this long of the cross green's end (at
 least one control tick: the scenario looks every simulated second)."""
@@ -222,7 +221,7 @@ def _renewable(
         return True  # asked now; the guard ends that green no sooner than its minimum
     if not math.isfinite(t_s):
         raise ValueError("a renewal after the cross street's green needs the time t_s")
-    return st.next_change_s - t_s <= RENEW_LAST_S + RENEW_TOL_S
+    return st.next_change_s - t_s <= RENEW_LAST_S + EPS
 
 
 class PreemptionPlanner:
@@ -332,13 +331,15 @@ class PreemptionPlanner:
             if plan.request[j] and granted[j] and sig.tls not in active:
                 actions.append(Action("request", sig.tls, sig.stage, float(plan.eta_s[j])))
                 active.add(sig.tls)
-            elif plan.request[j] and granted[j] and self._renewable(sig, t_s, port):
+            elif (
+                plan.request[j]
+                and granted[j]
+                and _renewable(
+                    port.status(sig.tls), sig, t_s=t_s, cross_green=self.renewal_cross_green
+                )
+            ):
                 actions.append(Action("renew", sig.tls, sig.stage, float(plan.eta_s[j])))
         return actions
-
-    def _renewable(self, sig: SignalOnRoute, t_s: float, port: PortView) -> bool:
-        st = port.status(sig.tls)
-        return _renewable(st, sig, t_s=t_s, cross_green=self.renewal_cross_green)
 
     def _plan_kernel(
         self,

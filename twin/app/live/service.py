@@ -65,7 +65,7 @@ from twin.app.live.mqtt import MqttLink, Received, parse_gps_topic
 from twin.app.live.shadow import ShadowTwin, shadow_scenario
 from twin.app.live.spat import spat_message
 from twin.center.ev_center import EvCenter
-from twin.center.preemption import PreemptionPlanner, TrackedEv
+from twin.center.preemption import PreemptionPlanner, RenewalCrossGreen, TrackedEv
 from twin.center.tracking import GpsReport
 from twin.config import Settings
 from twin.errors import CityError, ConfigError
@@ -97,7 +97,7 @@ class LiveOptions:
     recovery_cycles: int = 2
     max_hold_s: float = 60.0
     hold_renewals: int = 2
-    renewal_cross_green: Literal["minimum", "planned"] = "minimum"
+    renewal_cross_green: RenewalCrossGreen = "minimum"
     horizon_m: float = 2000.0
     lead_margin_s: float = 15.0
     stale_after_s: float = 3.0
