@@ -32,6 +32,12 @@ and the signals help them:
   EV past the stop line, then recovers (``immediate`` or ``smooth``). If GPS goes
   stale (3 s without a fix), priority is released at once.
 
+Routes (the dispatch's, and route guidance every ``reroute_every_s`` after the scene)
+are the fastest on the center's travel-time estimate: each edge's measured speed
+averaged over the last ``route_time_window_s``
+(:class:`twin.center.travel_times.EdgeTravelTimes`), not SUMO's last-step estimate,
+which one car stopped at a red light blows up.
+
 Every request goes through the safety guard: minimum greens (pedestrian clearance
 included), yellow and all-red are never cut. Two EVs asking one signal for different
 stages: earliest ETA wins, then severity (logged).
@@ -62,6 +68,7 @@ from scenarios.spec import ControlSpec, ScenarioSpec, _Spec
 from signal_control.priority import PriorityManager
 from twin.center.ev_center import EvCenter
 from twin.center.preemption import PreemptionPlanner, RenewalCrossGreen, TrackedEv
+from twin.center.travel_times import DEFAULT_WINDOW_S, EdgeTravelTimes
 from twin.engine.world import World
 from twin.errors import CityError, ScenarioError
 from twin.streams import seed_sequence, stream
@@ -262,6 +269,9 @@ class EvPrioritySpec(ScenarioSpec):
     # conflicting minimum green (pedestrian clearance) has run out when the EV arrives
     lead_margin_s: float = Field(default=15.0, ge=0.0, le=60.0)
     reroute_every_s: float = Field(default=60.0, ge=10.0, le=600.0)
+    # the routes' travel times: each edge's speed averaged over this window (SUMO's
+    # rerouting device's default, 180 s); one control interval: the speeds of that tick
+    route_time_window_s: float = Field(default=DEFAULT_WINDOW_S, gt=0.0, le=1800.0)
     control: ControlSpec = ControlSpec(guard_fixed=True)
 
     @model_validator(mode="after")
@@ -382,6 +392,11 @@ class EvPriority(Scenario[EvPrioritySpec]):
         for ev in self.evs.values():
             self.center.add(ev.track)
         self.graph = edge_graph(self.net)
+        self.travel = EdgeTravelTimes(
+            {e: edge.length_m for e, edge in self.net.edges.items()},
+            interval_s=spec.sim.control_interval_s,
+            window_s=spec.route_time_window_s,
+        )
         self.pois = {p.id: p for p in city.manifest.pois}
         signals = [s.id for s in city.manifest.signals]
         self.signal_spec = {s.id: s for s in city.manifest.signals}
@@ -487,7 +502,8 @@ class EvPriority(Scenario[EvPrioritySpec]):
 
     # ------------------------------------------------------------------ dispatch
     def _travel_times(self, ctx: Context[Any]) -> dict[str, float]:
-        return ctx.session.edge_travel_times(list(self.net.edges))
+        """The center's estimate now (free-flow times before the first sample)."""
+        return self.travel.times_s()
 
     def _dispatch(self, ctx: Context[Any], ev: _Ev) -> None:
         times = self._travel_times(ctx)
@@ -724,6 +740,8 @@ class EvPriority(Scenario[EvPrioritySpec]):
     # ------------------------------------------------------------------ each tick
     def on_interval(self, ctx: Context[Any]) -> None:
         t = ctx.session.time_s
+        ctx.session.read_edge_speeds(self.travel.edge_ids, self.travel.buffer)
+        self.travel.observe()
         seen: set[tuple[str, str]] = set()
         for ev in self.evs.values():
             for tls in self.manager.holding(ev.spec.id):
@@ -751,7 +769,7 @@ class EvPriority(Scenario[EvPrioritySpec]):
 
     def _reroute(self, ctx: Context[Any], ev: _Ev) -> None:
         """Route guidance en route: after the scene, switch to a route at least 10 %
-        faster on current travel times (holds on the old route are released)."""
+        faster on the center's travel times (holds on the old route are released)."""
         ev.last_reroute_s = ctx.session.time_s
         k = ctx.session.state.tracked_ids.index(ev.spec.id)
         here = ctx.session.state.tracked_edge[k]

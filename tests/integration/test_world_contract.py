@@ -56,6 +56,9 @@ def _observe(city_path: str, run_dir: str, backend: str) -> dict[str, Any]:
         ehalt = np.zeros(len(edges))
         world.read_edge_halting(edges, ehalt)
         out["edge_halting"] = ehalt.tolist()
+        espeed = np.full(len(edges), np.nan)
+        world.read_edge_speeds(edges, espeed)
+        out["edge_speeds"] = (espeed.tolist(), [city.net.edges[e].speed_mps for e in edges])
         out["loop_counts"] = world.read_loop_counts(det)
         gap = np.zeros(len(det))
         world.read_loop_gap(det, gap)
@@ -114,6 +117,9 @@ def _observe(city_path: str, run_dir: str, backend: str) -> dict[str, Any]:
         world.set_edge_max_speed(empty, 2.0)
         session.run(152.0)
         out["slow_edge"] = (empty, before, world.edge_travel_times([empty])[empty])
+        slow = np.full(1, np.nan)
+        world.read_edge_speeds([empty], slow)
+        out["slow_edge_speed_mps"] = float(slow[0])
         world.set_lane_max_speed(lanes_of, 5.0)
         world.close_lanes(lanes_of)
         world.set_lane_allowed(lanes_of[:1], ["emergency"])
@@ -180,6 +186,12 @@ def test_each_world_call_does_what_it_says(
     assert capped == 3.0 and lifted == free > 3.0
     _edge, before, after = o["slow_edge"]
     assert after > before  # 2 m/s limit: the empty street's estimate grows
+    assert o["slow_edge_speed_mps"] == pytest.approx(2.0)  # an empty edge: its limit
+    speeds, limits = o["edge_speeds"]
+    # measured speeds: none negative, none beyond the limit by more than drivers' speed
+    # factors (ambulances +20 %, drivers' spread), and traffic moves somewhere
+    assert all(0.0 <= v <= 1.5 * lim for v, lim in zip(speeds, limits, strict=True))
+    assert any(v < lim for v, lim in zip(speeds, limits, strict=True))
     assert all("emergency" not in d and "passenger" not in d
                for d in o["disallowed_after_reopen"])  # fmt: skip
     assert o["shown"] == o["expected_state"]

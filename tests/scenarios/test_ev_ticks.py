@@ -12,6 +12,7 @@ import numpy as np
 
 from scenarios.ev_priority import EvPriority, EvPrioritySpec
 from scenarios.loader import parse_scenario
+from twin.center.travel_times import EdgeTravelTimes
 
 
 def _scenario() -> EvPriority:
@@ -37,7 +38,14 @@ def _ctx(t_s: float, halting: float = 2.0) -> Any:
     def read_lane_halting(lanes: list[str], buf: np.ndarray) -> None:
         buf[:] = halting
 
-    return SimpleNamespace(session=SimpleNamespace(time_s=t_s, read_lane_halting=read_lane_halting))
+    def read_edge_speeds(edges: list[str], buf: np.ndarray) -> None:
+        buf[:] = t_s / 60.0  # each tick its own speed: the samples can be told apart
+
+    return SimpleNamespace(
+        session=SimpleNamespace(
+            time_s=t_s, read_lane_halting=read_lane_halting, read_edge_speeds=read_edge_speeds
+        )
+    )
 
 
 def _wire(sc: EvPriority) -> tuple[_Manager, list[tuple[str, float]]]:
@@ -45,6 +53,7 @@ def _wire(sc: EvPriority) -> tuple[_Manager, list[tuple[str, float]]]:
     sc.manager = manager  # type: ignore[assignment]
     sig = SimpleNamespace(incoming_lanes=("n_in_0", "n_in_1", "w_in_0", "e_in_0"))
     sc.signal_spec = {"J1": sig}  # type: ignore[dict-item]
+    sc.travel = EdgeTravelTimes({"a": 100.0, "b": 60.0}, interval_s=30.0, window_s=60.0)
     ev_sig = SimpleNamespace(tls="J1", approach_lanes=("n_in_0", "n_in_1"))
     for ev in sc.evs.values():
         ev.track.signals = [ev_sig]  # type: ignore[list-item]
@@ -70,6 +79,9 @@ def test_every_ev_en_route_gets_its_route_check_held_or_not() -> None:
     sc.evs["amb2"].arrived_s = 200.0
     sc.on_interval(_ctx(240.0))  # arrived: no more checks
     assert calls[4:] == [("amb1", 240.0)]
+    # every tick sampled the edges' speeds for route guidance (the last two in the mean)
+    assert sc.travel.samples == 2
+    assert sc.travel.times_s() == {"a": 100.0 / 3.5, "b": 60.0 / 3.5}
 
 
 def test_a_hold_is_kept_from_its_first_to_its_last_tick_with_the_cross_street() -> None:

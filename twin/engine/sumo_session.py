@@ -605,6 +605,14 @@ class SumoSession:
         get = self.sumo.edge.getTraveltime
         return {e: float(get(e)) for e in edge_ids}
 
+    def read_edge_speeds(self, edge_ids: Sequence[str], out: npt.NDArray[np.float64]) -> None:
+        """Each edge's mean speed in the last step [m/s] into ``out`` (SUMO reports an
+        empty edge's speed limit): the samples of the center's travel-time estimate
+        (:class:`twin.center.travel_times.EdgeTravelTimes`)."""
+        get = self.sumo.edge.getLastStepMeanSpeed
+        for k, edge in enumerate(edge_ids):
+            out[k] = get(edge)
+
     def vehicle_present(self, vehicle_id: str) -> bool:
         return vehicle_id in self.sumo.vehicle.getIDList()
 
