@@ -501,12 +501,8 @@ class EvPriority(Scenario[EvPrioritySpec]):
         return str(candidates[int(rng.integers(len(candidates)))])
 
     # ------------------------------------------------------------------ dispatch
-    def _travel_times(self, ctx: Context[Any]) -> dict[str, float]:
-        """The center's estimate now (free-flow times before the first sample)."""
-        return self.travel.times_s()
-
     def _dispatch(self, ctx: Context[Any], ev: _Ev) -> None:
-        times = self._travel_times(ctx)
+        times = self.travel.times_s()  # free flow before the first sample
         start = self.pois[ev.spec.station].edge
         try:
             leg1 = fastest_route(self.graph, start, ev.call_edge, edge_time_s=times)
@@ -779,7 +775,7 @@ class EvPriority(Scenario[EvPrioritySpec]):
         i = route.index(here)
         if ev.call_edge in route[i + 1 :] or here == ev.call_edge:
             return  # the scene is still ahead: the stop is on this route
-        times = self._travel_times(ctx)
+        times = self.travel.times_s()  # free flow before the first sample
         rest = route[i:]
         hospital_edge = self.pois[ev.hospital].edge
         try:
